@@ -1,0 +1,1 @@
+"""The reminder runner: APScheduler bootstrap, job functions and delivery channels."""

@@ -1,0 +1,1 @@
+"""marshmallow schemas: the API's wire format, one module per resource."""

@@ -1,0 +1,44 @@
+"""Patients on the wire."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from marshmallow import ValidationError, fields, validate, validates
+
+from schemas.common import PageArgsSchema, PartialMixin, StrictSchema, TimeZoneField, text
+
+
+class PatientSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    clinic_id = fields.Integer(dump_only=True)
+    mrn = text(64, min_length=1, required=True)
+    given_name = text(100, min_length=1, required=True)
+    family_name = text(100, min_length=1, required=True)
+    birth_date = fields.Date(required=True)
+    sex = fields.String(
+        validate=validate.OneOf(["female", "male", "other", "unknown"]), allow_none=True
+    )
+    time_zone = TimeZoneField(required=True)
+    email = fields.Email(validate=validate.Length(max=254), allow_none=True)
+    phone = text(32, allow_none=True)
+    reminder_time = fields.Time(format="%H:%M")
+    quiet_start = fields.Time(format="%H:%M")
+    quiet_end = fields.Time(format="%H:%M")
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+    @validates("birth_date")
+    def _not_in_future(self, value: date, **_kwargs: object) -> None:
+        if value > date.today():
+            raise ValidationError("Must not be in the future.")
+        if value.year < 1900:
+            raise ValidationError("Must be after 1900.")
+
+
+class PatientUpdateSchema(PartialMixin, PatientSchema):
+    pass
+
+
+class PatientQueryArgsSchema(PageArgsSchema):
+    q = text(100, metadata={"description": "Search MRN or name"})

@@ -1,0 +1,59 @@
+"""Per-request session and actor: what every view needs from the request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import current_app, g, request
+from sqlalchemy.orm import Session
+
+from service.access import Actor
+from service.config import Settings
+from service.db import SessionFactory
+from service.errors import Unauthenticated
+from service.tokens import authenticate
+
+
+def db() -> Session:
+    """The request's session; the view commits it, teardown closes it."""
+    if "db_session" not in g:
+        g.db_session = SessionFactory()
+    session: Session = g.db_session
+    return session
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def settings() -> Settings:
+    value: Settings = current_app.extensions["cd20_settings"]
+    return value
+
+
+def actor() -> Actor:
+    value: Actor = g.actor
+    return value
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Send an access token: Authorization: Bearer <token>")
+    return token.strip()
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Authenticate the bearer token before anything else is parsed."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.actor = authenticate(db(), settings(), bearer_token())
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,56 @@
+"""Patients of the caller's clinic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.common import page_of
+from schemas.patients import PatientQueryArgsSchema, PatientSchema, PatientUpdateSchema
+from service import patients
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("patients", __name__, url_prefix="/patients", description="Patients")
+
+
+@blp.route("")
+class Patients(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(PatientQueryArgsSchema, location="query")
+    @blp.response(200, page_of(PatientSchema))
+    def get(self, args: dict[str, Any]) -> Any:
+        """List the clinic's patients."""
+        return patients.list_patients(db(), actor(), **args)
+
+    @blp.arguments(PatientSchema)
+    @blp.response(201, PatientSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Enrol a patient."""
+        patient = patients.enrol_patient(db(), actor(), **data)
+        db().commit()
+        return patient
+
+
+@blp.route("/<int:patient_id>")
+class PatientItem(MethodView):
+    decorators = [login_required]
+
+    @blp.etag
+    @blp.response(200, PatientSchema)
+    def get(self, patient_id: int) -> Any:
+        """Read a patient."""
+        return patients.get_patient(db(), actor(), patient_id)
+
+    @blp.etag
+    @blp.arguments(PatientUpdateSchema)
+    @blp.response(200, PatientSchema)
+    def patch(self, changes: dict[str, Any], patient_id: int) -> Any:
+        """Change a patient's details or reminder preferences."""
+        patient = patients.get_patient(db(), actor(), patient_id)
+        blp.check_etag(patient, PatientSchema)
+        patients.update_patient(db(), actor(), patient, changes)
+        db().commit()
+        return patient

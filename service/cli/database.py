@@ -1,0 +1,66 @@
+"""`cd20 db upgrade|current` and `cd20 serve`."""
+
+from __future__ import annotations
+
+import click
+
+from service.config import Settings
+from service.migrations import current_revision, head_revision, upgrade_database
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create and migrate the database if it is not at the newest revision."""
+    url = settings.database_url
+    if current_revision(url) != head_revision(url):
+        click.echo(f"Migrating the database at {_safe(url)} ...", err=True)
+        upgrade_database(url)
+        click.echo("Database is up to date.", err=True)
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database migrations."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Create the database or migrate it to a revision."""
+    settings = Settings.from_env()
+    upgrade_database(settings.database_url, revision)
+    revision_now = current_revision(settings.database_url)
+    click.echo(f"Database at {_safe(settings.database_url)} is at {revision_now}.")
+
+
+@db_group.command("current")
+def db_current() -> None:
+    """Show the database's revision and the newest one."""
+    settings = Settings.from_env()
+    current = current_revision(settings.database_url)
+    head = head_revision(settings.database_url)
+    state = "up to date" if current == head else "needs `cd20 db upgrade`"
+    click.echo(f"current: {current or '(empty database)'}\nhead:    {head}\n{state}")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int, help="Web worker threads.")
+def serve(host: str, port: int, threads: int) -> None:
+    """Run the API and one reminder runner (creates and migrates the database first)."""
+    import waitress
+
+    from service.app import create_app
+
+    settings = Settings.from_env()
+    settings.check()
+    ensure_database(settings)
+    app = create_app(settings)
+    click.echo(f"cd20-monitor API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs)")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="cd20-monitor")

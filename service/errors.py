@@ -1,0 +1,96 @@
+"""Domain refusals, each with a stable machine-readable code and its HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A request the domain refuses. Rendered as application/problem+json."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors or {}
+        self.extra = extra
+
+
+class ValidationFailed(DomainError):
+    status = 422
+    code = "validation_failed"
+    title = "The request has invalid fields"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Unauthenticated(DomainError):
+    status = 401
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class InvalidCredentials(Unauthenticated):
+    code = "invalid_credentials"
+    title = "Wrong e-mail or password"
+
+
+class InvalidToken(Unauthenticated):
+    code = "invalid_token"
+    title = "The token is invalid, expired or revoked"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed for this account"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+    title = "Conflicts with the current state"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+    title = "Already exists"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "Not allowed in the current status"
+
+
+class ScreeningNotCleared(Conflict):
+    code = "screening_not_cleared"
+    title = "The pre-treatment screening is not cleared"
+
+
+class MinimumIntervalViolated(Conflict):
+    code = "minimum_interval"
+    title = "Breaks the minimum interval between doses"
+
+
+class PlanOnHold(Conflict):
+    code = "plan_on_hold"
+    title = "The treatment plan is on hold"
+
+
+class StaleVersion(DomainError):
+    status = 412
+    code = "stale_version"
+    title = "The resource changed since you read it"

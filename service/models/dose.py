@@ -1,0 +1,96 @@
+"""Doses of a plan and the record of an administered dose."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.db import Base, utcnow
+
+DOSE_KINDS = ("initial", "maintenance", "self_injection")
+DOSE_STATUSES = ("planned", "booked", "administered", "missed", "cancelled")
+OPEN_DOSE_STATUSES = ("planned", "booked")
+BOOKINGS = ("tentative", "confirmed")
+REACTION_GRADES = ("none", "mild_moderate", "severe", "life_threatening")
+
+
+class Dose(Base):
+    __tablename__ = "dose"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("treatment_plan.id", ondelete="CASCADE"))
+    sequence: Mapped[int]
+    course: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(16))
+    rule_key: Mapped[str] = mapped_column(String(64))
+    amount_mg: Mapped[int]
+    due_date: Mapped[date] = mapped_column(index=True)
+    earliest_date: Mapped[date | None]
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    booking: Mapped[str | None] = mapped_column(String(16))
+    appointment_at: Mapped[datetime | None] = mapped_column(index=True)
+    location: Mapped[str | None] = mapped_column(String(200))
+    needs_review: Mapped[bool] = mapped_column(default=False)
+    version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    plan = relationship("TreatmentPlan", back_populates="doses")
+    administration: Mapped[DoseAdministration | None] = relationship(
+        back_populates="dose", cascade="all, delete-orphan", uselist=False
+    )
+
+    __table_args__ = (UniqueConstraint("plan_id", "sequence"),)
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_DOSE_STATUSES
+
+    @property
+    def effective_date(self) -> date:
+        """The day the dose happened, or is expected to happen."""
+        if self.administration is not None:
+            return self.administration.administered_at.date()
+        if self.appointment_at is not None:
+            return self.appointment_at.date()
+        return self.due_date
+
+
+class DoseAdministration(Base):
+    __tablename__ = "dose_administration"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dose_id: Mapped[int] = mapped_column(ForeignKey("dose.id", ondelete="CASCADE"), unique=True)
+    administered_at: Mapped[datetime]
+    amount_mg: Mapped[int]
+    reaction_grade: Mapped[str] = mapped_column(String(24), default="none")
+    reaction_onset_at: Mapped[datetime | None]
+    reaction_action: Mapped[str | None] = mapped_column(String(64))
+    reaction_notes: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    dose: Mapped[Dose] = relationship(back_populates="administration")
+    premedications: Mapped[list[PremedicationGiven]] = relationship(
+        back_populates="administration",
+        order_by="PremedicationGiven.given_at",
+        cascade="all, delete-orphan",
+    )
+
+
+class PremedicationGiven(Base):
+    __tablename__ = "premedication_given"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    administration_id: Mapped[int] = mapped_column(
+        ForeignKey("dose_administration.id", ondelete="CASCADE"), index=True
+    )
+    drug: Mapped[str] = mapped_column(String(100))
+    dose_mg: Mapped[float | None]
+    route: Mapped[str | None] = mapped_column(String(16))
+    given_at: Mapped[datetime]
+
+    administration: Mapped[DoseAdministration] = relationship(back_populates="premedications")

@@ -1,0 +1,43 @@
+"""Patient: a person treated at one clinic, with their time zone and reminder preferences."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.db import Base, utcnow
+
+DEFAULT_REMINDER_TIME = time(9, 0)
+DEFAULT_QUIET_START = time(21, 0)
+DEFAULT_QUIET_END = time(8, 0)
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    mrn: Mapped[str] = mapped_column(String(64))
+    given_name: Mapped[str] = mapped_column(String(100))
+    family_name: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[date]
+    sex: Mapped[str | None] = mapped_column(String(16))
+    time_zone: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    reminder_time: Mapped[time] = mapped_column(default=DEFAULT_REMINDER_TIME)
+    quiet_start: Mapped[time] = mapped_column(default=DEFAULT_QUIET_START)
+    quiet_end: Mapped[time] = mapped_column(default=DEFAULT_QUIET_END)
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    clinic = relationship("Clinic")
+    plans = relationship(
+        "TreatmentPlan", back_populates="patient", order_by="TreatmentPlan.id", viewonly=True
+    )
+
+    __table_args__ = (UniqueConstraint("clinic_id", "mrn"),)
+    __mapper_args__ = {"version_id_col": version}

@@ -25,6 +25,17 @@ class PatientSchema(StrictSchema):
     reminder_time = fields.Time(format="%H:%M")
     quiet_start = fields.Time(format="%H:%M")
     quiet_end = fields.Time(format="%H:%M")
+    reminder_channels = fields.List(
+        fields.String(validate=validate.OneOf(["push", "email"])),
+        validate=validate.Length(max=2),
+        metadata={"description": "Channels besides the in-app inbox, which is always on"},
+    )
+    dose_lead_days = fields.List(
+        fields.Integer(validate=validate.Range(min=0, max=60)),
+        validate=validate.Length(min=1, max=5),
+        allow_none=True,
+        metadata={"description": "Days before a dose to remind; null uses the clinic's setting"},
+    )
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 

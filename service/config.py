@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,25 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     sql_echo: bool = False
+    # Delivery: SMTP for e-mail (off while smtp_host is unset).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "cd20-monitor <no-reply@localhost>"
+    smtp_timeout_s: float = 10.0
+    # Push through FCM HTTP v1 (off while fcm_credentials_file is unset); {project_id} is filled in.
+    fcm_url_template: str = "https://fcm.googleapis.com/v1/projects/{project_id}/messages:send"
+    fcm_credentials_file: str | None = None
+    # Defaults to the project_id in the service-account file.
+    fcm_project_id: str | None = None
+    fcm_timeout_s: float = 10.0
+    webhook_timeout_s: float = 10.0
+    # Failed deliveries retry with exponential backoff and full jitter, then the reminder is dead.
+    retry_max_attempts: int = 6
+    retry_base_delay_s: float = 60.0
+    retry_max_delay_s: float = 3600.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -59,6 +79,7 @@ class Settings:
         ):
             if env.get(name):
                 values[key] = int(env[name])
+        values.update(_delivery_values(env))
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -83,3 +104,41 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def _delivery_values(env: dict[str, str]) -> dict[str, Any]:
+    """The SMTP, FCM, webhook and retry settings present in the environment."""
+    values: dict[str, Any] = {}
+    parsers: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+        ("CD20_SMTP_HOST", "smtp_host", str),
+        ("CD20_SMTP_PORT", "smtp_port", int),
+        ("CD20_SMTP_USERNAME", "smtp_username", str),
+        ("CD20_SMTP_PASSWORD", "smtp_password", str),
+        ("CD20_SMTP_STARTTLS", "smtp_starttls", _flag),
+        ("CD20_SMTP_FROM", "smtp_from", str),
+        ("CD20_SMTP_TIMEOUT", "smtp_timeout_s", float),
+        ("CD20_FCM_URL_TEMPLATE", "fcm_url_template", str),
+        ("CD20_FCM_CREDENTIALS_FILE", "fcm_credentials_file", str),
+        ("CD20_FCM_PROJECT_ID", "fcm_project_id", str),
+        ("CD20_FCM_TIMEOUT", "fcm_timeout_s", float),
+        ("CD20_WEBHOOK_TIMEOUT", "webhook_timeout_s", float),
+        ("CD20_RETRY_MAX_ATTEMPTS", "retry_max_attempts", int),
+        ("CD20_RETRY_BASE_DELAY", "retry_base_delay_s", float),
+        ("CD20_RETRY_MAX_DELAY", "retry_max_delay_s", float),
+    )
+    for name, key, kind in parsers:
+        if env.get(name):
+            try:
+                values[key] = kind(env[name])
+            except ValueError as exc:
+                raise ConfigurationError(f"{name}: {exc}") from exc
+    return values
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a yes/no value: {value!r}")

@@ -94,3 +94,26 @@ class StaleVersion(DomainError):
     status = 412
     code = "stale_version"
     title = "The resource changed since you read it"
+
+
+class AccountLocked(Unauthenticated):
+    """Too many failed logins in a row; `retry_after` seconds until the next attempt counts."""
+
+    code = "account_locked"
+    title = "Too many failed logins; the account is locked for a while"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class InvalidCode(ValidationFailed):
+    code = "invalid_code"
+    title = "The activation code is wrong, used or expired"
+
+
+class Contraindicated(Conflict):
+    """The checklist shows a label contraindication: no override can clear it."""
+
+    code = "contraindicated"
+    title = "A screening result contraindicates treatment"

@@ -8,8 +8,11 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from service.config import Settings
+from service.errors import ValidationFailed
 
 MIN_PASSWORD_LENGTH = 10
+# Long enough for any passphrase, short enough that hashing it is not a way to burn CPU.
+MAX_PASSWORD_LENGTH = 256
 
 
 @lru_cache(maxsize=8)
@@ -27,6 +30,19 @@ def hasher(settings: Settings) -> PasswordHasher:
 
 def hash_password(settings: Settings, password: str) -> str:
     return hasher(settings).hash(password)
+
+
+def check_password_policy(password: str, *, field: str = "password") -> None:
+    """Refuse a new password that is too short or too long (per-field error on `field`)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problem = f"Must be at least {MIN_PASSWORD_LENGTH} characters."
+    elif len(password) > MAX_PASSWORD_LENGTH:
+        problem = f"Must be at most {MAX_PASSWORD_LENGTH} characters."
+    elif not password.strip():
+        problem = "Must not be only spaces."
+    else:
+        return
+    raise ValidationFailed("The password does not meet the policy", errors={field: [problem]})
 
 
 def verify_password(settings: Settings, password_hash: str | None, password: str) -> bool:

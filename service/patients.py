@@ -11,6 +11,19 @@ from service.access import Actor
 from service.errors import AlreadyExists, NotFound
 from service.models import Patient
 from service.paging import Page, paginate
+from service.reminders import sync_patient_reminders
+
+# A change to any of these moves the patient's future reminders.
+REMINDER_PREFERENCES = frozenset(
+    {
+        "time_zone",
+        "reminder_time",
+        "quiet_start",
+        "quiet_end",
+        "reminder_channels",
+        "dose_lead_days",
+    }
+)
 
 
 def enrol_patient(session: Session, actor: Actor, *, mrn: str, **fields: Any) -> Patient:
@@ -69,4 +82,6 @@ def update_patient(
     for name, value in changes.items():
         setattr(patient, name, value)
     session.flush()
+    if REMINDER_PREFERENCES & changes.keys():
+        sync_patient_reminders(session, patient)
     return patient

@@ -98,7 +98,7 @@ def session(app: Flask, engine: Engine) -> Iterator[Session]:
         session.close()
         outer.rollback()
         connection.close()
-        SessionFactory.configure(bind=engine, join_transaction_mode="conservative_savepoint")
+        SessionFactory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
 
 
 @pytest.fixture

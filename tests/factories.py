@@ -86,3 +86,116 @@ def auth_headers(settings: Settings, user: User, **extra: str) -> dict[str, str]
         generation=user.token_generation,
     )
     return {"Authorization": f"Bearer {token}", **extra}
+
+
+def start_plan(
+    session: Session,
+    staff: User,
+    patient: Patient,
+    regimen: str = "ocrelizumab-iv",
+    start_date: date = date(2027, 1, 4),
+    **fields: Any,
+) -> Any:
+    """A plan made by the real use case (checklist, doses, monitoring tasks)."""
+    from service.plans import create_plan
+
+    return create_plan(
+        session, actor_of(staff), patient.id, regimen=regimen, start_date=start_date, **fields
+    )
+
+
+def book_dose(
+    session: Session, dose: Any, at: Any, *, zone: str = "Europe/Berlin", location: str = "Chair 1"
+) -> Any:
+    """Give a dose an appointment directly (status booked, due_date = the local day)."""
+    from zoneinfo import ZoneInfo
+
+    dose.status, dose.booking = "booked", "confirmed"
+    dose.appointment_at = at
+    dose.due_date = at.astimezone(ZoneInfo(zone)).date()
+    dose.location = location
+    session.flush()
+    return dose
+
+
+def make_reminder(session: Session, patient: Patient, **fields: Any) -> Any:
+    """A pending patient reminder row (dose_upcoming by default), straight through the model."""
+    from datetime import UTC, datetime, time
+
+    from service.models import Reminder
+
+    n = next(_counter)
+    fire_at = fields.pop("fire_at", datetime(2027, 1, 3, 8, 0, tzinfo=UTC))
+    values: dict[str, Any] = {
+        "clinic_id": patient.clinic_id,
+        "patient_id": patient.id,
+        "audience": "patient",
+        "kind": "dose_upcoming",
+        "subject_type": "dose",
+        "subject_id": n,
+        "idempotency_key": f"test:{n}",
+        "local_date": fire_at.date(),
+        "local_time": time(9, 0),
+        "time_zone": patient.time_zone,
+        "fire_at": fire_at,
+        "due_at": fire_at,
+        "channels": ["inbox"],
+        "payload": {},
+    }
+    values.update(fields)
+    reminder = Reminder(**values)
+    session.add(reminder)
+    session.flush()
+    return reminder
+
+
+def make_plan(
+    session: Session,
+    patient: Patient,
+    by: User,
+    *,
+    regimen: str = "ocrelizumab-iv",
+    start_date: date | None = None,
+    cleared: bool = False,
+    **fields: Any,
+) -> Any:
+    """A treatment plan made by the create_plan use case (doses, checklist, monitoring).
+
+    With cleared=True every required checklist item gets a result that clears it, and the plan
+    is made ready. `by` must be a staff user of the patient's clinic.
+    """
+    from service.plans import create_plan, update_plan
+
+    plan = create_plan(
+        session,
+        actor_of(by),
+        patient.id,
+        regimen=regimen,
+        start_date=start_date or date(2027, 1, 4),
+        **fields,
+    )
+    if cleared:
+        clear_checklist(session, plan, by)
+        update_plan(session, actor_of(by), plan, {"status": "ready"})
+    return plan
+
+
+def clear_checklist(session: Session, plan: Any, by: User) -> None:
+    """Record a clearing result on every required item that has none."""
+    from datetime import timedelta
+
+    from service.screening import record_screening_result
+
+    session.expire_all()  # the API may have changed the plan since this session read it
+    for item in plan.screening_items:
+        rule = item.rule
+        if not item.required or item.result is not None or rule is None:
+            continue
+        result = next(r for r in rule.allowed_results if rule.outcome_for(r) == "cleared")
+        record_screening_result(
+            session,
+            actor_of(by),
+            item,
+            result=result,
+            result_date=date.today() - timedelta(days=2),
+        )

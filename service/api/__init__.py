@@ -121,6 +121,7 @@ class Api(SmorestApi):
             title=error.title,
             detail=error.detail,
             errors=error.errors,
+            headers=getattr(error, "headers", None),
             **error.extra,
         )
 
@@ -143,7 +144,7 @@ class Api(SmorestApi):
 
 
 def register_api(app: Flask) -> Api:
-    from service.api import health
+    from service.api import health, metrics
 
     api = Api(
         app,
@@ -159,6 +160,8 @@ def register_api(app: Flask) -> Api:
     # Probes also at the root, where orchestrators look for them.
     app.add_url_rule("/healthz", "healthz", health.Health.as_view("healthz_root"))
     app.add_url_rule("/readyz", "readyz", health.Ready.as_view("readyz_root"))
+    api.register_blueprint(metrics.blp, url_prefix=API_PREFIX)
+    app.add_url_rule("/metrics", "metrics_root", metrics.Metrics.as_view("metrics_root"))
     for blueprint in _resource_blueprints():
         api.register_blueprint(blueprint, url_prefix=API_PREFIX + (blueprint.url_prefix or ""))
     return api
@@ -183,6 +186,7 @@ def _resource_blueprints() -> list[Any]:
 RESOURCE_MODULES: list[str] = [
     "auth",
     "me",
+    "inbox",
     "clinic",
     "regimens",
     "patients",
@@ -192,4 +196,5 @@ RESOURCE_MODULES: list[str] = [
     "monitoring",
     "labs",
     "staff",
+    "reminders",
 ]

@@ -22,7 +22,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(db_group)
 
-for _module in ("accounts", "demo"):
+for _module in ("accounts", "jobs", "demo"):
     try:
         _commands = __import__(f"service.cli.{_module}", fromlist=["COMMANDS"]).COMMANDS
     except ModuleNotFoundError as exc:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
 import click
 
 from service.config import Settings
@@ -52,15 +57,40 @@ def db_current() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int, help="Web worker threads.")
-def serve(host: str, port: int, threads: int) -> None:
+@click.option("--no-runner", is_flag=True, help="Serve the API only (run `cd20 jobs run` apart).")
+def serve(host: str, port: int, threads: int, no_runner: bool) -> None:
     """Run the API and one reminder runner (creates and migrates the database first)."""
     import waitress
 
     from service.app import create_app
+    from service.cli.supervise import RunnerProcess
 
     settings = Settings.from_env()
     settings.check()
     ensure_database(settings)
     app = create_app(settings)
+    # One runner process beside the web threads, never one per worker.
+    runner = None if no_runner else RunnerProcess()
+    if runner is not None:
+        runner.start()
     click.echo(f"cd20-monitor API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs)")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="cd20-monitor")
+    try:
+        with _stop_on_sigterm():
+            waitress.serve(app, host=host, port=port, threads=threads, ident="cd20-monitor")
+    finally:
+        if runner is not None:
+            runner.stop()
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 from service.models.clinic import Clinic
 from service.models.dose import Dose, DoseAdministration, PremedicationGiven
+from service.models.metric import MetricCounter
 from service.models.monitoring import LabResult, MonitoringTask, StaffAlert
 from service.models.patient import Patient
 from service.models.plan import ScreeningItem, ScreeningOverride, TreatmentPlan
+from service.models.reminder import (
+    Delivery,
+    Device,
+    InboxCounter,
+    InboxMessage,
+    Reminder,
+    RunnerLease,
+)
 from service.models.user import Invitation, RefreshToken, User
 
 __all__ = [
     "Clinic",
+    "Delivery",
+    "Device",
     "Dose",
     "DoseAdministration",
+    "InboxCounter",
+    "InboxMessage",
     "Invitation",
     "LabResult",
+    "MetricCounter",
     "MonitoringTask",
     "Patient",
     "PremedicationGiven",
     "RefreshToken",
+    "Reminder",
+    "RunnerLease",
     "ScreeningItem",
     "ScreeningOverride",
     "StaffAlert",

@@ -50,11 +50,12 @@ class Dose(Base):
 
     @property
     def effective_date(self) -> date:
-        """The day the dose happened, or is expected to happen."""
-        if self.administration is not None:
-            return self.administration.administered_at.date()
-        if self.appointment_at is not None:
-            return self.appointment_at.date()
+        """The day the dose happened, or is expected to happen, at the clinic.
+
+        Booking and recording an administration keep due_date equal to the appointment's or the
+        administration's calendar day in the clinic's time zone (service.doses), so due_date is
+        that day; a UTC instant's .date() would be the wrong day east or west of UTC.
+        """
         return self.due_date
 
 
@@ -80,6 +81,15 @@ class DoseAdministration(Base):
         cascade="all, delete-orphan",
     )
 
+    @property
+    def reaction(self) -> dict[str, object]:
+        return {
+            "grade": self.reaction_grade,
+            "onset_at": self.reaction_onset_at,
+            "action": self.reaction_action,
+            "notes": self.reaction_notes,
+        }
+
 
 class PremedicationGiven(Base):
     __tablename__ = "premedication_given"
@@ -94,3 +104,8 @@ class PremedicationGiven(Base):
     given_at: Mapped[datetime]
 
     administration: Mapped[DoseAdministration] = relationship(back_populates="premedications")
+
+    @property
+    def minutes_before(self) -> int:
+        """Minutes between this premedication and the start of the dose (labels: 30-60)."""
+        return int((self.administration.administered_at - self.given_at).total_seconds() // 60)

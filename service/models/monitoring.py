@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Numeric, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
 
 TASK_STATUSES = ("due", "done", "overdue", "waived")
-LAB_FLAGS = ("low", "normal", "high")
+OPEN_TASK_STATUSES = ("due", "overdue")
+# "unknown": no reference range was given and the catalog cites no default for the code.
+LAB_FLAGS = ("low", "normal", "high", "unknown")
+RANGE_SOURCES = ("request", "default")
 
 
 class MonitoringTask(Base):
@@ -23,21 +26,33 @@ class MonitoringTask(Base):
     )
     kind: Mapped[str] = mapped_column(String(32))
     due_date: Mapped[date] = mapped_column(index=True)
-    status: Mapped[str] = mapped_column(String(16), default="due")
+    # The date the catalog rule gave when last derived. Staff may move due_date; re-derivation
+    # only moves the task again when the rule's date itself changes (e.g. the dose moved).
+    rule_date: Mapped[date]
+    status: Mapped[str] = mapped_column(String(16), default="due", index=True)
     # The dose a "before the course" task belongs to, so it moves with a reschedule.
-    dose_id: Mapped[int | None] = mapped_column(ForeignKey("dose.id", ondelete="SET NULL"))
+    dose_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dose.id", ondelete="SET NULL"), index=True
+    )
     done_at: Mapped[datetime | None]
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     notes: Mapped[str | None] = mapped_column(Text)
+    # A result completes at most one task.
     lab_result_id: Mapped[int | None] = mapped_column(
-        ForeignKey("lab_result.id", ondelete="SET NULL")
+        ForeignKey("lab_result.id", ondelete="SET NULL"), unique=True
     )
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     plan = relationship("TreatmentPlan", back_populates="monitoring_tasks")
+    dose = relationship("Dose")
     lab_result: Mapped[LabResult | None] = relationship(foreign_keys=[lab_result_id])
 
     __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_TASK_STATUSES
 
 
 class LabResult(Base):
@@ -45,17 +60,29 @@ class LabResult(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
     code: Mapped[str] = mapped_column(String(32))
-    value: Mapped[float] = mapped_column(Numeric(12, 4, asdecimal=False))
+    # Wide enough for HBV DNA in IU/mL (can exceed 10^9).
+    value: Mapped[float] = mapped_column(Numeric(18, 4, asdecimal=False))
     unit: Mapped[str] = mapped_column(String(32))
-    ref_low: Mapped[float | None] = mapped_column(Numeric(12, 4, asdecimal=False))
-    ref_high: Mapped[float | None] = mapped_column(Numeric(12, 4, asdecimal=False))
+    ref_low: Mapped[float | None] = mapped_column(Numeric(18, 4, asdecimal=False))
+    ref_high: Mapped[float | None] = mapped_column(Numeric(18, 4, asdecimal=False))
     flag: Mapped[str] = mapped_column(String(8))
+    # Where the range came from: the request, a cited default (see service.labs), or none.
+    range_source: Mapped[str | None] = mapped_column(String(16))
+    range_reference: Mapped[str | None] = mapped_column(String(300))
     taken_at: Mapped[datetime]
     notes: Mapped[str | None] = mapped_column(Text)
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    task: Mapped[MonitoringTask | None] = relationship(
+        primaryjoin="MonitoringTask.lab_result_id == LabResult.id",
+        viewonly=True,
+        uselist=False,
+    )
+
+    __table_args__ = (Index("ix_lab_result_patient_taken", "patient_id", "code", "taken_at"),)
 
 
 class StaffAlert(Base):
@@ -72,5 +99,11 @@ class StaffAlert(Base):
     # Codes and ids only: no free-text clinical detail.
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    resolved_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None] = mapped_column(index=True)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    patient = relationship("Patient")
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.resolved_at is not None

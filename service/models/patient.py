@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
@@ -30,6 +30,10 @@ class Patient(Base):
     reminder_time: Mapped[time] = mapped_column(default=DEFAULT_REMINDER_TIME)
     quiet_start: Mapped[time] = mapped_column(default=DEFAULT_QUIET_START)
     quiet_end: Mapped[time] = mapped_column(default=DEFAULT_QUIET_END)
+    # Channels besides the in-app inbox (always on), e.g. ["push", "email"].
+    reminder_channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["push"])
+    # Days before a dose for "dose upcoming" reminders; None uses the clinic's setting.
+    dose_lead_days: Mapped[list[int] | None] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -9,10 +10,14 @@ from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
+from service.errors import NotFound, ScreeningNotCleared
+from service.protocols.catalog import Regimen, ScreeningRule, get_regimen
 
 PLAN_STATUSES = ("draft", "screening", "ready", "active", "on_hold", "completed", "discontinued")
 OPEN_PLAN_STATUSES = ("draft", "screening", "ready", "active", "on_hold")
 SCREENING_OUTCOMES = ("cleared", "pending", "needs_review", "contraindicated")
+# How bad an outcome is: an override covers an item only at or below the severity it listed.
+OUTCOME_SEVERITY = {"cleared": 0, "pending": 1, "needs_review": 2, "contraindicated": 3}
 
 
 class TreatmentPlan(Base):
@@ -57,6 +62,82 @@ class TreatmentPlan(Base):
     def is_open(self) -> bool:
         return self.status in OPEN_PLAN_STATUSES
 
+    @property
+    def regimen(self) -> Regimen:
+        return get_regimen(self.regimen_code)
+
+    @property
+    def has_administered_dose(self) -> bool:
+        return any(dose.status == "administered" for dose in self.doses)
+
+    @property
+    def checklist(self) -> Checklist:
+        return Checklist.of(self)
+
+
+@dataclass(frozen=True)
+class Checklist:
+    """The screening checklist's state, computed from the items and the latest override.
+
+    contraindicated if any item is; else needs_review if any item is; else pending if a required
+    item has no result; else cleared. An override covers the blocking items it listed, each at
+    the outcome it had then: a new blocking item, or one that got worse, is not covered.
+    """
+
+    outcome: str
+    items: list[ScreeningItem]
+    blocking_items: list[dict[str, str]]
+    override: ScreeningOverride | None
+
+    @classmethod
+    def of(cls, plan: TreatmentPlan) -> Checklist:
+        items = list(plan.screening_items)
+        outcomes = [item.outcome for item in items]
+        if "contraindicated" in outcomes:
+            outcome = "contraindicated"
+        elif "needs_review" in outcomes:
+            outcome = "needs_review"
+        elif any(item.required and item.result is None for item in items):
+            outcome = "pending"
+        else:
+            outcome = "cleared"
+        blocking = [
+            {"code": item.code, "outcome": item.outcome} for item in items if item.is_blocking
+        ]
+        current = [o for o in plan.overrides if o.revoked_at is None]
+        return cls(outcome, items, blocking, current[-1] if current else None)
+
+    @property
+    def override_in_effect(self) -> bool:
+        if self.override is None or self.outcome in ("cleared", "contraindicated"):
+            return False
+        return self.override.covers(self.blocking_items)
+
+    @property
+    def passes_gate(self) -> bool:
+        """Whether a plan may become ready, a dose be confirmed or given."""
+        return self.outcome == "cleared" or self.override_in_effect
+
+    @property
+    def blocking_codes(self) -> list[str]:
+        return [] if self.passes_gate else [item["code"] for item in self.blocking_items]
+
+    def ensure_passes(self, action: str) -> None:
+        """Refuse `action` (e.g. "confirm the booking") unless the gate is open."""
+        if self.passes_gate:
+            return
+        if self.outcome == "contraindicated":
+            why = "a result contraindicates treatment, which no override can clear"
+        elif self.override is not None:
+            why = "items are blocking that the clinician's override did not cover"
+        else:
+            why = f"the screening checklist is {self.outcome.replace('_', ' ')}"
+        raise ScreeningNotCleared(
+            f"Cannot {action}: {why}.",
+            outcome=self.outcome,
+            blocking_items=self.blocking_items,
+        )
+
 
 class ScreeningItem(Base):
     __tablename__ = "screening_item"
@@ -81,6 +162,35 @@ class ScreeningItem(Base):
     def status(self) -> str:
         return "pending" if self.result is None else "done"
 
+    @property
+    def rule(self) -> ScreeningRule | None:
+        try:
+            return self.plan.regimen.screening_rule(self.code)
+        except NotFound:  # the catalog dropped the code after the plan was made
+            return None
+
+    @property
+    def label(self) -> str:
+        rule = self.rule
+        return rule.label if rule is not None else self.code
+
+    @property
+    def outcome(self) -> str:
+        rule = self.rule
+        if self.result is None:
+            return "pending"
+        if rule is None or self.result not in rule.allowed_results:
+            return "needs_review"
+        return rule.outcome_for(self.result)
+
+    @property
+    def is_blocking(self) -> bool:
+        """A finding that needs review, or a required item still without a result."""
+        outcome = self.outcome
+        return outcome in ("needs_review", "contraindicated") or (
+            outcome == "pending" and self.required
+        )
+
 
 class ScreeningOverride(Base):
     """A clinician's written decision to treat although the checklist is not cleared."""
@@ -93,9 +203,18 @@ class ScreeningOverride(Base):
     )
     reason: Mapped[str] = mapped_column(Text)
     outcome_overridden: Mapped[str] = mapped_column(String(16))
-    blocking_items: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # [{code, outcome}] as they stood when the clinician signed the override.
+    blocking_items: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     clinician_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
 
     plan: Mapped[TreatmentPlan] = relationship(back_populates="overrides")
+
+    def covers(self, blocking_items: list[dict[str, str]]) -> bool:
+        listed = {item["code"]: item["outcome"] for item in self.blocking_items}
+        return all(
+            OUTCOME_SEVERITY[item["outcome"]]
+            <= OUTCOME_SEVERITY.get(listed.get(item["code"], "cleared"), 0)
+            for item in blocking_items
+        )

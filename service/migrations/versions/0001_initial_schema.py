@@ -29,6 +29,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_clinic")),
     )
     op.create_table(
+        "metric_counter",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_metric_counter")),
+    )
+    op.create_table(
+        "runner_lease",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_runner_lease")),
+    )
+    op.create_table(
         "patient",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("clinic_id", sa.Integer(), nullable=False),
@@ -43,6 +56,8 @@ def upgrade() -> None:
         sa.Column("reminder_time", sa.Time(), nullable=False),
         sa.Column("quiet_start", sa.Time(), nullable=False),
         sa.Column("quiet_end", sa.Time(), nullable=False),
+        sa.Column("reminder_channels", sa.JSON(), nullable=False),
+        sa.Column("dose_lead_days", sa.JSON(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", service.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", service.db.UTCDateTime(timezone=True), nullable=False),
@@ -55,6 +70,39 @@ def upgrade() -> None:
     with op.batch_alter_table("patient", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_patient_clinic_id"), ["clinic_id"], unique=False)
 
+    op.create_table(
+        "device",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("platform", sa.String(length=12), nullable=False),
+        sa.Column("token", sa.String(length=4096), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["patient_id"],
+            ["patient.id"],
+            name=op.f("fk_device_patient_id_patient"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_device")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_device_token_hash")),
+    )
+    with op.batch_alter_table("device", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_device_patient_id"), ["patient_id"], unique=False)
+
+    op.create_table(
+        "inbox_counter",
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["patient_id"],
+            ["patient.id"],
+            name=op.f("fk_inbox_counter_patient_id_patient"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("patient_id", name=op.f("pk_inbox_counter")),
+    )
     op.create_table(
         "user_account",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -113,11 +161,13 @@ def upgrade() -> None:
         sa.Column("clinic_id", sa.Integer(), nullable=False),
         sa.Column("patient_id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(length=32), nullable=False),
-        sa.Column("value", sa.Numeric(precision=12, scale=4, asdecimal=False), nullable=False),
+        sa.Column("value", sa.Numeric(precision=18, scale=4, asdecimal=False), nullable=False),
         sa.Column("unit", sa.String(length=32), nullable=False),
-        sa.Column("ref_low", sa.Numeric(precision=12, scale=4, asdecimal=False), nullable=True),
-        sa.Column("ref_high", sa.Numeric(precision=12, scale=4, asdecimal=False), nullable=True),
+        sa.Column("ref_low", sa.Numeric(precision=18, scale=4, asdecimal=False), nullable=True),
+        sa.Column("ref_high", sa.Numeric(precision=18, scale=4, asdecimal=False), nullable=True),
         sa.Column("flag", sa.String(length=8), nullable=False),
+        sa.Column("range_source", sa.String(length=16), nullable=True),
+        sa.Column("range_reference", sa.String(length=300), nullable=True),
         sa.Column("taken_at", service.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("notes", sa.Text(), nullable=True),
         sa.Column("recorded_by_id", sa.Integer(), nullable=False),
@@ -137,7 +187,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("lab_result", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_lab_result_clinic_id"), ["clinic_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_lab_result_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index(
+            "ix_lab_result_patient_taken", ["patient_id", "code", "taken_at"], unique=False
+        )
 
     op.create_table(
         "refresh_token",
@@ -190,6 +242,9 @@ def upgrade() -> None:
     with op.batch_alter_table("staff_alert", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_staff_alert_clinic_id"), ["clinic_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_staff_alert_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_staff_alert_resolved_at"), ["resolved_at"], unique=False
+        )
 
     op.create_table(
         "treatment_plan",
@@ -262,6 +317,63 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_dose_due_date"), ["due_date"], unique=False)
 
     op.create_table(
+        "reminder",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("clinic_id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("plan_id", sa.Integer(), nullable=True),
+        sa.Column("audience", sa.String(length=8), nullable=False),
+        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("subject_type", sa.String(length=24), nullable=False),
+        sa.Column("subject_id", sa.Integer(), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=160), nullable=False),
+        sa.Column("local_date", sa.Date(), nullable=False),
+        sa.Column("local_time", sa.Time(), nullable=False),
+        sa.Column("time_zone", sa.String(length=64), nullable=False),
+        sa.Column("fire_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", service.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("channels", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("due_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("lease_expires_at", service.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("created_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", service.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("acked_at", service.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ack_response", sa.JSON(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"], ["clinic.id"], name=op.f("fk_reminder_clinic_id_clinic")
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"],
+            ["patient.id"],
+            name=op.f("fk_reminder_patient_id_patient"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["plan_id"],
+            ["treatment_plan.id"],
+            name=op.f("fk_reminder_plan_id_treatment_plan"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reminder")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_reminder_idempotency_key")),
+    )
+    with op.batch_alter_table("reminder", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_reminder_claimable_due_at",
+            ["due_at"],
+            unique=False,
+            postgresql_where=sa.text("status IN ('pending', 'failed', 'claimed')"),
+            sqlite_where=sa.text("status IN ('pending', 'failed', 'claimed')"),
+        )
+        batch_op.create_index(batch_op.f("ix_reminder_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index("ix_reminder_subject", ["subject_type", "subject_id"], unique=False)
+
+    op.create_table(
         "screening_item",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("plan_id", sa.Integer(), nullable=False),
@@ -317,6 +429,30 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "delivery",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "reminder_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("channel", sa.String(length=12), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("outcome", sa.String(length=12), nullable=False),
+        sa.Column("response_code", sa.Integer(), nullable=True),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.Column("created_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reminder_id"],
+            ["reminder.id"],
+            name=op.f("fk_delivery_reminder_id_reminder"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery")),
+    )
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_delivery_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_delivery_reminder_id"), ["reminder_id"], unique=False)
+
+    op.create_table(
         "dose_administration",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("dose_id", sa.Integer(), nullable=False),
@@ -344,18 +480,56 @@ def upgrade() -> None:
         sa.UniqueConstraint("dose_id", name=op.f("uq_dose_administration_dose_id")),
     )
     op.create_table(
+        "inbox_message",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "reminder_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("title", sa.String(length=200), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("read_at", service.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["patient_id"],
+            ["patient.id"],
+            name=op.f("fk_inbox_message_patient_id_patient"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["reminder_id"],
+            ["reminder.id"],
+            name=op.f("fk_inbox_message_reminder_id_reminder"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox_message")),
+        sa.UniqueConstraint("reminder_id", name=op.f("uq_inbox_message_reminder_id")),
+    )
+    with op.batch_alter_table("inbox_message", schema=None) as batch_op:
+        batch_op.create_index("ix_inbox_message_patient_seq", ["patient_id", "seq"], unique=True)
+
+    op.create_table(
         "monitoring_task",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("plan_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("due_date", sa.Date(), nullable=False),
+        sa.Column("rule_date", sa.Date(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("dose_id", sa.Integer(), nullable=True),
         sa.Column("done_at", service.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("completed_by_id", sa.Integer(), nullable=True),
         sa.Column("notes", sa.Text(), nullable=True),
         sa.Column("lab_result_id", sa.Integer(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("updated_at", service.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["completed_by_id"],
+            ["user_account.id"],
+            name=op.f("fk_monitoring_task_completed_by_id_user_account"),
+        ),
         sa.ForeignKeyConstraint(
             ["dose_id"],
             ["dose.id"],
@@ -375,10 +549,13 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_monitoring_task")),
+        sa.UniqueConstraint("lab_result_id", name=op.f("uq_monitoring_task_lab_result_id")),
     )
     with op.batch_alter_table("monitoring_task", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_monitoring_task_dose_id"), ["dose_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_monitoring_task_due_date"), ["due_date"], unique=False)
         batch_op.create_index(batch_op.f("ix_monitoring_task_plan_id"), ["plan_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_monitoring_task_status"), ["status"], unique=False)
 
     op.create_table(
         "premedication_given",
@@ -413,16 +590,37 @@ def downgrade() -> None:
 
     op.drop_table("premedication_given")
     with op.batch_alter_table("monitoring_task", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_monitoring_task_status"))
         batch_op.drop_index(batch_op.f("ix_monitoring_task_plan_id"))
         batch_op.drop_index(batch_op.f("ix_monitoring_task_due_date"))
+        batch_op.drop_index(batch_op.f("ix_monitoring_task_dose_id"))
 
     op.drop_table("monitoring_task")
+    with op.batch_alter_table("inbox_message", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbox_message_patient_seq")
+
+    op.drop_table("inbox_message")
     op.drop_table("dose_administration")
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_delivery_reminder_id"))
+        batch_op.drop_index(batch_op.f("ix_delivery_created_at"))
+
+    op.drop_table("delivery")
     with op.batch_alter_table("screening_override", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_screening_override_plan_id"))
 
     op.drop_table("screening_override")
     op.drop_table("screening_item")
+    with op.batch_alter_table("reminder", schema=None) as batch_op:
+        batch_op.drop_index("ix_reminder_subject")
+        batch_op.drop_index(batch_op.f("ix_reminder_patient_id"))
+        batch_op.drop_index(
+            "ix_reminder_claimable_due_at",
+            postgresql_where=sa.text("status IN ('pending', 'failed', 'claimed')"),
+            sqlite_where=sa.text("status IN ('pending', 'failed', 'claimed')"),
+        )
+
+    op.drop_table("reminder")
     with op.batch_alter_table("dose", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dose_due_date"))
         batch_op.drop_index(batch_op.f("ix_dose_appointment_at"))
@@ -434,6 +632,7 @@ def downgrade() -> None:
 
     op.drop_table("treatment_plan")
     with op.batch_alter_table("staff_alert", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_staff_alert_resolved_at"))
         batch_op.drop_index(batch_op.f("ix_staff_alert_patient_id"))
         batch_op.drop_index(batch_op.f("ix_staff_alert_clinic_id"))
 
@@ -444,7 +643,7 @@ def downgrade() -> None:
 
     op.drop_table("refresh_token")
     with op.batch_alter_table("lab_result", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_lab_result_patient_id"))
+        batch_op.drop_index("ix_lab_result_patient_taken")
         batch_op.drop_index(batch_op.f("ix_lab_result_clinic_id"))
 
     op.drop_table("lab_result")
@@ -456,9 +655,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_user_account_clinic_id"))
 
     op.drop_table("user_account")
+    op.drop_table("inbox_counter")
+    with op.batch_alter_table("device", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_device_patient_id"))
+
+    op.drop_table("device")
     with op.batch_alter_table("patient", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_patient_clinic_id"))
 
     op.drop_table("patient")
+    op.drop_table("runner_lease")
+    op.drop_table("metric_counter")
     op.drop_table("clinic")
     # ### end Alembic commands ###

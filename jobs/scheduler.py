@@ -1,0 +1,85 @@
+"""The runner process: an APScheduler BlockingScheduler with the reminder jobs."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import datetime
+from types import FrameType
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from jobs import tasks
+from jobs.runner import Runner
+from service.db import utcnow
+
+log = logging.getLogger("jobs.scheduler")
+
+DISPATCH_EVERY_SECONDS = 2
+
+
+def build_scheduler(
+    runner: Runner, *, dispatch_every: float = DISPATCH_EVERY_SECONDS
+) -> BlockingScheduler:
+    tasks.use_runner(runner)
+    scheduler = BlockingScheduler(
+        timezone="UTC",
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+    )
+    scheduler.add_job(
+        tasks.dispatch_due_reminders,
+        "interval",
+        seconds=dispatch_every,
+        id="dispatch_due_reminders",
+        replace_existing=True,
+        # First run at start, not one interval later.
+        next_run_time=_now(),
+    )
+    scheduler.add_job(
+        tasks.mark_overdue_items,
+        "cron",
+        minute="*/15",
+        id="mark_overdue_items",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        tasks.extend_rolling_schedules,
+        "cron",
+        hour=2,
+        minute=30,
+        id="extend_rolling_schedules",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        tasks.purge_old_deliveries,
+        "cron",
+        hour=3,
+        minute=15,
+        id="purge_old_deliveries",
+        replace_existing=True,
+    )
+    return scheduler
+
+
+def run_until_stopped(runner: Runner, scheduler: BlockingScheduler) -> None:
+    """Start the scheduler; SIGTERM/SIGINT finish the batch in hand, then stop."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the current batch, then stopping", signum)
+        runner.stop()
+        # Waits for the tick in hand: it stops after the batch it is delivering.
+        scheduler.shutdown(wait=True)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("runner %s started", runner.owner)
+    try:
+        scheduler.start()
+    finally:
+        runner.release()
+        runner.close()
+        log.info("runner %s stopped", runner.owner)
+
+
+def _now() -> datetime:
+    return utcnow()

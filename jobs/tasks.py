@@ -1,0 +1,62 @@
+"""Job functions: each opens a unit of work, calls one use case and logs its counts."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from service.db import unit_of_work, utcnow
+from service.models import Delivery, Reminder
+
+log = logging.getLogger("jobs")
+
+DELIVERY_RETENTION = timedelta(days=90)
+
+_runner = None
+
+
+def use_runner(runner) -> None:  # type: ignore[no-untyped-def]
+    global _runner
+    _runner = runner
+
+
+def dispatch_due_reminders() -> None:
+    if _runner is None:
+        raise RuntimeError("use_runner() was not called")
+    counts = _runner.tick()
+    if counts.claimed or counts.lost_lease:
+        log.info("dispatch_due_reminders %s", counts.as_log())
+
+
+def mark_overdue_items() -> None:
+    from service.monitoring import mark_overdue
+
+    # Overdue doses and tasks reach staff as the dose_overdue / monitoring_overdue reminders.
+    with unit_of_work() as session:
+        counts = mark_overdue(session, now=utcnow())
+    log.info("mark_overdue_items %s", counts)
+
+
+def extend_rolling_schedules() -> None:
+    from service.doses import extend_rolling_schedules as extend
+
+    with unit_of_work() as session:
+        added = extend(session, today=utcnow().date())
+    log.info("extend_rolling_schedules added=%d", added)
+
+
+def purge_old_deliveries() -> None:
+    cutoff = utcnow() - DELIVERY_RETENTION
+    with unit_of_work() as session:
+        finished = select(Reminder.id).where(
+            Reminder.status.in_(("sent", "dead", "cancelled", "expired"))
+        )
+        result = session.execute(
+            delete(Delivery).where(
+                Delivery.created_at < cutoff, Delivery.reminder_id.in_(finished)
+            ),
+            execution_options={"synchronize_session": False},
+        )
+    log.info("purge_old_deliveries deleted=%d", getattr(result, "rowcount", 0) or 0)

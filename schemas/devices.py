@@ -1,0 +1,19 @@
+"""Push devices on the wire."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from schemas.common import StrictSchema, text
+from service.devices import PLATFORMS
+
+MAX_TOKEN_LENGTH = 4096
+
+
+class DeviceSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    platform = fields.String(required=True, validate=validate.OneOf(PLATFORMS))
+    # The push token goes in and is never echoed back.
+    token = text(MAX_TOKEN_LENGTH, min_length=1, required=True, load_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    last_seen_at = fields.DateTime(dump_only=True)

@@ -1,0 +1,114 @@
+"""Doses on the wire: the schedule, booking and rescheduling, the record of a given dose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from schemas.common import PageArgsSchema, StrictSchema, text
+
+DOSE_STATUSES = ["planned", "booked", "administered", "missed", "cancelled"]
+BOOKINGS = ["tentative", "confirmed"]
+REACTION_GRADES = ["none", "mild_moderate", "severe", "life_threatening"]
+MAX_AMOUNT_MG = 2000
+
+
+class PremedicationGivenSchema(StrictSchema):
+    drug = text(100, min_length=1, required=True)
+    given_at = fields.AwareDateTime(required=True)
+    dose_mg = fields.Float(
+        allow_none=True, validate=validate.Range(min=0, max=10_000, min_inclusive=False)
+    )
+    route = text(16, allow_none=True)
+    minutes_before = fields.Integer(
+        dump_only=True, metadata={"description": "Minutes before administered_at"}
+    )
+
+
+class InfusionReactionSchema(StrictSchema):
+    grade = fields.String(required=True, validate=validate.OneOf(REACTION_GRADES))
+    onset_at = fields.AwareDateTime(allow_none=True)
+    action = text(64, allow_none=True)
+    notes = text(2000, allow_none=True)
+
+
+class DoseAdministrationSchema(StrictSchema):
+    administered_at = fields.AwareDateTime(required=True)
+    amount_mg = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_AMOUNT_MG)
+    )
+    premedications = fields.List(
+        fields.Nested(PremedicationGivenSchema),
+        load_default=list,
+        validate=validate.Length(max=20),
+    )
+    reaction = fields.Nested(InfusionReactionSchema, allow_none=True)
+    notes = text(2000, allow_none=True)
+    recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True)
+    recorded_at = fields.DateTime(dump_only=True)
+
+
+class DoseSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    plan_id = fields.Integer(dump_only=True)
+    sequence = fields.Integer(dump_only=True)
+    course = fields.Integer(dump_only=True)
+    kind = fields.String(dump_only=True)
+    rule_key = fields.String(dump_only=True)
+    amount_mg = fields.Integer(dump_only=True)
+    due_date = fields.Date(dump_only=True)
+    earliest_date = fields.Date(
+        dump_only=True, metadata={"description": "Earliest allowed date (minimum interval)"}
+    )
+    status = fields.String(dump_only=True, metadata={"description": " | ".join(DOSE_STATUSES)})
+    booking = fields.String(dump_only=True, metadata={"description": " | ".join(BOOKINGS)})
+    appointment_at = fields.DateTime(dump_only=True)
+    location = fields.String(dump_only=True)
+    needs_review = fields.Boolean(dump_only=True)
+    administration = fields.Nested(DoseAdministrationSchema, dump_only=True, allow_none=True)
+    version = fields.Integer(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class DoseWarningSchema(StrictSchema):
+    code = fields.String(dump_only=True)
+    detail = fields.String(dump_only=True)
+
+
+class DoseChangeSchema(DoseSchema):
+    """A changed dose, with the plan's status and what else the change did."""
+
+    plan_status = fields.String(dump_only=True)
+    warnings = fields.List(fields.Nested(DoseWarningSchema), dump_only=True)
+
+
+class DoseUpdateSchema(StrictSchema):
+    appointment_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "Books the dose; null drops the booking"}
+    )
+    due_date = fields.Date(metadata={"description": "Reschedules the dose"})
+    location = text(200, allow_none=True)
+    booking = fields.String(validate=validate.OneOf(BOOKINGS))
+    cascade = fields.Boolean(
+        metadata={"description": "Move the later open doses by the same days (default true)"}
+    )
+    status = fields.String(validate=validate.OneOf(["missed", "cancelled"]))
+
+    @validates_schema
+    def _one_kind_of_change(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "status" in data and len(data) > 1:
+            raise ValidationError(
+                "Send status alone: a missed or cancelled dose is not booked or moved.", "status"
+            )
+        if "cascade" in data and "due_date" not in data and "appointment_at" not in data:
+            raise ValidationError("Only applies when the dose is moved.", "cascade")
+        if not data:
+            raise ValidationError("Nothing to change.", "_schema")
+        due = data.get("due_date")
+        if due is not None and due.year < 2000:
+            raise ValidationError("Must be after 2000.", "due_date")
+
+
+class DoseQueryArgsSchema(PageArgsSchema):
+    pass

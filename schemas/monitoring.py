@@ -1,0 +1,57 @@
+"""Monitoring tasks on the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from schemas.common import PageArgsSchema, StrictSchema, text
+from service.models.monitoring import TASK_STATUSES
+
+MAX_NOTES = 2000
+
+
+class MonitoringTaskSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    plan_id = fields.Integer(dump_only=True)
+    patient_id = fields.Function(lambda task: task.plan.patient_id, dump_only=True)
+    kind = fields.String(dump_only=True, metadata={"description": "Catalog monitoring kind"})
+    due_date = fields.Date(dump_only=True)
+    rule_date = fields.Date(
+        dump_only=True,
+        metadata={"description": "The date the catalog rule gives; staff may move due_date"},
+    )
+    status = fields.String(dump_only=True, metadata={"enum": list(TASK_STATUSES)})
+    dose_id = fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "The dose this task precedes"}
+    )
+    done_at = fields.DateTime(dump_only=True, allow_none=True)
+    completed_by_id = fields.Integer(dump_only=True, allow_none=True)
+    notes = fields.String(dump_only=True, allow_none=True)
+    lab_result_id = fields.Integer(dump_only=True, allow_none=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class MonitoringTaskUpdateSchema(StrictSchema):
+    """Complete (done), waive (with the reason in notes), reopen (due) or move a task."""
+
+    status = fields.String(validate=validate.OneOf(["done", "waived", "due"]))
+    due_date = fields.Date()
+    notes = text(MAX_NOTES, allow_none=True)
+    lab_result_id = fields.Integer(
+        strict=True,
+        allow_none=True,
+        metadata={"description": "A lab result of the same patient that completes the task"},
+    )
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("Nothing to change.", "_body")
+        if data.get("status") == "waived" and "notes" in data and not (data["notes"] or "").strip():
+            raise ValidationError("Give the reason for waiving the task.", "notes")
+
+
+class MonitoringQueryArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf(TASK_STATUSES))

@@ -1,0 +1,111 @@
+"""Treatment plans on the wire: create or preview, read with checklist, doses and monitoring."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates
+
+from schemas.common import PageArgsSchema, StrictSchema, text
+from schemas.screening import ScreeningChecklistSchema
+
+PLAN_STATUSES = ["draft", "screening", "ready", "active", "on_hold", "completed", "discontinued"]
+# A plan may be entered for someone already on treatment, but not for another century.
+EARLIEST_START = date(2000, 1, 1)
+LATEST_START_AHEAD = timedelta(days=3 * 366)
+
+
+def _plausible_start(value: date) -> None:
+    if value < EARLIEST_START:
+        raise ValidationError(f"Must be on or after {EARLIEST_START.isoformat()}.")
+    if value > date.today() + LATEST_START_AHEAD:
+        raise ValidationError("Must be within three years from today.")
+
+
+class PlanDoseSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    sequence = fields.Integer(dump_only=True)
+    course = fields.Integer(dump_only=True)
+    kind = fields.String(dump_only=True)
+    amount_mg = fields.Integer(dump_only=True)
+    due_date = fields.Date(dump_only=True)
+    earliest_date = fields.Date(dump_only=True)
+    status = fields.String(dump_only=True)
+    booking = fields.String(dump_only=True)
+    appointment_at = fields.DateTime(dump_only=True)
+    location = fields.String(dump_only=True)
+    needs_review = fields.Boolean(dump_only=True)
+
+
+class PlanMonitoringTaskSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    kind = fields.String(dump_only=True)
+    due_date = fields.Date(dump_only=True)
+    status = fields.String(dump_only=True)
+
+
+class PlanSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    patient_id = fields.Integer(dump_only=True)
+    regimen = fields.String(attribute="regimen_code", dump_only=True)
+    variant = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, metadata={"description": " | ".join(PLAN_STATUSES)})
+    start_date = fields.Date(dump_only=True)
+    settings = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        dump_only=True,
+        metadata={"description": "The option chosen for each regimen setting"},
+    )
+    hold_reason = fields.String(dump_only=True)
+    notes = fields.String(dump_only=True)
+    prescriber_id = fields.Integer(dump_only=True)
+    version = fields.Integer(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+    screening = fields.Nested(ScreeningChecklistSchema, attribute="checklist", dump_only=True)
+    doses = fields.List(fields.Nested(PlanDoseSchema), dump_only=True)
+    monitoring = fields.List(
+        fields.Nested(PlanMonitoringTaskSchema), attribute="monitoring_tasks", dump_only=True
+    )
+
+
+class PlanCreateSchema(StrictSchema):
+    regimen = text(64, min_length=1, required=True, metadata={"example": "ocrelizumab-iv"})
+    start_date = fields.Date(required=True)
+    variant = text(64, min_length=1, allow_none=True)
+    notes = text(2000, allow_none=True)
+    settings = fields.Dict(
+        keys=text(64, min_length=1),
+        values=text(64, min_length=1),
+        validate=validate.Length(max=20),
+        metadata={
+            "description": "Option name per regimen setting, e.g. {min_interval: five_months}"
+        },
+    )
+
+    @validates("start_date")
+    def _start(self, value: date, **_kwargs: Any) -> None:
+        _plausible_start(value)
+
+
+class PlanPreviewArgsSchema(StrictSchema):
+    preview = fields.Boolean(
+        load_default=False, metadata={"description": "Compute the plan, store nothing"}
+    )
+
+
+class PlanUpdateSchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(PLAN_STATUSES))
+    start_date = fields.Date()
+    notes = text(2000, allow_none=True)
+    hold_reason = text(500, allow_none=True)
+
+    @validates("start_date")
+    def _start(self, value: date, **_kwargs: Any) -> None:
+        _plausible_start(value)
+
+
+class PlanQueryArgsSchema(PageArgsSchema):
+    pass

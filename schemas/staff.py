@@ -1,0 +1,184 @@
+"""The staff views on the wire: the day's schedule, the worklist, alerts."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from schemas.common import StrictSchema
+
+MAX_WORKLIST_LIMIT = 500
+
+
+class ScheduleArgsSchema(StrictSchema):
+    date = fields.Date(
+        metadata={"description": "YYYY-MM-DD in the clinic's time zone; default today there"}
+    )
+
+
+class WorklistArgsSchema(StrictSchema):
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=MAX_WORKLIST_LIMIT),
+        metadata={"description": "Most entries per section; counts give the totals"},
+    )
+
+
+class _Out(ma.Schema):
+    class Meta:
+        ordered = True
+
+
+class StaffPatientSchema(_Out):
+    id = fields.Integer()
+    mrn = fields.String()
+    name = fields.String()
+
+
+class StaffPlanSchema(_Out):
+    id = fields.Integer()
+    regimen = fields.String()
+    variant = fields.String()
+    status = fields.String()
+
+
+class StaffDoseSchema(_Out):
+    id = fields.Integer()
+    sequence = fields.Integer()
+    course = fields.Integer()
+    kind = fields.String()
+    amount_mg = fields.Integer()
+    due_date = fields.Date()
+    booking = fields.String(allow_none=True)
+    status = fields.String()
+
+
+class StaffPremedicationWindowSchema(_Out):
+    min = fields.Integer(allow_none=True)
+    max = fields.Integer(allow_none=True)
+
+
+class StaffPremedicationSchema(_Out):
+    drug = fields.String()
+    dose_mg = fields.Integer(allow_none=True)
+    route = fields.String(allow_none=True)
+    minutes_before = fields.Nested(StaffPremedicationWindowSchema, allow_none=True)
+    required = fields.Boolean()
+    note = fields.String(allow_none=True)
+
+
+OUTCOMES = ["cleared", "pending", "needs_review", "contraindicated"]
+
+
+class StaffBlockingItemSchema(_Out):
+    code = fields.String()
+    outcome = fields.String(metadata={"enum": OUTCOMES})
+
+
+class StaffChecklistSchema(_Out):
+    outcome = fields.String(metadata={"enum": OUTCOMES})
+    blocking_items = fields.List(fields.Nested(StaffBlockingItemSchema))
+    overridden = fields.Boolean(metadata={"description": "A clinician override is in force"})
+
+
+class ScheduleEntrySchema(_Out):
+    patient = fields.Nested(StaffPatientSchema)
+    plan = fields.Nested(StaffPlanSchema)
+    dose = fields.Nested(StaffDoseSchema)
+    appointment_at = fields.DateTime()
+    local_time = fields.String(metadata={"description": "HH:MM in the clinic's time zone"})
+    location = fields.String(allow_none=True)
+    premedications = fields.List(fields.Nested(StaffPremedicationSchema))
+    screening = fields.Nested(StaffChecklistSchema)
+    expected_chair_minutes = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Minimum infusion plus observation; null when not in the catalog"},
+    )
+    needs_review = fields.Boolean()
+
+
+class ScheduleUnbookedDoseSchema(_Out):
+    patient = fields.Nested(StaffPatientSchema)
+    plan = fields.Nested(StaffPlanSchema)
+    dose = fields.Nested(StaffDoseSchema)
+    screening = fields.Nested(StaffChecklistSchema)
+    needs_review = fields.Boolean()
+
+
+class ScheduleSchema(_Out):
+    date = fields.Date()
+    time_zone = fields.String()
+    items = fields.List(fields.Nested(ScheduleEntrySchema))
+    unbooked_due = fields.List(fields.Nested(ScheduleUnbookedDoseSchema))
+
+
+class WorklistChecklistSchema(_Out):
+    patient = fields.Nested(StaffPatientSchema)
+    plan = fields.Nested(StaffPlanSchema)
+    first_dose = fields.Nested(StaffDoseSchema)
+    first_dose_date = fields.Date()
+    days_until_first_dose = fields.Integer(metadata={"description": "Negative when past"})
+    outcome = fields.String(metadata={"enum": OUTCOMES})
+    blocking_items = fields.List(fields.Nested(StaffBlockingItemSchema))
+
+
+class WorklistDoseSchema(_Out):
+    patient = fields.Nested(StaffPatientSchema)
+    plan = fields.Nested(StaffPlanSchema)
+    dose = fields.Nested(StaffDoseSchema)
+    appointment_at = fields.DateTime(allow_none=True)
+    date = fields.Date(metadata={"description": "Appointment day if booked, else the due date"})
+    days_overdue = fields.Integer()
+
+
+class StaffTaskSchema(_Out):
+    id = fields.Integer()
+    kind = fields.String()
+    due_date = fields.Date()
+    status = fields.String()
+    dose_id = fields.Integer(allow_none=True)
+
+
+class WorklistTaskSchema(_Out):
+    patient = fields.Nested(StaffPatientSchema)
+    plan = fields.Nested(StaffPlanSchema)
+    task = fields.Nested(StaffTaskSchema)
+    days_overdue = fields.Integer()
+
+
+class StaffAlertSchema(_Out):
+    id = fields.Integer()
+    kind = fields.String(metadata={"description": "e.g. lab_low, lab_high"})
+    patient = fields.Function(
+        lambda alert: {
+            "id": alert.patient.id,
+            "mrn": alert.patient.mrn,
+            "name": f"{alert.patient.given_name} {alert.patient.family_name}",
+        },
+        metadata={"description": "{id, mrn, name}"},
+    )
+    subject = fields.Function(
+        lambda alert: {"type": alert.subject_type, "id": alert.subject_id},
+        metadata={"description": "{type, id}"},
+    )
+    details = fields.Dict(metadata={"description": "Codes only, no free text"})
+    created_at = fields.DateTime()
+    resolved_at = fields.DateTime(allow_none=True)
+    resolved_by_id = fields.Integer(allow_none=True)
+
+
+class WorklistCountsSchema(_Out):
+    checklists = fields.Integer()
+    overdue_doses = fields.Integer()
+    overdue_tasks = fields.Integer()
+    alerts = fields.Integer()
+
+
+class WorklistSchema(_Out):
+    date = fields.Date()
+    time_zone = fields.String()
+    checklists = fields.List(fields.Nested(WorklistChecklistSchema))
+    overdue_doses = fields.List(fields.Nested(WorklistDoseSchema))
+    overdue_tasks = fields.List(fields.Nested(WorklistTaskSchema))
+    alerts = fields.List(fields.Nested(StaffAlertSchema))
+    counts = fields.Nested(WorklistCountsSchema)

@@ -1,0 +1,536 @@
+"""Use cases for accounts: log in, refresh, log out, invite and activate patients, staff users."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from service.access import Actor
+from service.config import Settings
+from service.db import utcnow
+from service.errors import (
+    AccountLocked,
+    AlreadyExists,
+    Conflict,
+    DomainError,
+    InvalidCode,
+    InvalidCredentials,
+    InvalidToken,
+    NotFound,
+    ValidationFailed,
+)
+from service.models import Clinic, Invitation, Patient, RefreshToken, User
+from service.models.user import STAFF_ROLES
+from service.paging import Page, paginate
+from service.passwords import check_password_policy, hash_password, hasher, verify_password
+from service.patients import get_patient
+from service.tokens import create_access_token
+
+MAX_FAILED_LOGINS = 10
+LOCK_DURATION = timedelta(minutes=15)
+# No 0/O, 1/I: a code read aloud or typed from a letter survives. 32 symbols x 10 = 50 bits.
+CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+CODE_LENGTH = 10
+CODE_GROUP = 5
+MAX_EMAIL_LENGTH = 254
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+    token_type: str = "Bearer"
+
+
+@dataclass(frozen=True)
+class AuthOutcome:
+    """Tokens, or the refusal to raise once the caller has committed.
+
+    A refused login or refresh still changes the database (the failed-login count, a revoked
+    token family), so the caller commits first and then calls `tokens()`.
+    """
+
+    pair: TokenPair | None = None
+    refusal: DomainError | None = None
+
+    def tokens(self) -> TokenPair:
+        if self.refusal is not None:
+            raise self.refusal
+        if self.pair is None:  # pragma: no cover - every outcome carries one or the other
+            raise InvalidToken()
+        return self.pair
+
+
+@dataclass(frozen=True)
+class IssuedInvitation:
+    """The clear-text code exists only here: the database keeps its hash."""
+
+    invitation: Invitation
+    code: str
+    email: str
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.invitation.expires_at
+
+    @property
+    def patient_id(self) -> int:
+        return self.invitation.patient_id
+
+
+def normalise_email(email: str, *, field: str = "email") -> str:
+    """Lower-cased and checked: e-mail addresses are login names, compared case-insensitively."""
+    value = email.strip().lower()
+    if len(value) > MAX_EMAIL_LENGTH or not _EMAIL.match(value):
+        raise ValidationFailed(
+            "Not a valid e-mail address", errors={field: ["Not a valid e-mail."]}
+        )
+    return value
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# --- logging in -----------------------------------------------------------------------------
+
+
+def log_in(
+    session: Session,
+    settings: Settings,
+    *,
+    username: str,
+    password: str,
+    now: datetime | None = None,
+) -> AuthOutcome:
+    """Check an e-mail and password; count failures, lock after MAX_FAILED_LOGINS in a row."""
+    now = now or utcnow()
+    user = session.scalar(select(User).where(User.email == username.strip().lower()))
+    # Always hash, so an unknown or inactive account costs the same time as a wrong password.
+    correct = verify_password(settings, user.password_hash if user else None, password)
+    if user is None or not user.is_active or user.password_hash is None:
+        return AuthOutcome(refusal=InvalidCredentials())
+    if user.locked_until is not None and user.locked_until > now:
+        return AuthOutcome(refusal=_locked(user.locked_until, now))
+    if not correct:
+        return AuthOutcome(refusal=_count_failed_login(session, user, now))
+    user.failed_logins = 0
+    user.locked_until = None
+    if hasher(settings).check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(settings, password)
+    return AuthOutcome(pair=_issue_tokens(session, settings, user, now=now))
+
+
+def _locked(until: datetime, now: datetime) -> AccountLocked:
+    return AccountLocked(
+        "Too many failed logins: try again later",
+        retry_after=max(1, math.ceil((until - now).total_seconds())),
+    )
+
+
+def _count_failed_login(session: Session, user: User, now: datetime) -> DomainError:
+    # Incremented in SQL: concurrent failures each count.
+    user.failed_logins = User.failed_logins + 1  # type: ignore[assignment]
+    session.flush()
+    if user.failed_logins < MAX_FAILED_LOGINS:
+        return InvalidCredentials()
+    user.failed_logins = 0
+    user.locked_until = now + LOCK_DURATION
+    session.flush()
+    return _locked(user.locked_until, now)
+
+
+def _issue_tokens(
+    session: Session,
+    settings: Settings,
+    user: User,
+    *,
+    now: datetime,
+    family_id: str | None = None,
+) -> TokenPair:
+    refresh = secrets.token_urlsafe(32)
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id or str(uuid.uuid4()),
+            token_hash=_sha256(refresh),
+            issued_at=now,
+            expires_at=now + timedelta(seconds=settings.refresh_token_ttl_s),
+        )
+    )
+    session.flush()
+    access = create_access_token(
+        settings,
+        user_id=user.id,
+        role=user.role,
+        clinic_id=user.clinic_id,
+        patient_id=user.patient_id,
+        generation=user.token_generation,
+        now=now,
+    )
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=settings.access_token_ttl_s,
+        refresh_expires_in=settings.refresh_token_ttl_s,
+    )
+
+
+def refresh_session(
+    session: Session, settings: Settings, *, refresh_token: str, now: datetime | None = None
+) -> AuthOutcome:
+    """Trade a refresh token for a new pair (same family); a reused token revokes its family."""
+    now = now or utcnow()
+    token = session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == _sha256(refresh_token))
+    )
+    if token is None or token.revoked_at is not None:
+        return AuthOutcome(refusal=InvalidToken())
+    if token.used_at is not None:
+        _reuse_detected(session, token, now)
+        return AuthOutcome(refusal=InvalidToken())
+    user = session.get(User, token.user_id)
+    if token.expires_at <= now or user is None or not user.is_active:
+        return AuthOutcome(refusal=InvalidToken())
+    # Claimed in SQL: of two refreshes racing with one token, only one gets a new pair.
+    claimed = session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.id == token.id,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        _reuse_detected(session, token, now)
+        return AuthOutcome(refusal=InvalidToken())
+    return AuthOutcome(
+        pair=_issue_tokens(session, settings, user, now=now, family_id=token.family_id)
+    )
+
+
+def _reuse_detected(session: Session, token: RefreshToken, now: datetime) -> None:
+    """A used token came back: someone holds a copy. End the family and the access tokens."""
+    _revoke_refresh_tokens(session, now, RefreshToken.family_id == token.family_id)
+    _bump_generation(session, token.user_id)
+
+
+def _revoke_refresh_tokens(session: Session, now: datetime, *where: Any) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.revoked_at.is_(None), *where)
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _bump_generation(session: Session, user_id: int) -> None:
+    """Every access token issued so far for this user stops working."""
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(token_generation=User.token_generation + 1)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def log_out(
+    session: Session,
+    actor: Actor,
+    *,
+    refresh_token: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """End the given refresh token's family (or all of them) and the current access tokens."""
+    now = now or utcnow()
+    if refresh_token:
+        family = select(RefreshToken.family_id).where(
+            RefreshToken.token_hash == _sha256(refresh_token),
+            RefreshToken.user_id == actor.user_id,
+        )
+        _revoke_refresh_tokens(session, now, RefreshToken.family_id.in_(family))
+    else:
+        _revoke_refresh_tokens(session, now, RefreshToken.user_id == actor.user_id)
+    _bump_generation(session, actor.user_id)
+    session.flush()
+
+
+# --- patients' accounts ---------------------------------------------------------------------
+
+
+def _new_code() -> str:
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(raw[i : i + CODE_GROUP] for i in range(0, CODE_LENGTH, CODE_GROUP))
+
+
+def _normalise_code(code: str) -> str:
+    return re.sub(r"[\s-]", "", code).upper()
+
+
+def invite_patient(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    *,
+    patient_id: int,
+    now: datetime | None = None,
+) -> IssuedInvitation:
+    """A one-time activation code for the patient's app; earlier unused codes stop working."""
+    actor.require_staff()
+    now = now or utcnow()
+    patient = get_patient(session, actor, patient_id)
+    email = _patient_login_email(patient)
+    _ensure_can_have_account(session, patient, email)
+    session.execute(
+        update(Invitation)
+        .where(
+            Invitation.patient_id == patient.id,
+            Invitation.used_at.is_(None),
+            Invitation.expires_at > now,
+        )
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    code = _new_code()
+    invitation = Invitation(
+        patient_id=patient.id,
+        code_hash=_sha256(_normalise_code(code)),
+        created_by_id=actor.user_id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.invitation_ttl_s),
+    )
+    session.add(invitation)
+    session.flush()
+    return IssuedInvitation(invitation=invitation, code=code, email=email)
+
+
+def _patient_login_email(patient: Patient) -> str:
+    if not patient.email:
+        raise ValidationFailed(
+            "The patient has no e-mail address to log in with",
+            errors={"email": ["The patient needs an e-mail address first."]},
+        )
+    return normalise_email(patient.email)
+
+
+def _ensure_can_have_account(session: Session, patient: Patient, email: str) -> User | None:
+    """The patient's existing (inactive) account, if any; refuse an active one or a taken e-mail."""
+    account = session.scalar(select(User).where(User.patient_id == patient.id))
+    if account is not None and account.is_active:
+        raise AlreadyExists("The patient already has an active account")
+    taken = session.scalar(
+        select(User.id).where(
+            User.email == email, or_(User.patient_id.is_(None), User.patient_id != patient.id)
+        )
+    )
+    if taken is not None:
+        raise AlreadyExists(
+            "Another account uses this e-mail address",
+            errors={"email": ["Another account uses this e-mail address."]},
+        )
+    return account
+
+
+def activate_account(
+    session: Session,
+    settings: Settings,
+    *,
+    code: str,
+    password: str,
+    now: datetime | None = None,
+) -> TokenPair:
+    """Redeem an activation code: the patient's account gets its password and is logged in."""
+    now = now or utcnow()
+    check_password_policy(password)
+    invitation = session.scalar(
+        select(Invitation).where(Invitation.code_hash == _sha256(_normalise_code(code)))
+    )
+    if invitation is None or invitation.used_at is not None or invitation.expires_at <= now:
+        raise _invalid_code()
+    patient = session.get(Patient, invitation.patient_id)
+    if patient is None or not patient.email:
+        raise _invalid_code()
+    email = normalise_email(patient.email)
+    account = _ensure_can_have_account(session, patient, email)
+    claimed = session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation.id, Invitation.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise _invalid_code()
+    password_hash = hash_password(settings, password)
+    if account is None:
+        account = User(
+            clinic_id=patient.clinic_id,
+            email=email,
+            role="patient",
+            patient_id=patient.id,
+            password_hash=password_hash,
+            created_at=now,
+        )
+        session.add(account)
+    else:
+        # A deactivated account comes back with a new password; its old tokens stay dead.
+        account.email = email
+        account.password_hash = password_hash
+        account.is_active = True
+        account.failed_logins = 0
+        account.locked_until = None
+        account.token_generation = account.token_generation + 1
+    session.flush()
+    return _issue_tokens(session, settings, account, now=now)
+
+
+def _invalid_code() -> InvalidCode:
+    return InvalidCode(errors={"code": ["Wrong, already used or expired: ask for a new code."]})
+
+
+# --- the caller's own account ---------------------------------------------------------------
+
+
+def get_me(session: Session, actor: Actor) -> User:
+    user = session.get(User, actor.user_id)
+    if user is None:
+        raise NotFound("Account not found")
+    return user
+
+
+def change_password(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    *,
+    current_password: str,
+    new_password: str,
+    now: datetime | None = None,
+) -> None:
+    """Set a new password; every session of the account ends (log in again)."""
+    now = now or utcnow()
+    user = get_me(session, actor)
+    check_password_policy(new_password, field="new_password")
+    if not verify_password(settings, user.password_hash, current_password):
+        raise ValidationFailed(
+            "The current password is wrong", errors={"current_password": ["Wrong password."]}
+        )
+    user.password_hash = hash_password(settings, new_password)
+    _revoke_refresh_tokens(session, now, RefreshToken.user_id == user.id)
+    _bump_generation(session, user.id)
+    session.flush()
+
+
+# --- staff accounts -------------------------------------------------------------------------
+
+
+def list_users(
+    session: Session, actor: Actor, *, page: int, page_size: int, role: str | None = None
+) -> Page[User]:
+    """The clinic's accounts: staff by default, or those of one role."""
+    actor.require_role("admin")
+    stmt = select(User).where(User.clinic_id == actor.clinic_id)
+    stmt = stmt.where(User.role == role) if role else stmt.where(User.role.in_(STAFF_ROLES))
+    return paginate(session, stmt.order_by(User.email, User.id), page=page, page_size=page_size)
+
+
+def get_user(session: Session, actor: Actor, user_id: int) -> User:
+    actor.require_role("admin")
+    user = session.get(User, user_id)
+    if user is None or user.clinic_id != actor.clinic_id:
+        raise NotFound("User not found")
+    return user
+
+
+def create_staff_user(
+    session: Session, actor: Actor, settings: Settings, *, email: str, role: str, password: str
+) -> User:
+    """An admin adds a staff account to their own clinic."""
+    actor.require_role("admin")
+    return add_staff_user(
+        session, settings, clinic_id=actor.clinic_id, email=email, role=role, password=password
+    )
+
+
+def create_user_in_clinic(
+    session: Session, settings: Settings, *, clinic_id: int, email: str, role: str, password: str
+) -> User:
+    """A staff account for any clinic: for the operator's command line, which has no actor."""
+    if session.get(Clinic, clinic_id) is None:
+        raise NotFound(f"No clinic with id {clinic_id}", errors={"clinic": ["Unknown clinic."]})
+    return add_staff_user(
+        session, settings, clinic_id=clinic_id, email=email, role=role, password=password
+    )
+
+
+def add_staff_user(
+    session: Session, settings: Settings, *, clinic_id: int, email: str, role: str, password: str
+) -> User:
+    if role not in STAFF_ROLES:
+        raise ValidationFailed(
+            "Not a staff role", errors={"role": [f"Must be one of: {', '.join(STAFF_ROLES)}."]}
+        )
+    email = normalise_email(email)
+    check_password_policy(password)
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise AlreadyExists(
+            "An account with this e-mail already exists",
+            errors={"email": ["Already used by another account."]},
+        )
+    user = User(
+        clinic_id=clinic_id,
+        email=email,
+        role=role,
+        password_hash=hash_password(settings, password),
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def update_user(
+    session: Session,
+    actor: Actor,
+    user: User,
+    changes: dict[str, Any],
+    *,
+    now: datetime | None = None,
+) -> User:
+    """Activate or deactivate an account, or move staff between admin and clinician."""
+    actor.require_role("admin")
+    now = now or utcnow()
+    role = changes.get("role", user.role)
+    is_active = changes.get("is_active", user.is_active)
+    if user.id == actor.user_id and (role != user.role or not is_active):
+        # The acting admin stays an active admin, so the clinic is never left without one.
+        field = "role" if role != user.role else "is_active"
+        raise Conflict(
+            "You cannot deactivate or demote your own account",
+            errors={field: ["Not allowed on your own account."]},
+        )
+    if role != user.role and (user.role not in STAFF_ROLES or role not in STAFF_ROLES):
+        raise ValidationFailed(
+            "Only staff roles can change",
+            errors={"role": [f"Must stay within: {', '.join(STAFF_ROLES)}."]},
+        )
+    if role == user.role and is_active == user.is_active:
+        return user
+    user.role = role
+    user.is_active = is_active
+    if not is_active:
+        _revoke_refresh_tokens(session, now, RefreshToken.user_id == user.id)
+    # Access tokens carry the role: the old ones must not outlive the change.
+    user.token_generation = user.token_generation + 1
+    session.flush()
+    return user

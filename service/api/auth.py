@@ -1,0 +1,84 @@
+"""Tokens: log in, refresh, log out; patient invitations and account activation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.auth import (
+    ActivationSchema,
+    InvitationSchema,
+    LogoutSchema,
+    RefreshRequestSchema,
+    TokenPairSchema,
+    TokenRequestSchema,
+)
+from service import accounts
+from service.api.context import actor, db, login_required, settings
+
+blp = Blueprint("auth", __name__, description="Log in, tokens, patient account activation")
+
+# RFC 6749 section 5.1: token responses must not be cached.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@blp.route("/auth/token")
+class Token(MethodView):
+    @blp.arguments(TokenRequestSchema)
+    @blp.response(200, TokenPairSchema)
+    @blp.alt_response(401, description="invalid_credentials, or account_locked with Retry-After")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Log in with e-mail and password."""
+        outcome = accounts.log_in(db(), settings(), **data)
+        db().commit()  # a failed attempt is counted even though the request fails
+        return outcome.tokens(), NO_STORE
+
+
+@blp.route("/auth/refresh")
+class Refresh(MethodView):
+    @blp.arguments(RefreshRequestSchema)
+    @blp.response(200, TokenPairSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Trade a refresh token for a new pair; a reused one ends its whole family."""
+        outcome = accounts.refresh_session(db(), settings(), **data)
+        db().commit()  # a detected reuse revokes the family even though the request fails
+        return outcome.tokens(), NO_STORE
+
+
+@blp.route("/auth/logout")
+class Logout(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(LogoutSchema)
+    @blp.response(204)
+    def post(self, data: dict[str, Any]) -> None:
+        """End a refresh token's family (or all of them) and the current access tokens."""
+        accounts.log_out(db(), actor(), **data)
+        db().commit()
+
+
+@blp.route("/auth/activate")
+class Activate(MethodView):
+    @blp.arguments(ActivationSchema)
+    @blp.response(201, TokenPairSchema)
+    @blp.alt_response(422, description="invalid_code: wrong, used or expired code")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Activate a patient's account with a one-time code; returns the first tokens."""
+        pair = accounts.activate_account(db(), settings(), **data)
+        db().commit()
+        return pair, NO_STORE
+
+
+@blp.route("/patients/<int:patient_id>/invitation")
+class PatientInvitation(MethodView):
+    decorators = [login_required]
+
+    @blp.response(201, InvitationSchema)
+    @blp.alt_response(409, description="already_exists: the patient has an active account")
+    def post(self, patient_id: int) -> Any:
+        """Issue a one-time activation code for the patient's app (earlier codes stop working)."""
+        issued = accounts.invite_patient(db(), actor(), settings(), patient_id=patient_id)
+        db().commit()
+        return issued, NO_STORE

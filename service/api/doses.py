@@ -1,0 +1,68 @@
+"""Doses: a plan's schedule, booking and rescheduling, recording a given dose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.common import page_of
+from schemas.doses import (
+    DoseAdministrationSchema,
+    DoseChangeSchema,
+    DoseQueryArgsSchema,
+    DoseSchema,
+    DoseUpdateSchema,
+)
+from service import doses
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("doses", __name__, description="Doses")
+
+
+@blp.route("/plans/<int:plan_id>/doses")
+class PlanDoses(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(DoseQueryArgsSchema, location="query")
+    @blp.response(200, page_of(DoseSchema))
+    def get(self, args: dict[str, Any], plan_id: int) -> Any:
+        """List a plan's doses in order."""
+        return doses.list_plan_doses(db(), actor(), plan_id, **args)
+
+
+@blp.route("/doses/<int:dose_id>")
+class DoseItem(MethodView):
+    decorators = [login_required]
+
+    @blp.etag
+    @blp.response(200, DoseSchema)
+    def get(self, dose_id: int) -> Any:
+        """Read a dose."""
+        return doses.get_dose(db(), actor(), dose_id)
+
+    @blp.etag
+    @blp.arguments(DoseUpdateSchema)
+    @blp.response(200, DoseChangeSchema)
+    def patch(self, changes: dict[str, Any], dose_id: int) -> Any:
+        """Book, confirm, reschedule, place, miss or cancel a dose."""
+        dose = doses.get_dose(db(), actor(), dose_id)
+        blp.check_etag(dose, DoseSchema)
+        change = doses.update_dose(db(), actor(), dose, changes)
+        db().commit()
+        blp.set_etag(dose, DoseSchema)
+        return change
+
+
+@blp.route("/doses/<int:dose_id>/administration")
+class Administration(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(DoseAdministrationSchema)
+    @blp.response(201, DoseChangeSchema)
+    def post(self, data: dict[str, Any], dose_id: int) -> Any:
+        """Record a dose as given: premedication, reaction, and what it does to the plan."""
+        change = doses.record_administration(db(), actor(), dose_id, **data)
+        db().commit()
+        return change

@@ -1,0 +1,63 @@
+"""The signed-in patient's inbox and push devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.devices import DeviceSchema
+from schemas.inbox import InboxChangesSchema, InboxMessageSchema, InboxQueryArgsSchema
+from service import devices, inbox
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("inbox", __name__, url_prefix="/me", description="Patient inbox and devices")
+
+
+@blp.route("/inbox")
+class Inbox(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(InboxQueryArgsSchema, location="query")
+    @blp.response(200, InboxChangesSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List inbox messages created or changed since a cursor."""
+        return inbox.list_inbox(db(), actor(), **args)
+
+
+@blp.route("/inbox/<int:message_id>/read")
+class InboxMessageRead(MethodView):
+    decorators = [login_required]
+
+    @blp.response(200, InboxMessageSchema)
+    def post(self, message_id: int) -> Any:
+        """Mark an inbox message read."""
+        message = inbox.mark_read(db(), actor(), message_id)
+        db().commit()
+        return message
+
+
+@blp.route("/devices")
+class Devices(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(DeviceSchema)
+    @blp.response(201, DeviceSchema)
+    @blp.alt_response(200, schema=DeviceSchema, description="The token was already registered")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Register a push token for this patient."""
+        device, is_new = devices.register_device(db(), actor(), **data)
+        db().commit()
+        return device, 201 if is_new else 200
+
+
+@blp.route("/devices/<int:device_id>")
+class DeviceItem(MethodView):
+    decorators = [login_required]
+
+    @blp.response(204)
+    def delete(self, device_id: int) -> None:
+        """Forget a push token."""
+        devices.delete_device(db(), actor(), device_id)
+        db().commit()

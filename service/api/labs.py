@@ -1,0 +1,34 @@
+"""A patient's lab results: list (newest first) and record (staff)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.common import page_of
+from schemas.labs import LabQueryArgsSchema, LabResultCreateSchema, LabResultSchema
+from service import labs
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("labs", __name__, description="Lab results")
+
+
+@blp.route("/patients/<int:patient_id>/labs")
+class PatientLabs(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(LabQueryArgsSchema, location="query")
+    @blp.response(200, page_of(LabResultSchema))
+    def get(self, args: dict[str, Any], patient_id: int) -> Any:
+        """List a patient's lab results, newest first."""
+        return labs.list_labs(db(), actor(), patient_id, **args)
+
+    @blp.arguments(LabResultCreateSchema)
+    @blp.response(201, LabResultSchema)
+    def post(self, data: dict[str, Any], patient_id: int) -> Any:
+        """Record a lab result; out of range raises a staff alert, task_id completes a task."""
+        result = labs.record_lab(db(), actor(), patient_id, **data)
+        db().commit()
+        return result

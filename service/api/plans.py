@@ -1,0 +1,77 @@
+"""Treatment plans: create (or preview) for a patient, read, change status or start date."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.common import page_of
+from schemas.plans import (
+    PlanCreateSchema,
+    PlanPreviewArgsSchema,
+    PlanQueryArgsSchema,
+    PlanSchema,
+    PlanUpdateSchema,
+)
+from service import plans
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("plans", __name__, description="Treatment plans")
+
+
+@blp.route("/patients/<int:patient_id>/plans")
+class PatientPlans(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(PlanQueryArgsSchema, location="query")
+    @blp.response(200, page_of(PlanSchema))
+    def get(self, args: dict[str, Any], patient_id: int) -> Any:
+        """List a patient's treatment plans."""
+        return plans.list_patient_plans(db(), actor(), patient_id, **args)
+
+    @blp.arguments(PlanPreviewArgsSchema, location="query")
+    @blp.arguments(PlanCreateSchema)
+    @blp.response(201, PlanSchema)
+    @blp.alt_response(200, schema=PlanSchema, description="?preview=true: nothing is stored")
+    def post(self, query: dict[str, Any], data: dict[str, Any], patient_id: int) -> Any:
+        """Start a treatment plan from a regimen (or preview it)."""
+        if query["preview"]:
+            return plans.preview_plan(db(), actor(), patient_id, **data), 200
+        plan = plans.create_plan(db(), actor(), patient_id, **data)
+        db().commit()
+        return plan
+
+
+@blp.route("/plans/<int:plan_id>")
+class PlanItem(MethodView):
+    decorators = [login_required]
+
+    @blp.etag
+    @blp.response(200, PlanSchema)
+    def get(self, plan_id: int) -> Any:
+        """Read a plan with its checklist, doses and monitoring."""
+        return plans.get_plan(db(), actor(), plan_id)
+
+    @blp.etag
+    @blp.arguments(PlanUpdateSchema)
+    @blp.response(200, PlanSchema)
+    def patch(self, changes: dict[str, Any], plan_id: int) -> Any:
+        """Change a plan's status, start date, notes or hold reason."""
+        plan = plans.get_plan(db(), actor(), plan_id)
+        blp.check_etag(plan, PlanSchema)
+        plans.update_plan(db(), actor(), plan, changes)
+        db().commit()
+        return plan
+
+
+@blp.route("/me/plans")
+class MyPlans(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(PlanQueryArgsSchema, location="query")
+    @blp.response(200, page_of(PlanSchema))
+    def get(self, args: dict[str, Any]) -> Any:
+        """List the signed-in patient's own plans."""
+        return plans.list_my_plans(db(), actor(), **args)

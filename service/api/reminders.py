@@ -1,0 +1,51 @@
+"""Reminders: the patient's upcoming ones and check-in answers, and staff's view per patient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.common import PageArgsSchema, page_of
+from schemas.reminders import AckSchema, ReminderSchema, StaffReminderSchema, UpcomingSchema
+from service import patient_reminders
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("reminders", __name__, description="Reminders and check-ins")
+
+
+@blp.route("/me/reminders/upcoming")
+class UpcomingReminders(MethodView):
+    decorators = [login_required]
+
+    @blp.response(200, UpcomingSchema)
+    def get(self) -> Any:
+        """List my next reminders (for local notifications on the phone)."""
+        return {"items": patient_reminders.upcoming_reminders(db(), actor())}
+
+
+@blp.route("/me/reminders/<int:reminder_id>/ack")
+class AcknowledgeReminder(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(AckSchema)
+    @blp.response(200, ReminderSchema)
+    def post(self, body: dict[str, Any], reminder_id: int) -> Any:
+        """Acknowledge a reminder, answering a check-in if it is one."""
+        reminder = patient_reminders.acknowledge(
+            db(), actor(), reminder_id, response=body.get("response")
+        )
+        db().commit()
+        return reminder
+
+
+@blp.route("/patients/<int:patient_id>/reminders")
+class PatientReminders(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(PageArgsSchema, location="query")
+    @blp.response(200, page_of(StaffReminderSchema))
+    def get(self, args: dict[str, Any], patient_id: int) -> Any:
+        """List a patient's reminders with their delivery attempts."""
+        return patient_reminders.list_patient_reminders(db(), actor(), patient_id, **args)

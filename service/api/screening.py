@@ -1,0 +1,64 @@
+"""A plan's pre-treatment screening checklist: results and the clinician override."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.screening import (
+    ScreeningChecklistSchema,
+    ScreeningItemSchema,
+    ScreeningOverrideCreateSchema,
+    ScreeningResultSchema,
+)
+from service import screening
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("screening", __name__, url_prefix="/plans", description="Pre-treatment screening")
+
+
+@blp.route("/<int:plan_id>/screening")
+class ScreeningChecklist(MethodView):
+    decorators = [login_required]
+
+    @blp.response(200, ScreeningChecklistSchema)
+    def get(self, plan_id: int) -> Any:
+        """Read the checklist: outcome, items, blocking items, override."""
+        return screening.get_checklist(db(), actor(), plan_id)
+
+
+@blp.route("/<int:plan_id>/screening/<string:item_code>")
+class ChecklistItem(MethodView):
+    decorators = [login_required]
+
+    @blp.etag
+    @blp.response(200, ScreeningItemSchema)
+    def get(self, plan_id: int, item_code: str) -> Any:
+        """Read one checklist item."""
+        return screening.get_screening_item(db(), actor(), plan_id, item_code)
+
+    @blp.etag
+    @blp.arguments(ScreeningResultSchema)
+    @blp.response(200, ScreeningItemSchema)
+    def put(self, data: dict[str, Any], plan_id: int, item_code: str) -> Any:
+        """Record an item's result."""
+        item = screening.get_screening_item(db(), actor(), plan_id, item_code)
+        blp.check_etag(item, ScreeningItemSchema)
+        screening.record_screening_result(db(), actor(), item, **data)
+        db().commit()
+        return item
+
+
+@blp.route("/<int:plan_id>/screening/override")
+class ScreeningOverride(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(ScreeningOverrideCreateSchema)
+    @blp.response(201, ScreeningChecklistSchema)
+    def post(self, data: dict[str, Any], plan_id: int) -> Any:
+        """Override a pending or needs-review checklist (clinicians, with a reason)."""
+        checklist = screening.override_screening(db(), actor(), plan_id, **data)
+        db().commit()
+        return checklist

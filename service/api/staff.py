@@ -1,0 +1,54 @@
+"""Staff views: the day's chair list, the worklist, and resolving alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.staff import (
+    ScheduleArgsSchema,
+    ScheduleSchema,
+    StaffAlertSchema,
+    WorklistArgsSchema,
+    WorklistSchema,
+)
+from service import staff_views
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("staff", __name__, url_prefix="/staff", description="Staff views")
+
+
+@blp.route("/schedule")
+class Schedule(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(ScheduleArgsSchema, location="query")
+    @blp.response(200, ScheduleSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List the day's doses with checklist state, premedication and chair time."""
+        return staff_views.staff_schedule(db(), actor(), day=args.get("date"))
+
+
+@blp.route("/worklist")
+class Worklist(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(WorklistArgsSchema, location="query")
+    @blp.response(200, WorklistSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List blocked checklists, overdue doses and tasks, and open alerts."""
+        return staff_views.staff_worklist(db(), actor(), **args)
+
+
+@blp.route("/alerts/<int:alert_id>/resolve")
+class ResolveAlert(MethodView):
+    decorators = [login_required]
+
+    @blp.response(200, StaffAlertSchema)
+    def post(self, alert_id: int) -> Any:
+        """Resolve a staff alert."""
+        alert = staff_views.resolve_alert(db(), actor(), alert_id)
+        db().commit()
+        return alert

@@ -1,0 +1,41 @@
+"""`cd20 jobs run`: the reminder runner as its own process."""
+
+from __future__ import annotations
+
+import click
+
+from service.config import Settings
+
+COMMANDS: list[click.Command] = []
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """The reminder runner."""
+
+
+@jobs_group.command("run")
+@click.option("--batch-size", default=500, show_default=True, type=int)
+@click.option("--every", default=2.0, show_default=True, type=float, help="Seconds between ticks.")
+def jobs_run(batch_size: int, every: float) -> None:
+    """Run the reminder runner until SIGTERM (start as many as you like on PostgreSQL)."""
+    import logging
+
+    from jobs.channels import build_channels
+    from jobs.channels.worklist import WorklistChannel
+    from jobs.runner import Runner
+    from jobs.scheduler import build_scheduler, run_until_stopped
+    from service.cli.database import ensure_database
+    from service.db import init_engine
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    settings.check()
+    ensure_database(settings)
+    init_engine(settings.database_url)
+    channels = {**build_channels(settings), "worklist": WorklistChannel()}
+    runner = Runner(settings, channels, batch_size=batch_size)
+    run_until_stopped(runner, build_scheduler(runner, dispatch_every=every))
+
+
+COMMANDS.append(jobs_group)

@@ -1,0 +1,131 @@
+"""Use cases for clinics: create one with its first admin, read and change its settings."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+from zoneinfo import available_timezones
+
+from sqlalchemy.orm import Session
+
+from service.access import Actor
+from service.accounts import add_staff_user, normalise_email
+from service.config import Settings
+from service.errors import NotFound, ValidationFailed
+from service.models import Clinic, User
+from service.protocols import get_regimen
+
+# Keys of Clinic.settings that are not regimen codes.
+REMINDERS_KEY = "reminders"
+MAX_REMINDERS_JSON = 10_000
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def check_time_zone(name: str) -> str:
+    if name not in _zone_names():
+        raise ValidationFailed(
+            f"Unknown time zone '{name}'",
+            errors={"time_zone": ["Not a known IANA time zone, e.g. Europe/Berlin."]},
+        )
+    return name
+
+
+def create_clinic(
+    session: Session,
+    settings: Settings,
+    *,
+    name: str,
+    time_zone: str,
+    admin_email: str,
+    admin_password: str,
+) -> tuple[Clinic, User]:
+    """A new clinic and its first admin (the operator's command line: there is no actor)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationFailed("Bad clinic name", errors={"name": ["1 to 200 characters."]})
+    check_time_zone(time_zone)
+    normalise_email(admin_email)
+    clinic = Clinic(name=name, time_zone=time_zone, settings={})
+    session.add(clinic)
+    session.flush()
+    admin = add_staff_user(
+        session,
+        settings,
+        clinic_id=clinic.id,
+        email=admin_email,
+        role="admin",
+        password=admin_password,
+    )
+    return clinic, admin
+
+
+def get_clinic(session: Session, actor: Actor) -> Clinic:
+    """The caller's clinic, for its staff."""
+    actor.require_staff()
+    clinic = session.get(Clinic, actor.clinic_id)
+    if clinic is None:
+        raise NotFound("Clinic not found")
+    return clinic
+
+
+def get_clinic_for_admin(session: Session, actor: Actor) -> Clinic:
+    """The caller's clinic, to be changed: refuses non-admins before anything else is checked."""
+    actor.require_role("admin")
+    return get_clinic(session, actor)
+
+
+def update_clinic(
+    session: Session, actor: Actor, clinic: Clinic, changes: dict[str, Any]
+) -> Clinic:
+    """Change name, time zone or settings; `settings` replaces the stored object as a whole."""
+    actor.require_role("admin")
+    if "time_zone" in changes:
+        check_time_zone(changes["time_zone"])
+    if "settings" in changes:
+        changes = {**changes, "settings": validate_clinic_settings(changes["settings"])}
+    for name, value in changes.items():
+        setattr(clinic, name, value)
+    session.flush()
+    return clinic
+
+
+def validate_clinic_settings(value: dict[str, Any]) -> dict[str, Any]:
+    """Regimen code -> {setting name -> option name}, checked against the catalog.
+
+    `reminders` holds the clinic's reminder defaults: any object, read by the reminder planner.
+    """
+    problems: dict[str, Any] = {}
+    clean: dict[str, Any] = {}
+    for key, chosen in value.items():
+        if key == REMINDERS_KEY:
+            if not isinstance(chosen, dict):
+                problems[key] = ["Must be an object."]
+            elif len(json.dumps(chosen)) > MAX_REMINDERS_JSON:
+                problems[key] = [f"At most {MAX_REMINDERS_JSON} characters of JSON."]
+            else:
+                clean[key] = chosen
+            continue
+        try:
+            regimen = get_regimen(key)
+        except NotFound:
+            problems[key] = ["Not a regimen code of the catalog."]
+            continue
+        if not isinstance(chosen, dict) or not all(
+            isinstance(option, str) for option in chosen.values()
+        ):
+            problems[key] = ["Must map setting names to option names."]
+            continue
+        try:
+            regimen.resolve_settings(chosen)
+        except ValidationFailed as exc:
+            problems[key] = exc.errors.get("settings", exc.errors)
+            continue
+        clean[key] = dict(chosen)
+    if problems:
+        raise ValidationFailed("Invalid clinic settings", errors={"settings": problems})
+    return clean

@@ -1,0 +1,512 @@
+"""Use cases for doses: list, read, book and reschedule, record as given, extend rolling plans."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from service.access import Actor
+from service.db import utcnow
+from service.errors import (
+    InvalidTransition,
+    MinimumIntervalViolated,
+    NotFound,
+    PlanOnHold,
+    ValidationFailed,
+)
+from service.models import Dose, DoseAdministration, PremedicationGiven, TreatmentPlan
+from service.paging import Page, paginate
+from service.plans import (
+    LIFE_THREATENING_HOLD,
+    as_planned,
+    clinic_today,
+    clinic_zone,
+    get_plan,
+    new_dose,
+    schedule_changed,
+    touch,
+)
+from service.protocols.catalog import Interval, Regimen, all_regimens
+from service.protocols.schedule import (
+    PlannedDose,
+    check_minimum_interval,
+    extend_doses,
+    shift_following,
+)
+
+log = logging.getLogger(__name__)
+
+# Doses that did not and will not happen: they anchor neither intervals nor the cascade.
+SKIPPED = ("missed", "cancelled")
+# A client clock a little ahead of ours is not a dose recorded in the future.
+CLOCK_SKEW = timedelta(minutes=5)
+# Plans whose schedule the nightly run extends; a plan on hold waits for a decision.
+EXTENDABLE_PLAN_STATUSES = ("screening", "ready", "active")
+
+
+@dataclass
+class DoseChange:
+    """A changed dose, and what else the change did that the caller should hear about."""
+
+    dose: Dose
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def plan_status(self) -> str:
+        return str(self.dose.plan.status)
+
+    def __getattr__(self, name: str) -> Any:
+        # The response is the dose itself plus plan_status and warnings.
+        if name == "dose":
+            raise AttributeError(name)
+        return getattr(self.dose, name)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def get_dose(session: Session, actor: Actor, dose_id: int) -> Dose:
+    dose = session.get(Dose, dose_id)
+    if dose is None:
+        raise NotFound("Dose not found")
+    plan = dose.plan
+    actor.ensure_can_see(clinic_id=plan.clinic_id, patient_id=plan.patient_id, what="Dose")
+    return dose
+
+
+def list_plan_doses(
+    session: Session, actor: Actor, plan_id: int, *, page: int, page_size: int
+) -> Page[Dose]:
+    get_plan(session, actor, plan_id)
+    stmt = (
+        select(Dose)
+        .where(Dose.plan_id == plan_id)
+        .options(selectinload(Dose.administration).selectinload(DoseAdministration.premedications))
+        .order_by(Dose.sequence)
+    )
+    return paginate(session, stmt, page=page, page_size=page_size)
+
+
+# --- booking and rescheduling -----------------------------------------------------------------
+
+
+def update_dose(
+    session: Session,
+    actor: Actor,
+    dose: Dose,
+    changes: dict[str, Any],
+    *,
+    now: datetime | None = None,
+) -> DoseChange:
+    """Book (appointment_at), confirm (booking), move (due_date), place, miss or cancel a dose.
+
+    An appointment on another day than the due date moves the due date to that day (in the
+    clinic's time zone). A move is refused before the dose's earliest allowed date; with
+    cascade (the default) the later open doses move by the same number of days, as the labels
+    count the next dose from the one actually given; without it, the next dose must still be
+    far enough away. Everything is checked before anything changes.
+    """
+    actor.require_staff()
+    plan = dose.plan
+    _ensure_changeable(plan, dose)
+    change = DoseChange(dose)
+    if "status" in changes:
+        _close_dose(session, plan, dose, changes["status"], now=now)
+    else:
+        _book_or_move(session, plan, dose, changes, change)
+    touch(plan)
+    session.flush()
+    schedule_changed(session, plan)
+    return change
+
+
+def _ensure_changeable(plan: TreatmentPlan, dose: Dose) -> None:
+    if not plan.is_open:
+        raise InvalidTransition(f"The plan is {plan.status}; its doses are closed", allowed=[])
+    if not dose.is_open:
+        raise InvalidTransition(
+            f"Dose {dose.sequence} is {dose.status} and cannot be changed", allowed=[]
+        )
+
+
+def _close_dose(
+    session: Session, plan: TreatmentPlan, dose: Dose, status: str, *, now: datetime | None
+) -> None:
+    if status == "missed" and dose.due_date > clinic_today(session, plan.clinic_id, now=now):
+        raise ValidationFailed(
+            errors={"status": ["A dose can only be missed on or after its due date."]}
+        )
+    dose.status = status
+
+
+def _book_or_move(
+    session: Session, plan: TreatmentPlan, dose: Dose, changes: dict[str, Any], change: DoseChange
+) -> None:
+    zone = clinic_zone(session, plan.clinic_id)
+    booking_appointment = "appointment_at" in changes
+    appointment: datetime | None = changes.get("appointment_at")
+    new_due: date | None = changes.get("due_date")
+    problems: dict[str, list[str]] = {}
+    if appointment is not None:
+        day = appointment.astimezone(zone).date()
+        if new_due is not None and new_due != day:
+            problems["appointment_at"] = [
+                f"Falls on {day.isoformat()} at the clinic, not on due_date {new_due.isoformat()}."
+            ]
+        new_due = day
+    elif new_due is not None and dose.status == "booked" and not booking_appointment:
+        problems["due_date"] = [
+            "The dose is booked: change appointment_at, or drop the booking with "
+            "appointment_at null in the same request."
+        ]
+    booked_after = appointment is not None if booking_appointment else dose.status == "booked"
+    if "booking" in changes and not booked_after:
+        problems["booking"] = ["Only a dose with an appointment_at has a booking."]
+    if problems:
+        raise ValidationFailed(errors=problems)
+
+    booking_after = None
+    if booked_after:
+        default = "tentative" if booking_appointment else dose.booking
+        booking_after = changes.get("booking") or default
+    newly_confirmed = booking_after == "confirmed" and (
+        dose.booking != "confirmed" or booking_appointment
+    )
+    if newly_confirmed:
+        plan.checklist.ensure_passes("confirm the booking")
+        if plan.status == "on_hold":
+            raise PlanOnHold(
+                f"The plan is on hold ({plan.hold_reason}); a booking cannot be confirmed."
+            )
+    if new_due is not None and new_due != dose.due_date:
+        _move(plan, dose, new_due, cascade=changes.get("cascade", True), change=change)
+
+    if booking_appointment:
+        if appointment is None:
+            dose.status, dose.booking, dose.appointment_at = "planned", None, None
+        else:
+            dose.status, dose.booking = "booked", booking_after
+            dose.appointment_at = appointment.astimezone(UTC)
+    elif "booking" in changes:
+        dose.booking = booking_after
+    if "location" in changes:
+        dose.location = changes["location"]
+
+
+def _move(
+    plan: TreatmentPlan, dose: Dose, new_due: date, *, cascade: bool, change: DoseChange
+) -> None:
+    """Move `dose` to new_due (and, with cascade, the open doses after it); refuse first."""
+    regimen = plan.regimen
+    taking_place = _taking_place(plan)
+    earliest = _earliest_allowed(regimen, plan, taking_place, dose, new_due)
+    if earliest is not None:
+        raise MinimumIntervalViolated(
+            f"Dose {dose.sequence} cannot be before {earliest.isoformat()} (the minimum interval "
+            "from the previous dose).",
+            earliest_date=earliest.isoformat(),
+        )
+    if not cascade:
+        _check_next_spacing(regimen, plan, taking_place, dose, new_due)
+    planned = [as_planned(d) for d in taking_place]
+    if cascade:
+        planned = shift_following(
+            planned, dose.sequence, new_due, regimen=regimen, settings=plan.settings
+        )
+    else:
+        planned = [
+            replace(p, due_date=new_due) if p.sequence == dose.sequence else p for p in planned
+        ]
+        later = [p for p in planned if p.sequence > dose.sequence]
+        if later:  # the later doses stay; only their earliest dates follow the moved one
+            planned = shift_following(
+                planned,
+                later[0].sequence,
+                later[0].due_date,
+                regimen=regimen,
+                settings=plan.settings,
+            )
+    _apply(planned, taking_place, dose, change)
+
+
+def _apply(
+    planned: list[PlannedDose], doses: Sequence[Dose], moved: Dose, change: DoseChange
+) -> None:
+    by_sequence = {p.sequence: p for p in planned}
+    shifted_booked = []
+    for dose in doses:
+        if dose.sequence < moved.sequence or not dose.is_open:
+            continue
+        target = by_sequence[dose.sequence]
+        if dose is not moved and dose.due_date != target.due_date and dose.status == "booked":
+            # The appointment no longer falls on the dose's day: it must be booked again.
+            dose.status, dose.booking, dose.appointment_at = "planned", None, None
+            shifted_booked.append(dose.sequence)
+        if dose.due_date != target.due_date and dose is not moved:
+            change.warnings.append(
+                {
+                    "code": "dose_moved",
+                    "detail": f"Dose {dose.sequence} moved from {dose.due_date.isoformat()} "
+                    f"to {target.due_date.isoformat()}.",
+                }
+            )
+        dose.due_date = target.due_date
+        dose.earliest_date = target.earliest_date
+    for sequence in shifted_booked:
+        change.warnings.append(
+            {
+                "code": "booking_dropped",
+                "detail": f"Dose {sequence} moved off its appointment day; book it again.",
+            }
+        )
+
+
+def _taking_place(plan: TreatmentPlan) -> list[Dose]:
+    return sorted((d for d in plan.doses if d.status not in SKIPPED), key=lambda d: d.sequence)
+
+
+def _earliest_allowed(
+    regimen: Regimen,
+    plan: TreatmentPlan,
+    taking_place: Sequence[Dose],
+    dose: Dose,
+    proposed: date,
+) -> date | None:
+    """None if `dose` may take place on `proposed`, else the earliest day it may."""
+    before = [d for d in taking_place if d.sequence < dose.sequence]
+    previous = before[-1] if before else None
+    earlier_courses = [d for d in before if d.course != dose.course]
+    return check_minimum_interval(
+        regimen,
+        plan.settings,
+        earlier_courses[-1].due_date if earlier_courses else None,
+        proposed,
+        same_course=previous is not None and previous.course == dose.course,
+        previous_date=previous.due_date if previous is not None else None,
+    )
+
+
+def _check_next_spacing(
+    regimen: Regimen, plan: TreatmentPlan, taking_place: Sequence[Dose], dose: Dose, new_due: date
+) -> None:
+    following = [d for d in taking_place if d.sequence > dose.sequence]
+    if not following:
+        return
+    nxt = following[0]
+    same_course = nxt.course == dose.course
+    earliest_next = check_minimum_interval(
+        regimen,
+        plan.settings,
+        None if same_course else new_due,
+        nxt.due_date,
+        same_course=same_course,
+        previous_date=new_due,
+    )
+    if earliest_next is not None:
+        raise MinimumIntervalViolated(
+            f"Dose {nxt.sequence} on {nxt.due_date.isoformat()} would come too soon after "
+            f"{new_due.isoformat()} (it would need {earliest_next.isoformat()} or later); "
+            "move the later doses too (cascade) or pick an earlier date.",
+            earliest_date=dose.earliest_date.isoformat() if dose.earliest_date else None,
+            next_dose={
+                "sequence": nxt.sequence,
+                "due_date": nxt.due_date.isoformat(),
+                "earliest_date": earliest_next.isoformat(),
+            },
+        )
+
+
+# --- administration ---------------------------------------------------------------------------
+
+
+def record_administration(
+    session: Session,
+    actor: Actor,
+    dose_id: int,
+    *,
+    administered_at: datetime,
+    amount_mg: int,
+    premedications: Sequence[dict[str, Any]] = (),
+    reaction: dict[str, Any] | None = None,
+    notes: str | None = None,
+    now: datetime | None = None,
+) -> DoseChange:
+    """Record a dose as given: premedication, reaction grade, and what it does to the plan.
+
+    Giving a dose on another day than its due date moves the later open doses by the same
+    number of days (the labels count the next dose from the one given); a dose given before
+    its earliest allowed date is refused. The first dose makes a ready plan active; a
+    life-threatening reaction puts the plan on hold (the label: discontinue permanently).
+    """
+    actor.require_staff()
+    dose = get_dose(session, actor, dose_id)
+    plan = dose.plan
+    _ensure_changeable(plan, dose)
+    plan.checklist.ensure_passes("record the dose as given")
+    if plan.status == "on_hold":
+        raise PlanOnHold(f"The plan is on hold ({plan.hold_reason}); no dose can be recorded.")
+    if plan.status not in ("ready", "active"):
+        raise InvalidTransition(
+            f"The plan is {plan.status}: make it ready before recording a dose",
+            allowed=["ready"],
+        )
+    still_open = [d.sequence for d in plan.doses if d.sequence < dose.sequence and d.is_open]
+    if still_open:
+        raise InvalidTransition(
+            "Earlier doses are still open: record them as given, missed or cancelled first.",
+            open_doses=still_open,
+        )
+    reaction = reaction or {"grade": "none"}
+    _check_administration_times(administered_at, premedications, reaction, now or utcnow())
+    day = administered_at.astimezone(clinic_zone(session, plan.clinic_id)).date()
+    regimen = plan.regimen
+    taking_place = _taking_place(plan)
+    earliest = _earliest_allowed(regimen, plan, taking_place, dose, day)
+    if earliest is not None:
+        raise MinimumIntervalViolated(
+            f"Dose {dose.sequence} cannot be given before {earliest.isoformat()} (the minimum "
+            "interval from the previous dose).",
+            earliest_date=earliest.isoformat(),
+        )
+
+    change = DoseChange(dose)
+    if amount_mg != dose.amount_mg:
+        change.warnings.append(
+            {
+                "code": "amount_differs",
+                "detail": f"{amount_mg} mg recorded; the plan's dose is {dose.amount_mg} mg.",
+            }
+        )
+    if day != dose.due_date:
+        planned = shift_following(
+            [as_planned(d) for d in taking_place],
+            dose.sequence,
+            day,
+            regimen=regimen,
+            settings=plan.settings,
+        )
+        _apply(planned, taking_place, dose, change)
+    onset = reaction.get("onset_at")
+    dose.administration = DoseAdministration(
+        administered_at=administered_at.astimezone(UTC),
+        amount_mg=amount_mg,
+        reaction_grade=reaction["grade"],
+        reaction_onset_at=onset.astimezone(UTC) if onset is not None else None,
+        reaction_action=reaction.get("action"),
+        reaction_notes=reaction.get("notes"),
+        notes=notes,
+        recorded_by_id=actor.user_id,
+        recorded_at=utcnow(),
+        premedications=[
+            PremedicationGiven(**{**p, "given_at": p["given_at"].astimezone(UTC)})
+            for p in sorted(premedications, key=lambda p: p["given_at"])
+        ],
+    )
+    dose.status = "administered"
+    dose.due_date = day
+    if plan.status == "ready":
+        plan.status = "active"
+    if reaction["grade"] == "life_threatening":
+        plan.status = "on_hold"
+        plan.hold_reason = LIFE_THREATENING_HOLD
+        change.warnings.append(
+            {
+                "code": "plan_on_hold",
+                "detail": "A life-threatening infusion reaction: the plan is on hold. The label "
+                "says to stop and permanently discontinue; no further dose can be recorded.",
+            }
+        )
+    touch(plan)
+    session.flush()
+    schedule_changed(session, plan)
+    return change
+
+
+def _check_administration_times(
+    administered_at: datetime,
+    premedications: Sequence[dict[str, Any]],
+    reaction: dict[str, Any],
+    now: datetime,
+) -> None:
+    problems: dict[str, Any] = {}
+    if administered_at > now + CLOCK_SKEW:
+        problems["administered_at"] = ["Must not be in the future."]
+    premed_problems = {
+        str(i): {"given_at": ["Must not be after administered_at."]}
+        for i, premedication in enumerate(premedications)
+        if premedication["given_at"] > administered_at
+    }
+    if premed_problems:
+        problems["premedications"] = premed_problems
+    onset = reaction.get("onset_at")
+    if onset is not None and onset > now + CLOCK_SKEW:
+        problems["reaction"] = {"onset_at": ["Must not be in the future."]}
+    elif onset is not None and onset < administered_at:
+        problems["reaction"] = {"onset_at": ["Must not be before administered_at."]}
+    if problems:
+        raise ValidationFailed(errors=problems)
+
+
+# --- the rolling horizon ----------------------------------------------------------------------
+
+
+def extend_rolling_schedules(session: Session, *, today: date) -> int:
+    """Append doses to open plans whose last dose falls inside their horizon from today.
+
+    Monthly schedules (ofatumumab) are planned only a horizon ahead; the nightly run keeps
+    them that far ahead. Returns the number of doses added.
+    """
+    longest = max(
+        int(option.value)
+        for regimen in all_regimens()
+        for option in regimen.settings["schedule_horizon_months"].options.values()
+    )
+    last_due = (
+        select(Dose.plan_id, func.max(Dose.due_date).label("last_due"))
+        .group_by(Dose.plan_id)
+        .subquery()
+    )
+    plans = session.scalars(
+        select(TreatmentPlan)
+        .join(last_due, last_due.c.plan_id == TreatmentPlan.id)
+        .where(
+            TreatmentPlan.status.in_(EXTENDABLE_PLAN_STATUSES),
+            last_due.c.last_due < Interval(months=longest).add_to(today),
+        )
+        .options(selectinload(TreatmentPlan.doses))
+        .order_by(TreatmentPlan.id)
+    ).all()
+    added = 0
+    for plan in plans:
+        regimen = plan.regimen
+        until = Interval(months=regimen.horizon_months(plan.settings)).add_to(today)
+        doses = sorted(plan.doses, key=lambda d: d.sequence)
+        if doses[-1].due_date >= until:
+            continue
+        try:
+            new = extend_doses(
+                regimen,
+                plan.variant,
+                [as_planned(d) for d in doses],
+                settings=plan.settings,
+                until=until,
+            )
+        except ValueError:
+            log.exception("plan %s: stored doses do not match its regimen; not extended", plan.id)
+            continue
+        if not new:
+            continue
+        for planned in new:
+            plan.doses.append(new_dose(planned))
+        touch(plan)
+        session.flush()
+        schedule_changed(session, plan)
+        added += len(new)
+    log.info("rolling schedules: %d dose(s) added (%d plan(s) checked)", added, len(plans))
+    return added

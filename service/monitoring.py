@@ -1,0 +1,350 @@
+"""Use cases for monitoring tasks: derive them from the catalog, list, read, complete, waive,
+and mark the ones whose day has passed as overdue."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from service.access import Actor
+from service.db import utcnow
+from service.errors import InvalidTransition, NotFound, ValidationFailed
+from service.models import Clinic, Dose, LabResult, MonitoringTask, TreatmentPlan
+from service.models.plan import OPEN_PLAN_STATUSES
+from service.paging import Page, paginate
+from service.protocols.catalog import Interval, Regimen, get_regimen
+from service.protocols.schedule import PlannedDose, monitoring_due_dates
+from service.reminder_time import to_utc
+from service.reminders import sync_plan_reminders
+
+# Doses that will not happen do not anchor monitoring.
+SKIPPED_DOSE_STATUSES = ("cancelled", "missed")
+
+
+def local_today(zone: str, now: datetime | None = None) -> date:
+    """The calendar date a wall clock in `zone` shows at `now` (default: the current instant)."""
+    return (now or utcnow()).astimezone(ZoneInfo(zone)).date()
+
+
+# --- derivation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    kind: str
+    rule_date: date
+    dose_id: int | None
+    ordinal: int  # n-th occurrence of a periodic kind; -1 for dose-tied tasks
+
+    @property
+    def key(self) -> tuple[str, int | None, int]:
+        return (self.kind, self.dose_id, self.ordinal)
+
+
+def derive_monitoring_tasks(session: Session, plan: TreatmentPlan) -> None:
+    """Create, move or remove the plan's open monitoring tasks so they match the catalog rules.
+
+    Doses count at their due date while open and at their administration date (clinic time zone)
+    once given; cancelled and missed doses anchor nothing. Done and waived tasks are history and
+    are never touched. A task whose rule date is unchanged keeps its due date, so a date staff
+    moved by hand survives re-derivation; when the rule date moves (a dose was rescheduled), the
+    task moves with it. Open tasks no rule asks for any more (anti-HBc no longer positive, a
+    cancelled dose) are removed.
+    """
+    session.flush()  # doses need their ids
+    regimen = get_regimen(plan.regimen_code)
+    zone = _clinic_zone(session, plan.clinic_id)
+    wanted = _wanted_tasks(regimen, plan, zone)
+
+    existing = list(plan.monitoring_tasks)
+    before_course = _dose_tied_kinds(regimen)
+    by_key: dict[tuple[str, int | None, int], MonitoringTask] = {}
+    leftovers: list[MonitoringTask] = []
+    periodic: dict[str, list[MonitoringTask]] = defaultdict(list)
+    for task in sorted(existing, key=lambda t: (t.rule_date, t.id)):
+        if task.kind in before_course:
+            key = (task.kind, task.dose_id, -1)
+            if task.dose_id is None or key in by_key:
+                leftovers.append(task)
+            else:
+                by_key[key] = task
+        else:
+            periodic[task.kind].append(task)
+    for kind, tasks in periodic.items():
+        for ordinal, task in enumerate(tasks):
+            by_key[(kind, None, ordinal)] = task
+
+    wanted_keys = {w.key for w in wanted}
+    for w in wanted:
+        task = by_key.get(w.key)
+        if task is None:
+            plan.monitoring_tasks.append(
+                MonitoringTask(
+                    kind=w.kind,
+                    due_date=w.rule_date,
+                    rule_date=w.rule_date,
+                    dose_id=w.dose_id,
+                    status="due",
+                )
+            )
+        elif task.is_open and task.rule_date != w.rule_date:
+            task.rule_date = w.rule_date
+            task.due_date = w.rule_date
+            # mark_overdue decides again from the new date.
+            task.status = "due"
+    stale = leftovers + [t for k, t in by_key.items() if k not in wanted_keys]
+    for task in stale:
+        if task.is_open:
+            plan.monitoring_tasks.remove(task)
+            session.delete(task)
+    session.flush()
+
+
+def _wanted_tasks(regimen: Regimen, plan: TreatmentPlan, zone: str) -> list[_Wanted]:
+    settings = regimen.resolve_settings(plan.settings)
+    doses = [d for d in plan.doses if d.status not in SKIPPED_DOSE_STATUSES]
+    planned = [_as_planned(d, zone) for d in doses]
+    anti_hbc_positive = any(
+        item.code == "anti_hbc" and item.result == "positive" for item in plan.screening_items
+    )
+    horizon = Interval(months=regimen.horizon_months(settings)).add_to(plan.start_date)
+    until = max([horizon, *(p.due_date for p in planned)])
+    due = monitoring_due_dates(
+        regimen,
+        planned,
+        plan.start_date,
+        settings=settings,
+        anti_hbc_positive=anti_hbc_positive,
+        until=until,
+    )
+    # monitoring_due_dates gives one date per course-starting maintenance dose, in dose order:
+    # pair them back up so the task knows its dose and moves with it.
+    dates = {p.sequence: p.due_date for p in planned}
+    course_doses = sorted(
+        _course_starting_maintenance(doses), key=lambda d: (dates[d.sequence], d.sequence)
+    )
+    before_course = _dose_tied_kinds(regimen)
+    tied: dict[str, Iterator[Dose]] = {kind: iter(course_doses) for kind in before_course}
+    ordinals: dict[str, int] = defaultdict(int)
+    wanted: list[_Wanted] = []
+    for kind, when in due:
+        if kind in before_course:
+            dose = next(tied[kind], None)
+            wanted.append(_Wanted(kind, when, dose.id if dose is not None else None, -1))
+        else:
+            wanted.append(_Wanted(kind, when, None, ordinals[kind]))
+            ordinals[kind] += 1
+    return wanted
+
+
+def _dose_tied_kinds(regimen: Regimen) -> set[str]:
+    return {r.kind for r in regimen.monitoring if r.schedule == "before_maintenance_course"}
+
+
+def _course_starting_maintenance(doses: list[Dose]) -> list[Dose]:
+    ordered = sorted(doses, key=lambda d: d.sequence)
+    result = []
+    previous: Dose | None = None
+    for dose in ordered:
+        if (previous is None or previous.course != dose.course) and dose.kind == "maintenance":
+            result.append(dose)
+        previous = dose
+    return result
+
+
+def _as_planned(dose: Dose, zone: str) -> PlannedDose:
+    when = dose.due_date
+    if dose.status == "administered" and dose.administration is not None:
+        when = dose.administration.administered_at.astimezone(ZoneInfo(zone)).date()
+    return PlannedDose(
+        sequence=dose.sequence,
+        course=dose.course,
+        kind=dose.kind,
+        amount_mg=dose.amount_mg,
+        due_date=when,
+        earliest_date=dose.earliest_date,
+        rule_key=dose.rule_key,
+    )
+
+
+def _clinic_zone(session: Session, clinic_id: int) -> str:
+    zone = session.scalar(select(Clinic.time_zone).where(Clinic.id == clinic_id))
+    if zone is None:
+        raise NotFound("Clinic not found")
+    return zone
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _plan(session: Session, actor: Actor, plan_id: int) -> TreatmentPlan:
+    plan = session.get(TreatmentPlan, plan_id)
+    if plan is None:
+        raise NotFound("Plan not found")
+    actor.ensure_can_see(clinic_id=plan.clinic_id, patient_id=plan.patient_id, what="Plan")
+    return plan
+
+
+def list_tasks(
+    session: Session,
+    actor: Actor,
+    plan_id: int,
+    *,
+    page: int,
+    page_size: int,
+    status: str | None = None,
+) -> Page[MonitoringTask]:
+    _plan(session, actor, plan_id)
+    stmt = (
+        select(MonitoringTask)
+        .where(MonitoringTask.plan_id == plan_id)
+        .options(selectinload(MonitoringTask.plan))
+        .order_by(MonitoringTask.due_date, MonitoringTask.id)
+    )
+    if status:
+        stmt = stmt.where(MonitoringTask.status == status)
+    return paginate(session, stmt, page=page, page_size=page_size)
+
+
+def get_task(session: Session, actor: Actor, task_id: int) -> MonitoringTask:
+    task = session.get(MonitoringTask, task_id)
+    if task is None:
+        raise NotFound("Monitoring task not found")
+    plan = task.plan
+    actor.ensure_can_see(
+        clinic_id=plan.clinic_id, patient_id=plan.patient_id, what="Monitoring task"
+    )
+    return task
+
+
+# --- changing ---------------------------------------------------------------------------------
+
+
+def update_task(
+    session: Session, actor: Actor, task: MonitoringTask, changes: dict[str, Any]
+) -> MonitoringTask:
+    """Staff complete (done), waive (with a reason in notes), reopen (due) or re-date a task.
+
+    Reopening a task whose due date has passed in the clinic's time zone makes it overdue at
+    once rather than waiting for the nightly run.
+    """
+    actor.require_staff()
+    status = changes.get("status")
+    notes = changes.get("notes", task.notes)
+    problems: dict[str, list[str]] = {}
+    if status == "waived" and not (notes or "").strip():
+        problems["notes"] = ["Give the reason for waiving the task."]
+    lab_result = None
+    if changes.get("lab_result_id") is not None:
+        lab_result = session.get(LabResult, changes["lab_result_id"])
+        if lab_result is None or lab_result.patient_id != task.plan.patient_id:
+            problems["lab_result_id"] = ["No such lab result for this patient."]
+        elif status not in (None, "done"):
+            problems["lab_result_id"] = ["A linked lab result completes the task (status done)."]
+        else:
+            taken = session.scalar(
+                select(MonitoringTask.id).where(
+                    MonitoringTask.lab_result_id == lab_result.id, MonitoringTask.id != task.id
+                )
+            )
+            if taken is not None:
+                problems["lab_result_id"] = ["Already completes another task."]
+    if "due_date" in changes and not task.is_open and status != "due":
+        problems["due_date"] = [f"A {task.status} task keeps its date; reopen it first."]
+    if problems:
+        raise ValidationFailed(errors=problems)
+    completes = status == "done" or (status is None and lab_result is not None)
+    if (completes or status == "waived") and not task.is_open:
+        raise InvalidTransition(f"The task is already {task.status}")
+
+    if "notes" in changes:
+        task.notes = changes["notes"]
+    if "due_date" in changes:
+        task.due_date = changes["due_date"]
+    if completes:
+        complete_task(session, actor, task, lab_result=lab_result)
+    elif status == "waived":
+        task.status = "waived"
+        task.done_at = utcnow()
+        task.completed_by_id = actor.user_id
+    elif status == "due":
+        task.done_at = None
+        task.completed_by_id = None
+        task.lab_result_id = None
+        task.status = "due"
+    if task.is_open:
+        today = local_today(_clinic_zone(session, task.plan.clinic_id))
+        task.status = "overdue" if task.due_date < today else "due"
+    session.flush()
+    sync_plan_reminders(session, task.plan)
+    return task
+
+
+def complete_task(
+    session: Session, actor: Actor, task: MonitoringTask, *, lab_result: LabResult | None
+) -> MonitoringTask:
+    task.status = "done"
+    task.done_at = utcnow()
+    task.completed_by_id = actor.user_id
+    if lab_result is not None:
+        task.lab_result_id = lab_result.id
+    session.flush()
+    return task
+
+
+# --- the nightly run --------------------------------------------------------------------------
+
+
+def mark_overdue(
+    session: Session, *, now: datetime | None = None, today: date | None = None
+) -> dict[str, int]:
+    """Tasks still `due` whose due date is before today become `overdue`.
+
+    "Today" is each clinic's own calendar date at `now` (default: the current instant), so a
+    task due on the 3rd turns overdue at midnight in Auckland and in Los Angeles alike. Pass
+    `today` to use one date for every clinic instead (a fixed date in tests or a manual run).
+    Only plans that are still open count. Returns {"overdue": n, "clinics": clinics checked}.
+    """
+    if today is not None and now is not None:
+        raise ValueError("pass now or today, not both")
+    clinics = session.execute(select(Clinic.id, Clinic.time_zone)).all()
+    by_day: dict[date, list[int]] = defaultdict(list)
+    for clinic_id, zone in clinics:
+        by_day[today or local_today(zone, now)].append(clinic_id)
+    marked = 0
+    for day, clinic_ids in by_day.items():
+        open_plans = select(TreatmentPlan.id).where(
+            TreatmentPlan.clinic_id.in_(clinic_ids),
+            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+        )
+        result = session.execute(
+            update(MonitoringTask)
+            .where(
+                MonitoringTask.status == "due",
+                MonitoringTask.due_date < day,
+                MonitoringTask.plan_id.in_(open_plans),
+            )
+            .values(
+                status="overdue",
+                version=MonitoringTask.version + 1,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session="fetch")
+        )
+        marked += cast("CursorResult[Any]", result).rowcount or 0
+    session.flush()
+    return {"overdue": marked, "clinics": len(clinics)}
+
+
+def day_bounds(day: date, zone: str) -> tuple[datetime, datetime]:
+    """The UTC instants at which `day` starts and ends on a wall clock in `zone`."""
+    start = to_utc(day, time(0), zone)
+    end = to_utc(day + timedelta(days=1), time(0), zone)
+    return start, end

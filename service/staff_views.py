@@ -1,0 +1,394 @@
+"""Use cases behind the staff views: the day's chair list, the worklist, resolving alerts.
+
+Every date here is a calendar date in the clinic's own time zone: an appointment at 23:30 UTC
+on the 3rd belongs to the 4th in Berlin and still to the 3rd in Los Angeles.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from service.access import Actor
+from service.db import utcnow
+from service.errors import NotFound
+from service.models import (
+    Clinic,
+    Dose,
+    MonitoringTask,
+    Patient,
+    StaffAlert,
+    TreatmentPlan,
+)
+from service.models.dose import OPEN_DOSE_STATUSES
+from service.models.plan import OPEN_PLAN_STATUSES
+from service.monitoring import day_bounds, local_today
+from service.protocols import PlannedDose, Regimen, expected_chair_minutes, get_regimen
+
+# A checklist that is not cleared becomes worklist material this long before the first dose.
+CHECKLIST_HORIZON_DAYS = 14
+CHECKLIST_PLAN_STATUSES = ("draft", "screening", "ready")
+OUTCOME_URGENCY = {"contraindicated": 0, "needs_review": 1, "pending": 2, "cleared": 3}
+DEFAULT_WORKLIST_LIMIT = 100
+
+
+def _screening(plan: TreatmentPlan) -> dict[str, Any]:
+    """The checklist state staff see beside a dose: outcome, what blocks, override in force."""
+    checklist = plan.checklist
+    return {
+        "outcome": checklist.outcome,
+        "blocking_items": checklist.blocking_items,
+        "overridden": checklist.override_in_effect,
+    }
+
+
+def _clinic(session: Session, actor: Actor) -> Clinic:
+    actor.require_staff()
+    clinic = session.get(Clinic, actor.clinic_id)
+    if clinic is None:
+        raise NotFound("Clinic not found")
+    return clinic
+
+
+def _patient_summary(patient: Patient) -> dict[str, Any]:
+    return {
+        "id": patient.id,
+        "mrn": patient.mrn,
+        "name": f"{patient.given_name} {patient.family_name}",
+    }
+
+
+def _plan_summary(plan: TreatmentPlan) -> dict[str, Any]:
+    return {
+        "id": plan.id,
+        "regimen": plan.regimen_code,
+        "variant": plan.variant,
+        "status": plan.status,
+    }
+
+
+def _premedications(regimen: Regimen) -> list[dict[str, Any]]:
+    return [
+        {
+            "drug": p.drug,
+            "dose_mg": p.dose_mg,
+            "route": p.route,
+            "minutes_before": (
+                {"min": p.minutes_before.min, "max": p.minutes_before.max}
+                if p.minutes_before is not None
+                else None
+            ),
+            "required": p.required,
+            "note": p.note,
+        }
+        for p in regimen.premedications
+    ]
+
+
+def _chair_minutes(regimen: Regimen, dose: Dose) -> int | None:
+    planned = PlannedDose(
+        sequence=dose.sequence,
+        course=dose.course,
+        kind=dose.kind,
+        amount_mg=dose.amount_mg,
+        due_date=dose.due_date,
+        earliest_date=dose.earliest_date,
+        rule_key=dose.rule_key,
+    )
+    return expected_chair_minutes(regimen, planned)
+
+
+def _dose_summary(dose: Dose) -> dict[str, Any]:
+    return {
+        "id": dose.id,
+        "sequence": dose.sequence,
+        "course": dose.course,
+        "kind": dose.kind,
+        "amount_mg": dose.amount_mg,
+        "due_date": dose.due_date,
+        "booking": dose.booking,
+        "status": dose.status,
+    }
+
+
+# --- the day's schedule -----------------------------------------------------------------------
+
+
+def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -> dict[str, Any]:
+    """The clinic's doses on `day` (default: today in the clinic's time zone).
+
+    `items`: every dose with an appointment on that local day (cancelled ones left out), by
+    appointment time. `unbooked_due`: doses still planned for that day without an appointment.
+    """
+    clinic = _clinic(session, actor)
+    zone = clinic.time_zone
+    day = day or local_today(zone)
+    start, end = day_bounds(day, zone)
+    plan_loads = (
+        selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
+        selectinload(Dose.plan).selectinload(TreatmentPlan.screening_items),
+        selectinload(Dose.plan).selectinload(TreatmentPlan.overrides),
+    )
+    booked = session.scalars(
+        select(Dose)
+        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .where(
+            TreatmentPlan.clinic_id == clinic.id,
+            Dose.appointment_at >= start,
+            Dose.appointment_at < end,
+            Dose.status != "cancelled",
+        )
+        .options(*plan_loads)
+        .order_by(Dose.appointment_at, Dose.id)
+    ).all()
+    unbooked = session.scalars(
+        select(Dose)
+        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .where(
+            TreatmentPlan.clinic_id == clinic.id,
+            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            Dose.status == "planned",
+            Dose.appointment_at.is_(None),
+            Dose.due_date == day,
+        )
+        .options(*plan_loads)
+        .order_by(Dose.id)
+    ).all()
+    tz = ZoneInfo(zone)
+    items = []
+    for dose in booked:
+        plan = dose.plan
+        regimen = get_regimen(plan.regimen_code)
+        assert dose.appointment_at is not None
+        items.append(
+            {
+                "patient": _patient_summary(plan.patient),
+                "plan": _plan_summary(plan),
+                "dose": _dose_summary(dose),
+                "appointment_at": dose.appointment_at,
+                "local_time": dose.appointment_at.astimezone(tz).strftime("%H:%M"),
+                "location": dose.location,
+                "premedications": _premedications(regimen),
+                "screening": _screening(plan),
+                "expected_chair_minutes": _chair_minutes(regimen, dose),
+                "needs_review": dose.needs_review,
+            }
+        )
+    unbooked_items = []
+    for dose in unbooked:
+        unbooked_items.append(
+            {
+                "patient": _patient_summary(dose.plan.patient),
+                "plan": _plan_summary(dose.plan),
+                "dose": _dose_summary(dose),
+                "screening": _screening(dose.plan),
+                "needs_review": dose.needs_review,
+            }
+        )
+    return {"date": day, "time_zone": zone, "items": items, "unbooked_due": unbooked_items}
+
+
+# --- the worklist -----------------------------------------------------------------------------
+
+
+def staff_worklist(
+    session: Session,
+    actor: Actor,
+    *,
+    limit: int = DEFAULT_WORKLIST_LIMIT,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """What is blocked or late at the clinic, each section most urgent first.
+
+    - checklists: plans not yet treating whose checklist is not cleared (and not overridden)
+      and whose first open dose is due within 14 days or already past; soonest first.
+    - overdue_doses: open doses whose day (appointment day if booked, else due date) is before
+      today; oldest first.
+    - overdue_tasks: monitoring tasks overdue, or still due with a due date before today; oldest
+      first.
+    - alerts: unresolved staff alerts (e.g. lab_low), oldest first.
+    Each section holds at most `limit` entries; `counts` gives the full numbers.
+    """
+    clinic = _clinic(session, actor)
+    zone = clinic.time_zone
+    today = local_today(zone, now)
+    today_start, _ = day_bounds(today, zone)
+    checklists = _blocked_checklists(session, clinic.id, today)
+    overdue_doses, dose_count = _overdue_doses(
+        session, clinic.id, ZoneInfo(zone), today, today_start, limit
+    )
+    overdue_tasks, task_count = _overdue_tasks(session, clinic.id, today, limit)
+    alerts, alert_count = _open_alerts(session, clinic.id, limit)
+    return {
+        "date": today,
+        "time_zone": zone,
+        "checklists": checklists[:limit],
+        "overdue_doses": overdue_doses,
+        "overdue_tasks": overdue_tasks,
+        "alerts": alerts,
+        "counts": {
+            "checklists": len(checklists),
+            "overdue_doses": dose_count,
+            "overdue_tasks": task_count,
+            "alerts": alert_count,
+        },
+    }
+
+
+def _blocked_checklists(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
+    horizon = today + timedelta(days=CHECKLIST_HORIZON_DAYS)
+    first_open = (
+        select(Dose.plan_id, func.min(Dose.sequence).label("sequence"))
+        .where(Dose.status.in_(OPEN_DOSE_STATUSES))
+        .group_by(Dose.plan_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(TreatmentPlan, Dose)
+        .join(first_open, first_open.c.plan_id == TreatmentPlan.id)
+        .join(
+            Dose,
+            and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_open.c.sequence),
+        )
+        .where(
+            TreatmentPlan.clinic_id == clinic_id,
+            TreatmentPlan.status.in_(CHECKLIST_PLAN_STATUSES),
+            Dose.due_date <= horizon,
+        )
+        .options(
+            selectinload(TreatmentPlan.patient),
+            selectinload(TreatmentPlan.screening_items),
+            selectinload(TreatmentPlan.overrides),
+        )
+    ).all()
+    entries: list[dict[str, Any]] = []
+    for plan, dose in rows:
+        checklist = plan.checklist
+        if checklist.passes_gate:
+            continue
+        entries.append(
+            {
+                "patient": _patient_summary(plan.patient),
+                "plan": _plan_summary(plan),
+                "first_dose": _dose_summary(dose),
+                "first_dose_date": dose.due_date,
+                "days_until_first_dose": (dose.due_date - today).days,
+                "outcome": checklist.outcome,
+                "blocking_items": checklist.blocking_items,
+            }
+        )
+    entries.sort(
+        key=lambda e: (e["first_dose_date"], OUTCOME_URGENCY[e["outcome"]], e["plan"]["id"])
+    )
+    return entries
+
+
+def _overdue_doses(
+    session: Session, clinic_id: int, zone: ZoneInfo, today: date, today_start: datetime, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    late = or_(
+        and_(Dose.appointment_at.is_(None), Dose.due_date < today),
+        Dose.appointment_at < today_start,
+    )
+    base = (
+        select(Dose)
+        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .where(
+            TreatmentPlan.clinic_id == clinic_id,
+            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            Dose.status.in_(OPEN_DOSE_STATUSES),
+            late,
+        )
+    )
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    doses = session.scalars(
+        base.options(selectinload(Dose.plan).selectinload(TreatmentPlan.patient))
+        .order_by(Dose.due_date, Dose.id)
+        .limit(limit)
+    ).all()
+    entries: list[dict[str, Any]] = []
+    for dose in doses:
+        day = dose.appointment_at.astimezone(zone).date() if dose.appointment_at else dose.due_date
+        entries.append(
+            {
+                "patient": _patient_summary(dose.plan.patient),
+                "plan": _plan_summary(dose.plan),
+                "dose": _dose_summary(dose),
+                "appointment_at": dose.appointment_at,
+                "date": day,
+                "days_overdue": (today - day).days,
+            }
+        )
+    entries.sort(key=lambda e: (e["date"], e["dose"]["id"]))
+    return entries, total
+
+
+def _overdue_tasks(
+    session: Session, clinic_id: int, today: date, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    base = (
+        select(MonitoringTask)
+        .join(TreatmentPlan, TreatmentPlan.id == MonitoringTask.plan_id)
+        .where(
+            TreatmentPlan.clinic_id == clinic_id,
+            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            or_(
+                MonitoringTask.status == "overdue",
+                and_(MonitoringTask.status == "due", MonitoringTask.due_date < today),
+            ),
+        )
+    )
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    tasks = session.scalars(
+        base.options(selectinload(MonitoringTask.plan).selectinload(TreatmentPlan.patient))
+        .order_by(MonitoringTask.due_date, MonitoringTask.id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "patient": _patient_summary(task.plan.patient),
+            "plan": _plan_summary(task.plan),
+            "task": {
+                "id": task.id,
+                "kind": task.kind,
+                "due_date": task.due_date,
+                "status": task.status,
+                "dose_id": task.dose_id,
+            },
+            "days_overdue": (today - task.due_date).days,
+        }
+        for task in tasks
+    ], total
+
+
+def _open_alerts(session: Session, clinic_id: int, limit: int) -> tuple[list[StaffAlert], int]:
+    base = select(StaffAlert).where(
+        StaffAlert.clinic_id == clinic_id, StaffAlert.resolved_at.is_(None)
+    )
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    alerts = session.scalars(
+        base.options(selectinload(StaffAlert.patient))
+        .order_by(StaffAlert.created_at, StaffAlert.id)
+        .limit(limit)
+    ).all()
+    return list(alerts), total
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+def resolve_alert(session: Session, actor: Actor, alert_id: int) -> StaffAlert:
+    """Mark an alert resolved; resolving it again changes nothing."""
+    actor.require_staff()
+    alert = session.get(StaffAlert, alert_id)
+    if alert is None or alert.clinic_id != actor.clinic_id:
+        raise NotFound("Alert not found")
+    if alert.resolved_at is None:
+        alert.resolved_at = utcnow()
+        alert.resolved_by_id = actor.user_id
+        session.flush()
+    return alert

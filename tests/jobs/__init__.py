@@ -1,0 +1,1 @@
+"""Runner and delivery channel tests."""

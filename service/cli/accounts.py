@@ -23,7 +23,7 @@ USER_PASSWORD_ENV = "CD20_USER_PASSWORD"
 
 
 @contextmanager
-def _refusals() -> Iterator[None]:
+def report_refusals() -> Iterator[None]:
     """Domain refusals and constraint clashes become a clear message and exit status 1."""
     try:
         yield
@@ -42,7 +42,7 @@ def _session() -> Iterator[tuple[Session, Settings]]:
     settings = Settings.from_env()
     ensure_database(settings)
     init_engine(settings.database_url)
-    with _refusals(), unit_of_work() as session:
+    with report_refusals(), unit_of_work() as session:
         yield session, settings
 
 
@@ -68,7 +68,7 @@ def create_clinic(name: str, time_zone: str, admin_email: str) -> None:
 
     The admin's password comes from CD20_ADMIN_PASSWORD, or is asked for.
     """
-    with _refusals():  # checked before asking for a password
+    with report_refusals():  # checked before asking for a password
         clinics.check_time_zone(time_zone)
         accounts.normalise_email(admin_email)
     password = _password(ADMIN_PASSWORD_ENV)
@@ -99,7 +99,7 @@ def create_user(clinic_id: int, role: str, email: str) -> None:
 
     The password comes from CD20_USER_PASSWORD, or is asked for.
     """
-    with _refusals():
+    with report_refusals():
         accounts.normalise_email(email)
     password = _password(USER_PASSWORD_ENV)
     with _session() as (session, settings):

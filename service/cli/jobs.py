@@ -29,6 +29,8 @@ def jobs_run(batch_size: int, every: float) -> None:
     from service.db import init_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # APScheduler logs every run of every job at INFO; the runner logs its own counts per tick.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     settings = Settings.from_env()
     settings.check()
     ensure_database(settings)

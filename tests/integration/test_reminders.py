@@ -1,0 +1,235 @@
+"""Reminders derived from the schedule: kinds, local fire times across DST, re-derivation."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from service.doses import record_administration, update_dose
+from service.models import Reminder
+from service.patients import update_patient
+from service.plans import update_plan
+from tests.factories import (
+    actor_of,
+    clear_checklist,
+    make_clinic,
+    make_patient,
+    make_plan,
+    make_user,
+)
+
+NEW_YORK = "America/New_York"
+
+
+def reminders(session, plan, *, status="pending") -> dict[tuple[str, str], Reminder]:
+    session.expire_all()
+    rows = session.scalars(
+        select(Reminder).where(Reminder.plan_id == plan.id, Reminder.status == status)
+    )
+    return {(r.kind, r.idempotency_key): r for r in rows}
+
+
+def kinds_for(session, plan, dose_id, *, status="pending") -> list[str]:
+    return sorted(
+        r.kind
+        for r in reminders(session, plan, status=status).values()
+        if (r.subject_type, r.subject_id) == ("dose", dose_id)
+    )
+
+
+def setup(session, settings, *, zone=NEW_YORK, clinic_zone=NEW_YORK, start=date(2027, 3, 15)):
+    clinic = make_clinic(session, time_zone=clinic_zone)
+    staff = make_user(session, settings, clinic, "clinician")
+    patient = make_patient(session, clinic, time_zone=zone)
+    plan = make_plan(session, patient, staff, start_date=start)
+    return clinic, staff, patient, plan
+
+
+def test_a_new_plan_gets_its_patient_and_staff_reminders(session, settings):
+    _, _, _, plan = setup(session, settings)
+    first = plan.doses[0]
+    assert kinds_for(session, plan, first.id) == [
+        "dose_overdue",
+        "dose_upcoming",
+        "dose_upcoming",
+        "infection_checkin",
+    ]
+    # The checklist is still pending: staff hear of it 14 and 7 days before the first dose.
+    checklist = [k for (kind, k) in reminders(session, plan) if kind == "checklist_not_cleared"]
+    assert len(checklist) == 2
+    labs = [r for (kind, _), r in reminders(session, plan).items() if kind == "labs_due"]
+    assert labs, "immunoglobulins before the maintenance course are reminded"
+
+
+def test_fire_times_are_nine_in_the_patients_zone_across_the_dst_change(session, settings):
+    # New York springs forward on 14 March 2027; the first dose is due on the 15th.
+    _, _, _, plan = setup(session, settings)
+    first = plan.doses[0]
+    upcoming = sorted(
+        (
+            r
+            for (kind, _), r in reminders(session, plan).items()
+            if kind == "dose_upcoming" and (r.subject_type, r.subject_id) == ("dose", first.id)
+        ),
+        key=lambda r: r.fire_at,
+    )
+    assert [(r.local_date, r.local_time) for r in upcoming] == [
+        (date(2027, 3, 8), time(9, 0)),
+        (date(2027, 3, 14), time(9, 0)),
+    ]
+    assert [r.fire_at for r in upcoming] == [
+        datetime(2027, 3, 8, 14, 0, tzinfo=UTC),  # 09:00 EST
+        datetime(2027, 3, 14, 13, 0, tzinfo=UTC),  # 09:00 EDT, the morning after the change
+    ]
+    assert all(r.time_zone == NEW_YORK for r in upcoming)
+
+
+def test_staff_reminders_are_anchored_in_the_clinics_zone(session, settings):
+    _, _, _, plan = setup(session, settings, zone="Asia/Kolkata", clinic_zone="Europe/Berlin")
+    overdue = next(
+        r
+        for (kind, _), r in reminders(session, plan).items()
+        if kind == "dose_overdue" and (r.subject_type, r.subject_id) == ("dose", plan.doses[0].id)
+    )
+    # The morning after the due day, 08:00 in Berlin (CET in March before the 28th).
+    assert overdue.fire_at == datetime(2027, 3, 16, 7, 0, tzinfo=UTC)
+    assert overdue.audience == "staff"
+
+
+def test_rescheduling_cancels_the_old_reminders_and_adds_new_ones(session, settings):
+    _, staff, _, plan = setup(session, settings)
+    first = plan.doses[0]
+    before = {
+        r.idempotency_key
+        for r in reminders(session, plan).values()
+        if (r.subject_type, r.subject_id) == ("dose", first.id)
+    }
+    update_dose(session, actor_of(staff), first, {"due_date": date(2027, 3, 22)})
+    after = {
+        r.idempotency_key
+        for r in reminders(session, plan).values()
+        if (r.subject_type, r.subject_id) == ("dose", first.id)
+    }
+    cancelled = {
+        r.idempotency_key
+        for r in reminders(session, plan, status="cancelled").values()
+        if (r.subject_type, r.subject_id) == ("dose", first.id)
+    }
+    assert before == cancelled
+    assert after
+    assert after.isdisjoint(before)
+    one_day = next(
+        r
+        for r in reminders(session, plan).values()
+        if (r.subject_type, r.subject_id) == ("dose", first.id) and r.payload.get("lead_days") == 1
+    )
+    assert one_day.local_date == date(2027, 3, 21)
+
+
+def test_a_sent_reminder_is_never_changed_or_resent(session, settings):
+    _, staff, _, plan = setup(session, settings)
+    first = plan.doses[0]
+    sent = next(
+        r
+        for r in reminders(session, plan).values()
+        if (r.subject_type, r.subject_id) == ("dose", first.id)
+    )
+    sent.status = "sent"
+    session.flush()
+    update_dose(session, actor_of(staff), first, {"due_date": date(2027, 3, 22)})
+    session.refresh(sent)
+    assert sent.status == "sent"
+    # Moving back to the original day brings back the same reminders, except the one sent.
+    update_dose(session, actor_of(staff), first, {"due_date": date(2027, 3, 15)})
+    keys = [r.idempotency_key for r in reminders(session, plan).values()]
+    assert sent.idempotency_key not in keys
+
+
+def test_a_new_time_zone_recomputes_future_reminders(session, settings):
+    _, staff, patient, plan = setup(session, settings)
+    update_patient(session, actor_of(staff), patient, {"time_zone": "Europe/Berlin"})
+    first = plan.doses[0]
+    upcoming = [
+        r
+        for (kind, _), r in reminders(session, plan).items()
+        if kind == "dose_upcoming" and (r.subject_type, r.subject_id) == ("dose", first.id)
+    ]
+    assert {r.time_zone for r in upcoming} == {"Europe/Berlin"}
+    assert sorted(r.fire_at for r in upcoming) == [
+        datetime(2027, 3, 8, 8, 0, tzinfo=UTC),  # 09:00 CET
+        datetime(2027, 3, 14, 8, 0, tzinfo=UTC),
+    ]
+
+
+def test_a_later_preferred_time_and_quiet_hours_move_reminders(session, settings):
+    _, staff, patient, plan = setup(session, settings)
+    update_patient(session, actor_of(staff), patient, {"reminder_time": time(22, 30)})
+    first = plan.doses[0]
+    one_day = next(
+        r
+        for r in reminders(session, plan).values()
+        if (r.subject_type, r.subject_id) == ("dose", first.id) and r.payload.get("lead_days") == 1
+    )
+    # 22:30 falls in the default quiet hours (21:00-08:00): pushed to 08:00 the next morning.
+    assert (one_day.local_date, one_day.local_time) == (date(2027, 3, 15), time(8, 0))
+
+
+def test_booking_adds_morning_of_instructions_and_an_early_slot_moves_them_to_the_evening_before(
+    session, settings
+):
+    _, staff, _, plan = setup(session, settings)
+    clear_checklist(session, plan, staff)
+    first = plan.doses[0]
+    at = datetime(2027, 3, 15, 7, 30, tzinfo=ZoneInfo(NEW_YORK))
+    update_dose(session, actor_of(staff), first, {"appointment_at": at})
+    morning = next(
+        r
+        for (kind, _), r in reminders(session, plan).items()
+        if kind == "morning_of" and (r.subject_type, r.subject_id) == ("dose", first.id)
+    )
+    # 09:00 would be after the 07:30 slot and 06:00 is in quiet hours: 20:00 the evening before.
+    assert (morning.local_date, morning.local_time) == (date(2027, 3, 14), time(20, 0))
+    assert morning.expires_at == at.astimezone(UTC)
+
+
+def test_clearing_the_checklist_cancels_the_staff_warning(session, settings):
+    _, staff, _, plan = setup(session, settings)
+    clear_checklist(session, plan, staff)
+    assert not [k for (kind, k) in reminders(session, plan) if kind == "checklist_not_cleared"]
+
+
+def test_an_infusion_brings_a_symptom_check_in_24_hours_later(session, settings):
+    _, staff, _, plan = make_ready(session, settings)
+    first = plan.doses[0]
+    given = datetime(2027, 3, 15, 14, 0, tzinfo=ZoneInfo(NEW_YORK))
+    record_administration(
+        session,
+        actor_of(staff),
+        first.id,
+        administered_at=given,
+        amount_mg=300,
+        now=given + timedelta(hours=4),
+    )
+    kinds = kinds_for(session, plan, first.id)
+    assert kinds == ["symptom_checkin"]
+    checkin = next(
+        r for (kind, _), r in reminders(session, plan).items() if kind == "symptom_checkin"
+    )
+    assert checkin.fire_at == (given + timedelta(hours=24)).astimezone(UTC)
+    assert checkin.local_time == time(14, 0)
+
+
+def test_a_plan_on_hold_has_no_pending_reminders(session, settings):
+    _, staff, _, plan = make_ready(session, settings)
+    update_plan(session, actor_of(staff), plan, {"status": "on_hold", "hold_reason": "infection"})
+    assert reminders(session, plan) == {}
+
+
+def make_ready(session, settings):
+    clinic = make_clinic(session, time_zone=NEW_YORK)
+    staff = make_user(session, settings, clinic, "clinician")
+    patient = make_patient(session, clinic, time_zone=NEW_YORK)
+    plan = make_plan(session, patient, staff, start_date=date(2027, 3, 15), cleared=True)
+    return clinic, staff, patient, plan

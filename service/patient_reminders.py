@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from service.access import Actor
 from service.db import utcnow
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, NotFound, ValidationFailed
 from service.models import Dose, Reminder, StaffAlert
 from service.paging import Page, paginate
 from service.patients import get_patient
@@ -68,7 +68,7 @@ def acknowledge(
             raise Conflict("This reminder was already answered; contact your clinic to change it.")
         return reminder
     if response is not None and reminder.kind not in CHECKIN_KINDS:
-        raise Conflict(
+        raise ValidationFailed(
             "Only check-ins take an answer",
             errors={"response": [f"Only {', '.join(CHECKIN_KINDS)} reminders take a response."]},
         )

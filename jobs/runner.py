@@ -57,6 +57,7 @@ class Runner:
         self.on_batch = on_batch
         self.stopping = threading.Event()
         self._in_hand: list[Outgoing] = []
+        self._waiting = False
 
     @property
     def single_runner_database(self) -> bool:
@@ -73,8 +74,13 @@ class Runner:
         """Claim and deliver batches until nothing is due (or the tick has run long enough)."""
         total = TickCounts()
         if not self.hold_single_runner_lease():
-            log.info("waiting: another runner holds the lease on this SQLite database")
+            if not self._waiting:
+                log.info("waiting: another runner holds the lease on this SQLite database")
+                self._waiting = True
             return total
+        if self._waiting:
+            log.info("took over the runner lease")
+            self._waiting = False
         started = self.clock()
         while not self.stopping.is_set():
             counts = self.run_batch()

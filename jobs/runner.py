@@ -17,7 +17,7 @@ from service.dispatch import (
     Outgoing,
     TickCounts,
     acquire_runner_lease,
-    claim_due_reminders,
+    claim_and_deliver,
     deliver_claimed,
     give_up_runner_lease,
     release_claims,
@@ -90,14 +90,28 @@ class Runner:
         return total
 
     def run_batch(self) -> TickCounts:
+        """Take one batch: reminders that stay in the database are delivered in the same
+        transaction; those for outside channels are leased, then delivered in a second one."""
         now = self.clock()
         with unit_of_work() as session:
-            claimed = claim_due_reminders(
-                session, owner=self.owner, now=now, limit=self.batch_size, lease=self.lease
+            counts, leased = claim_and_deliver(
+                session,
+                self.channels,
+                owner=self.owner,
+                now=now,
+                limit=self.batch_size,
+                lease=self.lease,
+                settings=self.settings,
             )
-        if not claimed:
-            return TickCounts()
-        self._in_hand = claimed
+            record_batch(session, counts)
+        if leased:
+            counts.add(self._deliver_leased(leased))
+        if counts.claimed and self.on_batch is not None:
+            self.on_batch(counts)
+        return counts
+
+    def _deliver_leased(self, leased: list[Outgoing]) -> TickCounts:
+        self._in_hand = leased
         try:
             if self.stopping.is_set():
                 self.release()
@@ -105,17 +119,17 @@ class Runner:
             with unit_of_work() as session:
                 counts = deliver_claimed(
                     session,
-                    claimed,
+                    leased,
                     self.channels,
                     owner=self.owner,
                     now=self.clock(),
                     settings=self.settings,
                 )
+                # Counted as claimed by the first transaction already.
+                counts.claimed = 0
                 record_batch(session, counts)
         finally:
             self._in_hand = []
-        if self.on_batch is not None:
-            self.on_batch(counts)
         return counts
 
     def release(self) -> None:

@@ -58,6 +58,13 @@ def build_scheduler(
         id="purge_old_deliveries",
         replace_existing=True,
     )
+    scheduler.add_job(
+        tasks.purge_expired_idempotency_keys,
+        "cron",
+        minute=40,
+        id="purge_expired_idempotency_keys",
+        replace_existing=True,
+    )
     return scheduler
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
@@ -60,3 +60,13 @@ def purge_old_deliveries() -> None:
             execution_options={"synchronize_session": False},
         )
     log.info("purge_old_deliveries deleted=%d", getattr(result, "rowcount", 0) or 0)
+
+
+def purge_expired_idempotency_keys(now: datetime | None = None) -> int:
+    """Delete Idempotency-Keys past their 24 hours (`now` for tests)."""
+    from service.idempotency import purge_expired_keys
+
+    with unit_of_work() as session:
+        deleted = purge_expired_keys(session, now=now or utcnow())
+    log.info("purge_expired_idempotency_keys deleted=%d", deleted)
+    return deleted

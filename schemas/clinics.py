@@ -33,13 +33,15 @@ class UserSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     clinic_id = fields.Integer(dump_only=True)
     email = fields.Email(required=True, validate=validate.Length(max=254))
-    role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
+    # Patients' app accounts are listed too; only staff accounts are made here (UserCreateSchema).
+    role = fields.String(dump_only=True, metadata={"enum": list(ROLES)})
     patient_id = fields.Integer(dump_only=True, allow_none=True)
     is_active = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
 
 class UserCreateSchema(UserSchema):
+    role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
     password = new_password(required=True, load_only=True)
 
 

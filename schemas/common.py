@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -10,14 +12,56 @@ from marshmallow import fields, validate
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# What the database and the calendar arithmetic can hold: integers fit a BIGINT, ids of INTEGER
+# keys an INTEGER, and dates stay far enough from datetime's years 1 and 9999 that moving them by
+# time zones or months never fails.
+MAX_ID = 2**63 - 1
+MAX_INT_ID = 2**31 - 1
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2999, 12, 31)
+_DATE_RANGE = f"Must be between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}."
 
 
 class StrictSchema(ma.Schema):
-    """Rejects unknown fields (marshmallow's default, stated so no subclass forgets it)."""
+    """Rejects unknown fields (marshmallow's default, stated so no subclass forgets it), and
+    values no column or date computation can take: a NUL character (PostgreSQL text cannot hold
+    one), an integer beyond a BIGINT, a date outside EARLIEST_DATE..LATEST_DATE."""
 
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+    @ma.pre_load
+    def _no_nul_characters(self, data: Any, **_kwargs: Any) -> Any:
+        if isinstance(data, Mapping):
+            bad = [str(key) for key, value in data.items() if _has_nul(key) or _has_nul(value)]
+            if bad:
+                message = ["Must not contain NUL characters."]
+                raise ma.ValidationError({key.replace("\x00", "\\0"): message for key in bad})
+        return data
+
+    @ma.validates_schema
+    def _storable_values(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        for name, value in data.items():
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ID:
+                errors[name] = ["Too large."]
+            elif isinstance(value, date):
+                day = value.date() if isinstance(value, datetime) else value
+                if not EARLIEST_DATE <= day <= LATEST_DATE:
+                    errors[name] = [_DATE_RANGE]
+        if errors:
+            raise ma.ValidationError(errors)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 class PageArgsSchema(StrictSchema):
@@ -49,7 +93,13 @@ def page_of(item_schema: type[ma.Schema]) -> type[ma.Schema]:
 
 
 class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details, with a stable machine-readable `code`."""
+    """RFC 9457 problem details, with a stable machine-readable `code`.
+
+    Extension members (e.g. `blocking_items`, `retry_after`) are allowed, as RFC 9457 says.
+    """
+
+    class Meta:
+        unknown = ma.INCLUDE
 
     type = fields.String()
     title = fields.String()

@@ -59,12 +59,16 @@ class DoseSchema(StrictSchema):
     amount_mg = fields.Integer(dump_only=True)
     due_date = fields.Date(dump_only=True)
     earliest_date = fields.Date(
-        dump_only=True, metadata={"description": "Earliest allowed date (minimum interval)"}
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Earliest allowed date (minimum interval)"},
     )
     status = fields.String(dump_only=True, metadata={"description": " | ".join(DOSE_STATUSES)})
-    booking = fields.String(dump_only=True, metadata={"description": " | ".join(BOOKINGS)})
-    appointment_at = fields.DateTime(dump_only=True)
-    location = fields.String(dump_only=True)
+    booking = fields.String(
+        dump_only=True, allow_none=True, metadata={"description": " | ".join(BOOKINGS)}
+    )
+    appointment_at = fields.DateTime(dump_only=True, allow_none=True)
+    location = fields.String(dump_only=True, allow_none=True)
     needs_review = fields.Boolean(dump_only=True)
     administration = fields.Nested(DoseAdministrationSchema, dump_only=True, allow_none=True)
     version = fields.Integer(dump_only=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import PageArgsSchema, StrictSchema, text
+from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, text
 from service.labs import LAB_CODES, lab_code_problems
 from service.models.monitoring import LAB_FLAGS, RANGE_SOURCES
 
@@ -77,6 +77,7 @@ class LabResultCreateSchema(StrictSchema):
     task_id = fields.Integer(
         strict=True,
         allow_none=True,
+        validate=validate.Range(min=1, max=MAX_INT_ID),
         metadata={"description": "A monitoring task of the same patient that this completes"},
     )
 

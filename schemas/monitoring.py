@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import PageArgsSchema, StrictSchema, text
+from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, text
 from service.models.monitoring import TASK_STATUSES
 
 MAX_NOTES = 2000
@@ -42,6 +42,7 @@ class MonitoringTaskUpdateSchema(StrictSchema):
     lab_result_id = fields.Integer(
         strict=True,
         allow_none=True,
+        validate=validate.Range(min=1, max=MAX_INT_ID),
         metadata={"description": "A lab result of the same patient that completes the task"},
     )
 

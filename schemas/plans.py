@@ -30,11 +30,11 @@ class PlanDoseSchema(StrictSchema):
     kind = fields.String(dump_only=True)
     amount_mg = fields.Integer(dump_only=True)
     due_date = fields.Date(dump_only=True)
-    earliest_date = fields.Date(dump_only=True)
+    earliest_date = fields.Date(dump_only=True, allow_none=True)
     status = fields.String(dump_only=True)
-    booking = fields.String(dump_only=True)
-    appointment_at = fields.DateTime(dump_only=True)
-    location = fields.String(dump_only=True)
+    booking = fields.String(dump_only=True, allow_none=True)
+    appointment_at = fields.DateTime(dump_only=True, allow_none=True)
+    location = fields.String(dump_only=True, allow_none=True)
     needs_review = fields.Boolean(dump_only=True)
 
 
@@ -58,9 +58,9 @@ class PlanSchema(StrictSchema):
         dump_only=True,
         metadata={"description": "The option chosen for each regimen setting"},
     )
-    hold_reason = fields.String(dump_only=True)
-    notes = fields.String(dump_only=True)
-    prescriber_id = fields.Integer(dump_only=True)
+    hold_reason = fields.String(dump_only=True, allow_none=True)
+    notes = fields.String(dump_only=True, allow_none=True)
+    prescriber_id = fields.Integer(dump_only=True, allow_none=True)
     version = fields.Integer(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)

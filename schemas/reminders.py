@@ -41,7 +41,7 @@ class ReminderSchema(StrictSchema):
     status = fields.String(dump_only=True)
     channels = fields.List(fields.String(), dump_only=True)
     subject = fields.Method("_subject", dump_only=True)
-    acked_at = fields.DateTime(dump_only=True)
+    acked_at = fields.DateTime(dump_only=True, allow_none=True)
 
     def _local_time(self, reminder: Any) -> str:
         return f"{reminder.local_date.isoformat()}T{reminder.local_time.strftime('%H:%M')}"
@@ -61,7 +61,7 @@ class DeliverySchema(StrictSchema):
 
 class StaffReminderSchema(ReminderSchema):
     attempts = fields.Integer(dump_only=True)
-    sent_at = fields.DateTime(dump_only=True)
+    sent_at = fields.DateTime(dump_only=True, allow_none=True)
     ack_response = fields.Dict(dump_only=True, allow_none=True)
     deliveries = fields.List(fields.Nested(DeliverySchema), dump_only=True)
 

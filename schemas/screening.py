@@ -19,16 +19,16 @@ class ScreeningItemSchema(StrictSchema):
     label = fields.String(dump_only=True)
     required = fields.Boolean(dump_only=True)
     status = fields.String(dump_only=True, metadata={"description": "pending or done"})
-    result = fields.String(dump_only=True)
-    value = fields.String(dump_only=True)
-    unit = fields.String(dump_only=True)
-    result_date = fields.Date(dump_only=True)
-    notes = fields.String(dump_only=True)
+    result = fields.String(dump_only=True, allow_none=True)
+    value = fields.String(dump_only=True, allow_none=True)
+    unit = fields.String(dump_only=True, allow_none=True)
+    result_date = fields.Date(dump_only=True, allow_none=True)
+    notes = fields.String(dump_only=True, allow_none=True)
     outcome = fields.String(
         dump_only=True, metadata={"description": f"One of {', '.join(OUTCOMES)}"}
     )
-    recorded_at = fields.DateTime(dump_only=True)
-    recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True)
+    recorded_at = fields.DateTime(dump_only=True, allow_none=True)
+    recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
 
 
 class ScreeningResultSchema(StrictSchema):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import time
 from functools import cache
 from typing import Any
 from zoneinfo import available_timezones
@@ -19,6 +20,9 @@ from service.protocols import get_regimen
 # Keys of Clinic.settings that are not regimen codes.
 REMINDERS_KEY = "reminders"
 MAX_REMINDERS_JSON = 10_000
+# Bounds of the reminder defaults (as for a patient's own dose_lead_days).
+MAX_LEAD_DAYS = 60
+MAX_LEAD_TIMES = 5
 
 
 @cache
@@ -107,6 +111,8 @@ def validate_clinic_settings(value: dict[str, Any]) -> dict[str, Any]:
                 problems[key] = ["Must be an object."]
             elif len(json.dumps(chosen)) > MAX_REMINDERS_JSON:
                 problems[key] = [f"At most {MAX_REMINDERS_JSON} characters of JSON."]
+            elif wrong := _reminder_default_problems(chosen):
+                problems[key] = wrong
             else:
                 clean[key] = chosen
             continue
@@ -129,3 +135,32 @@ def validate_clinic_settings(value: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise ValidationFailed("Invalid clinic settings", errors={"settings": problems})
     return clean
+
+
+def _reminder_default_problems(defaults: dict[str, Any]) -> dict[str, list[str]]:
+    """The values the reminder planner reads must be what it can compute with: a stored wrong
+    value would fail every later schedule change of the clinic."""
+    problems: dict[str, list[str]] = {}
+    lead = defaults.get("dose_lead_days")
+    if lead is not None and not (
+        isinstance(lead, list) and 1 <= len(lead) <= MAX_LEAD_TIMES and all(map(_days, lead))
+    ):
+        problems["dose_lead_days"] = [
+            f"1 to {MAX_LEAD_TIMES} whole numbers of days, 0 to {MAX_LEAD_DAYS}."
+        ]
+    for name in ("infection_checkin_days", "labs_lead_days"):
+        if name in defaults and not _days(defaults[name]):
+            problems[name] = [f"A whole number of days, 0 to {MAX_LEAD_DAYS}."]
+    staff_time = defaults.get("staff_time")
+    if staff_time is not None:
+        try:
+            naive = time.fromisoformat(staff_time).tzinfo is None
+        except (TypeError, ValueError):
+            naive = False
+        if not naive:
+            problems["staff_time"] = ["A time of day, HH:MM (the clinic's time zone)."]
+    return problems
+
+
+def _days(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_LEAD_DAYS

@@ -59,6 +59,18 @@ class Settings:
     retry_max_attempts: int = 6
     retry_base_delay_s: float = 60.0
     retry_max_delay_s: float = 3600.0
+    # HTTP hardening. CORS origins allowed for a web client (none by default); HSTS only when the
+    # service is reached over TLS (0 = no header).
+    cors_origins: tuple[str, ...] = ()
+    hsts_max_age_s: int = 0
+    # Login and activation limits (Flask-Limiter syntax), per client address and per account;
+    # counters live in Redis when redis_url is set, so every process shares them.
+    rate_limits_enabled: bool = True
+    login_limit_per_address: str = "10/minute"
+    login_limit_per_account: str = "5/minute"
+    rate_limit_key_prefix: str = "cd20"
+    # How long a retry with the same Idempotency-Key gets the first response.
+    idempotency_key_ttl_s: int = 24 * 3600
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -80,6 +92,7 @@ class Settings:
             if env.get(name):
                 values[key] = int(env[name])
         values.update(_delivery_values(env))
+        values.update(_hardening_values(env))
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -142,3 +155,29 @@ def _flag(value: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"not a yes/no value: {value!r}")
+
+
+def _hardening_values(env: dict[str, str]) -> dict[str, Any]:
+    """The CORS, HSTS, rate-limit and idempotency settings present in the environment."""
+    values: dict[str, Any] = {}
+    parsers: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+        ("CD20_CORS_ORIGINS", "cors_origins", _origins),
+        ("CD20_HSTS_MAX_AGE", "hsts_max_age_s", int),
+        ("CD20_RATE_LIMITS_ENABLED", "rate_limits_enabled", _flag),
+        ("CD20_LOGIN_LIMIT_PER_ADDRESS", "login_limit_per_address", str),
+        ("CD20_LOGIN_LIMIT_PER_ACCOUNT", "login_limit_per_account", str),
+        ("CD20_RATE_LIMIT_PREFIX", "rate_limit_key_prefix", str),
+        ("CD20_IDEMPOTENCY_TTL", "idempotency_key_ttl_s", int),
+    )
+    for name, key, kind in parsers:
+        if env.get(name):
+            try:
+                values[key] = kind(env[name])
+            except ValueError as exc:
+                raise ConfigurationError(f"{name}: {exc}") from exc
+    return values
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    """A comma-separated list of origins, e.g. https://app.example.org,https://admin.example.org."""
+    return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())

@@ -22,6 +22,9 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+# Execution options for a transaction that will write: on SQLite it takes the write lock first.
+WRITE_TRANSACTION = {SQLITE_BEGIN_OPTION: "IMMEDIATE"}
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -83,7 +86,11 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_sqlite_transaction(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A deferred BEGIN reads from a snapshot and fails at once with "database is locked" if it
+    # writes after another connection committed; a unit of work that will write asks for
+    # WRITE_TRANSACTION (BEGIN IMMEDIATE) and waits for the lock instead.
+    mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 
 def init_engine(url: str, *, echo: bool = False) -> Engine:

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
+from service.bulk import among, insert_rows
 from service.config import Settings
 from service.models import Delivery, Reminder, StaffAlert
 
@@ -102,51 +103,36 @@ class ChannelResult(Protocol):
 
 
 class BatchChannel(Protocol):
-    """A delivery channel; the inbox and worklist write in the runner's transaction."""
+    """A delivery channel; the inbox and worklist write in the runner's transaction.
+
+    Optional: `deliver_many(session, messages) -> results in order` takes a whole batch, and
+    `in_transaction = True` says that everything the channel does is in that transaction
+    (nothing leaves the database), so the runner may deliver such reminders without a lease.
+    """
 
     name: str
 
     def deliver(self, session: Session, message: Outgoing) -> ChannelResult: ...
 
 
-def claim_due_reminders(
-    session: Session, *, owner: str, now: datetime, limit: int, lease: timedelta
-) -> list[Outgoing]:
-    """Take up to `limit` due reminders for `owner` until the lease runs out.
+_OUTGOING_COLUMNS = (
+    Reminder.id,
+    Reminder.idempotency_key,
+    Reminder.kind,
+    Reminder.audience,
+    Reminder.clinic_id,
+    Reminder.patient_id,
+    Reminder.subject_type,
+    Reminder.subject_id,
+    Reminder.fire_at,
+    Reminder.expires_at,
+    Reminder.channels,
+    Reminder.attempts,
+    Reminder.payload,
+)
 
-    A claimed row's due_at becomes its lease expiry, so a crashed runner's rows come due
-    again by themselves. On PostgreSQL, SKIP LOCKED lets any number of runners claim at once.
-    """
-    due = (
-        select(Reminder.id)
-        .where(Reminder.status.in_(CLAIMABLE), Reminder.due_at <= now)
-        .order_by(Reminder.due_at)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    expiry = now + lease
-    rows = session.execute(
-        update(Reminder)
-        .where(Reminder.id.in_(due.scalar_subquery()))
-        .values(status="claimed", lease_owner=owner, lease_expires_at=expiry, due_at=expiry)
-        .returning(
-            Reminder.id,
-            Reminder.idempotency_key,
-            Reminder.kind,
-            Reminder.audience,
-            Reminder.clinic_id,
-            Reminder.patient_id,
-            Reminder.subject_type,
-            Reminder.subject_id,
-            Reminder.fire_at,
-            Reminder.expires_at,
-            Reminder.channels,
-            Reminder.attempts,
-            Reminder.payload,
-        ),
-        execution_options={"synchronize_session": False},
-    ).all()
+
+def _outgoing(rows: Sequence[Any]) -> list[Outgoing]:
     return [
         Outgoing(
             reminder_id=row.id,
@@ -167,13 +153,124 @@ def claim_due_reminders(
     ]
 
 
+# Transaction-scoped advisory locks (PostgreSQL) keyed (PATIENT_LOCKS, patient_id % buckets).
+PATIENT_LOCKS = 0xCD20
+PATIENT_LOCK_BUCKETS = 1024
+
+
+def _due(session: Session, now: datetime, limit: int, *, by_patient: bool = False) -> Any:
+    due = (
+        select(Reminder.id)
+        .where(Reminder.status.in_(CLAIMABLE), Reminder.due_at <= now)
+        .order_by(Reminder.due_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+        if by_patient:
+            # A runner takes only reminders of patients no other runner is delivering to at
+            # the moment, so runners do not queue behind each other's locks on the patients'
+            # inbox counters. At most PATIENT_LOCK_BUCKETS locks are held by all runners together.
+            bucket = Reminder.patient_id % PATIENT_LOCK_BUCKETS
+            due = due.where(func.pg_try_advisory_xact_lock(PATIENT_LOCKS, bucket))
+    return due
+
+
+def claim_due_reminders(
+    session: Session, *, owner: str, now: datetime, limit: int, lease: timedelta
+) -> list[Outgoing]:
+    """Take up to `limit` due reminders for `owner` until the lease runs out.
+
+    A claimed row's due_at becomes its lease expiry, so a crashed runner's rows come due
+    again by themselves. On PostgreSQL, SKIP LOCKED lets any number of runners claim at once.
+    """
+    due = Reminder.id.in_(_due(session, now, limit).scalar_subquery())
+    return _lease(session, due, owner, now, lease)
+
+
+def _lease(
+    session: Session, which: ColumnElement[bool], owner: str, now: datetime, lease: timedelta
+) -> list[Outgoing]:
+    expiry = now + lease
+    rows = session.execute(
+        update(Reminder)
+        .where(which)
+        .values(status="claimed", lease_owner=owner, lease_expires_at=expiry, due_at=expiry)
+        .returning(*_OUTGOING_COLUMNS),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return _outgoing(rows)
+
+
+def take_due_reminders(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
+    """Lock up to `limit` due reminders for the rest of the caller's transaction.
+
+    On PostgreSQL, rows other runners hold are skipped (SKIP LOCKED), and so are reminders of
+    patients another runner is delivering to right now.
+    """
+    due = _due(session, now, limit, by_patient=True).add_columns(*_OUTGOING_COLUMNS[1:])
+    return _outgoing(session.execute(due).all())
+
+
+def claim_and_deliver(
+    session: Session,
+    channels: Mapping[str, BatchChannel],
+    *,
+    owner: str,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    settings: Settings,
+    rng: random.Random | None = None,
+) -> tuple[TickCounts, list[Outgoing]]:
+    """Take up to `limit` due reminders; deliver at once those that stay in the database.
+
+    Reminders whose remaining channels all write in this transaction (inbox, worklist) are
+    delivered in it while their rows are locked: no lease is needed, since a crash rolls
+    everything back and leaves them due. The others (webhook, e-mail, push leave the
+    database) are leased to `owner` and returned, for deliver_claimed once this commits.
+    The counts cover the reminders delivered here and count every reminder taken as claimed.
+    """
+    taken = take_due_reminders(session, now=now, limit=limit)
+    counts = TickCounts(claimed=len(taken))
+    if not taken:
+        return counts, []
+    already = _channels_already_sent(session, [m.reminder_id for m in taken])
+    here: list[Outgoing] = []
+    later: list[int] = []
+    for message in taken:
+        names = _channels_to_try(message, already)
+        expired = message.expires_at is not None and message.expires_at <= now
+        if expired or all(_stays_in_database(channels.get(name)) for name in names):
+            here.append(message)
+        else:
+            later.append(message.reminder_id)
+    _deliver(session, here, channels, already, counts, now=now, settings=settings, rng=rng)
+    leased = _lease(session, among(session, Reminder.id, later), owner, now, lease) if later else []
+    return counts, leased
+
+
+def _stays_in_database(channel: BatchChannel | None) -> bool:
+    # A channel that is not configured is only recorded as skipped.
+    return channel is None or bool(getattr(channel, "in_transaction", False))
+
+
+def _channels_to_try(message: Outgoing, already: Mapping[int, set[str]]) -> list[str]:
+    done = already.get(message.reminder_id, set())
+    return [name for name in dict.fromkeys(message.channels) if name not in done]
+
+
 def _still_owned(session: Session, ids: Sequence[int], owner: str) -> set[int]:
     """Lock the rows still leased to `owner` (a lease lost to another runner is not ours)."""
     if not ids:
         return set()
     stmt = (
         select(Reminder.id)
-        .where(Reminder.id.in_(ids), Reminder.lease_owner == owner, Reminder.status == "claimed")
+        .where(
+            among(session, Reminder.id, ids),
+            Reminder.lease_owner == owner,
+            Reminder.status == "claimed",
+        )
         .order_by(Reminder.id)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -187,7 +284,7 @@ def _channels_already_sent(session: Session, ids: Sequence[int]) -> dict[int, se
         return done
     rows = session.execute(
         select(Delivery.reminder_id, Delivery.channel).where(
-            Delivery.reminder_id.in_(ids), Delivery.outcome.in_(("sent", "skipped"))
+            among(session, Delivery.reminder_id, ids), Delivery.outcome.in_(("sent", "skipped"))
         )
     )
     for reminder_id, channel in rows:
@@ -210,27 +307,47 @@ def deliver_claimed(
     owned = _still_owned(session, [c.reminder_id for c in claimed], owner)
     counts.lost_lease = len(claimed) - len(owned)
     already = _channels_already_sent(session, sorted(owned))
+    mine = [message for message in claimed if message.reminder_id in owned]
+    _deliver(session, mine, channels, already, counts, now=now, settings=settings, rng=rng)
+    return counts
+
+
+def _deliver(
+    session: Session,
+    messages: Sequence[Outgoing],
+    channels: Mapping[str, BatchChannel],
+    already: Mapping[int, set[str]],
+    counts: TickCounts,
+    *,
+    now: datetime,
+    settings: Settings,
+    rng: random.Random | None,
+) -> None:
+    """Deliver reminders whose rows this transaction holds; add the outcomes to `counts`.
+
+    Each channel gets the whole batch at once when it can take one (`deliver_many`, the inbox
+    does), otherwise one message at a time; attempts and statuses are written in bulk.
+    """
     status_updates: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
-    for message in claimed:
-        if message.reminder_id not in owned:
-            continue
+    live: list[tuple[Outgoing, list[str]]] = []
+    for message in messages:
         if message.expires_at is not None and message.expires_at <= now:
             status_updates.append(_release(message, "expired", now))
             counts.expired += 1
             continue
+        live.append((message, _channels_to_try(message, already)))
+    results = _deliver_by_channel(session, live, channels)
+    for message, names in live:
         attempt = message.attempts + 1
         retry_needed = False
-        for name in message.channels:
-            if name in already.get(message.reminder_id, ()):
-                continue
-            channel = channels.get(name)
-            if channel is None:
+        for name in names:
+            result = results.get((message.reminder_id, name))
+            if result is None:
                 deliveries.append(
                     _attempt(message, name, attempt, "skipped", None, "not configured", now)
                 )
                 continue
-            result = channel.deliver(session, message)
             deliveries.append(
                 _attempt(
                     message, name, attempt, result.outcome, result.response_code, result.error, now
@@ -261,13 +378,46 @@ def deliver_claimed(
             update_row["due_at"] = now + backoff_delay(attempt, settings, rng)
             status_updates.append(update_row)
             counts.failed += 1
-    if deliveries:
-        session.execute(insert(Delivery), deliveries)
-    if status_updates:
+    insert_rows(session, Delivery, deliveries)
+    _write_statuses(session, status_updates)
+
+
+def _deliver_by_channel(
+    session: Session,
+    live: Sequence[tuple[Outgoing, Sequence[str]]],
+    channels: Mapping[str, BatchChannel],
+) -> dict[tuple[int, str], ChannelResult]:
+    """Each channel's result per (reminder id, channel name); unconfigured channels have none."""
+    wanted: dict[str, list[Outgoing]] = defaultdict(list)
+    for message, names in live:
+        for name in names:
+            wanted[name].append(message)
+    results: dict[tuple[int, str], ChannelResult] = {}
+    for name, messages in wanted.items():
+        channel = channels.get(name)
+        if channel is None:
+            continue
+        deliver_many = getattr(channel, "deliver_many", None)
+        if deliver_many is not None:
+            outcomes = list(deliver_many(session, messages))
+        else:
+            outcomes = [channel.deliver(session, message) for message in messages]
+        for message, result in zip(messages, outcomes, strict=True):
+            results[(message.reminder_id, name)] = result
+    return results
+
+
+def _write_statuses(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """One UPDATE per set of identical new values (a batch is mostly "sent, attempt 1")."""
+    groups: dict[tuple[tuple[str, Any], ...], list[int]] = defaultdict(list)
+    for row in rows:
+        values = tuple(sorted((k, v) for k, v in row.items() if k != "id"))
+        groups[values].append(row["id"])
+    for values, ids in groups.items():
         session.execute(
-            update(Reminder), status_updates, execution_options={"synchronize_session": False}
+            update(Reminder).where(among(session, Reminder.id, ids)).values(dict(values)),
+            execution_options={"synchronize_session": False},
         )
-    return counts
 
 
 def _release(message: Outgoing, status: str, now: datetime) -> dict[str, Any]:

@@ -117,3 +117,17 @@ class Contraindicated(Conflict):
 
     code = "contraindicated"
     title = "A screening result contraindicates treatment"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The Idempotency-Key was already used for a different request."""
+
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used for a different request"
+
+
+class IdempotencyInFlight(Conflict):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    code = "idempotency_in_flight"
+    title = "A request with this Idempotency-Key is still in progress"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.access import Actor
+from service.bulk import among, insert_rows, on_postgres, rows_select
 from service.db import utcnow
 from service.errors import Forbidden, NotFound
 from service.models import InboxCounter, InboxMessage
@@ -58,6 +60,79 @@ def post_to_inbox(
     session.add(message)
     session.flush()
     return message
+
+
+@dataclass(frozen=True)
+class InboxPost:
+    """One reminder's message for post_many_to_inbox."""
+
+    patient_id: int
+    reminder_id: int | None
+    kind: str
+    title: str
+    body: str
+
+
+def post_many_to_inbox(
+    session: Session, posts: Sequence[InboxPost], *, now: datetime | None = None
+) -> int:
+    """Post a batch of reminders' messages in three statements; returns how many are new.
+
+    The same rules as post_to_inbox, for the whole batch at once: each patient's counter is
+    locked, and advanced by the number of messages the batch has for them, in one upsert (in
+    patient order, so two runners' batches never deadlock); reminders that already have a
+    message are left alone, and each patient's new messages take the reserved numbers in the
+    order given. Numbers reserved for a message that turned out to exist already are given
+    back before anyone else can take one, so the numbers stay gap-free.
+    """
+    if not posts:
+        return 0
+    unique: dict[int | None, InboxPost] = {}
+    loose: list[InboxPost] = []
+    for post in posts:
+        if post.reminder_id is None:
+            loose.append(post)
+        else:
+            unique.setdefault(post.reminder_id, post)
+    wanted = [*unique.values(), *loose]
+    per_patient: dict[int, int] = defaultdict(int)
+    for post in wanted:
+        per_patient[post.patient_id] += 1
+    last = _advance_counters(session, per_patient)
+    taken: set[int] = set()
+    reminder_ids = [key for key in unique if key is not None]
+    if reminder_ids:
+        taken = set(
+            session.scalars(
+                select(InboxMessage.reminder_id).where(
+                    among(session, InboxMessage.reminder_id, reminder_ids)
+                )
+            )
+        )
+    # Each patient's reserved numbers run from seq + 1 to last[patient].
+    seq = {patient_id: last[patient_id] - count for patient_id, count in per_patient.items()}
+    created_at = now or utcnow()
+    rows: list[dict[str, Any]] = []
+    for post in wanted:
+        if post.reminder_id in taken:
+            continue
+        seq[post.patient_id] += 1
+        rows.append(
+            {
+                "patient_id": post.patient_id,
+                "reminder_id": post.reminder_id,
+                "kind": post.kind,
+                "title": post.title,
+                "body": post.body,
+                "seq": seq[post.patient_id],
+                "created_at": created_at,
+            }
+        )
+    insert_rows(session, InboxMessage, rows)
+    unused = {p: seq[p] for p in sorted(per_patient) if seq[p] != last[p]}
+    if unused:
+        _set_counters(session, unused)
+    return len(rows)
 
 
 def list_inbox(session: Session, actor: Actor, *, since: int = 0, limit: int = 50) -> InboxChanges:
@@ -114,6 +189,37 @@ def _lock_counter(session: Session, patient_id: int) -> None:
             index_elements=[InboxCounter.patient_id], set_={"seq": InboxCounter.seq}
         )
     )
+
+
+def _advance_counters(session: Session, counts: Mapping[int, int]) -> dict[int, int]:
+    """Add counts[patient] to each patient's counter (created at 0 if missing), locking the
+    counters in patient order; returns each one's new value."""
+    rows = [{"patient_id": p, "seq": counts[p]} for p in sorted(counts)]
+    stmt = _upsert_counters(session, rows)
+    result = session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[InboxCounter.patient_id],
+            set_={"seq": InboxCounter.seq + stmt.excluded.seq},
+        ).returning(InboxCounter.patient_id, InboxCounter.seq)
+    )
+    return {patient_id: seq for patient_id, seq in result}
+
+
+def _set_counters(session: Session, values: Mapping[int, int]) -> None:
+    stmt = _upsert_counters(session, [{"patient_id": p, "seq": values[p]} for p in sorted(values)])
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[InboxCounter.patient_id], set_={"seq": stmt.excluded.seq}
+        )
+    )
+
+
+def _upsert_counters(session: Session, rows: Sequence[dict[str, int]]) -> Any:
+    """INSERT INTO inbox_counter the rows, in their order, for an ON CONFLICT clause to finish."""
+    if on_postgres(session):
+        source = rows_select(InboxCounter.__table__, rows)
+        return postgresql.insert(InboxCounter).from_select(["patient_id", "seq"], source)
+    return _insert(session)(InboxCounter).values(list(rows))
 
 
 def _next_seq(session: Session, patient_id: int) -> int:

@@ -69,6 +69,8 @@ def settings(database_url: str) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=64,
         argon2_parallelism=1,
+        # Tests log in many times a minute; the rate-limit tests build apps with limits on.
+        rate_limits_enabled=False,
     )
 
 

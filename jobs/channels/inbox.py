@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jobs.channels.base import Outgoing, Result
-from service.inbox import post_to_inbox
+from service.bulk import among
+from service.inbox import InboxPost, post_many_to_inbox, post_to_inbox
 from service.messages import render
 from service.models import Patient
+
+STAFF_SKIP = "staff reminders do not go to a patient inbox"
+GONE_SKIP = "the patient no longer exists"
 
 
 class InboxChannel:
     name = "inbox"
+    # Writes only in the runner's transaction: delivered without a lease.
+    in_transaction = True
 
     def deliver(self, session: Session, message: Outgoing) -> Result:
         if message.audience != "patient":
             # Staff reminders show on the staff worklist, not in a patient's inbox.
-            return Result.skipped("staff reminders do not go to a patient inbox")
+            return Result.skipped(STAFF_SKIP)
         patient = session.get(Patient, message.patient_id)
         if patient is None:
-            return Result.skipped("the patient no longer exists")
+            return Result.skipped(GONE_SKIP)
         title, body = render(
             message.kind, message.payload, audience="patient", time_zone=patient.time_zone
         )
@@ -32,3 +41,42 @@ class InboxChannel:
             body=body,
         )
         return Result.sent()
+
+    def deliver_many(self, session: Session, messages: Sequence[Outgoing]) -> list[Result]:
+        """deliver() for a whole batch in a handful of statements; results in the same order."""
+        patient_ids = {m.patient_id for m in messages if m.audience == "patient"}
+        zones: dict[int, str] = {}
+        if patient_ids:
+            zones = {
+                patient_id: zone
+                for patient_id, zone in session.execute(
+                    select(Patient.id, Patient.time_zone).where(
+                        among(session, Patient.id, sorted(patient_ids))
+                    )
+                )
+            }
+        results: list[Result] = []
+        posts: list[InboxPost] = []
+        sent = Result.sent()
+        staff, gone = Result.skipped(STAFF_SKIP), Result.skipped(GONE_SKIP)
+        for message in messages:
+            if message.audience != "patient":
+                results.append(staff)
+                continue
+            zone = zones.get(message.patient_id)
+            if zone is None:
+                results.append(gone)
+                continue
+            title, body = render(message.kind, message.payload, audience="patient", time_zone=zone)
+            posts.append(
+                InboxPost(
+                    patient_id=message.patient_id,
+                    reminder_id=message.reminder_id,
+                    kind=message.kind,
+                    title=title,
+                    body=body,
+                )
+            )
+            results.append(sent)
+        post_many_to_inbox(session, posts)
+        return results

@@ -11,6 +11,8 @@ from service.models import StaffAlert
 
 class WorklistChannel:
     name = "worklist"
+    # Writes only in the runner's transaction: delivered without a lease.
+    in_transaction = True
 
     def deliver(self, session: Session, message: Outgoing) -> Result:
         if message.audience != "staff":

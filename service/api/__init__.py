@@ -7,13 +7,15 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_smorest import Api as SmorestApi
+from flask_smorest.utils import prepare_response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import IntegerConverter
 
-from schemas.common import ProblemSchema
+from schemas.common import MAX_ID, MAX_INT_ID, ProblemSchema
 from service.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,18 @@ class Api(SmorestApi):
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
 
+    def _register_responses(self) -> None:
+        """flask-smorest's response components, with the content type errors are sent in."""
+        for status in HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
     def _register_error_handlers(self) -> None:
         self._app.register_error_handler(HTTPException, self.handle_http_exception)
         self._app.register_error_handler(DomainError, self.handle_domain_error)
@@ -139,12 +153,48 @@ class Api(SmorestApi):
     def handle_unexpected(self, error: Exception) -> Response:
         if isinstance(error, HTTPException):
             return self.handle_http_exception(error)
+        if isinstance(error, RecursionError) and _too_deep_json():
+            # json.loads refuses hostile nesting with RecursionError, not a JSONDecodeError.
+            return problem(400, code="malformed_json", detail="The body is nested too deeply.")
         log.exception("unhandled error", exc_info=error)
         return self.handle_http_exception(InternalServerError())
 
 
+def _too_deep_json() -> bool:
+    if not request.is_json:
+        return False
+    try:
+        json.loads(request.get_data(cache=True))
+    except RecursionError:
+        return True
+    except ValueError:
+        return False
+    return False
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` ids of INTEGER keys: a larger id is a 404, never a database error."""
+
+    largest = MAX_INT_ID
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", self.largest)
+        super().__init__(*args, **kwargs)
+
+
+class BigIdConverter(IdConverter):
+    """`<bigint:...>` ids of BIGINT keys (reminders, inbox messages)."""
+
+    largest = MAX_ID
+
+
 def register_api(app: Flask) -> Api:
-    from service.api import health, metrics
+    from service.api import auditing, health, metrics
+
+    # Before any rule with an id is added.
+    app.url_map.converters.update(int=IdConverter, bigint=BigIdConverter)
+
+    auditing.init_app(app)  # request ids, and one audit event per API request
 
     api = Api(
         app,
@@ -164,6 +214,12 @@ def register_api(app: Flask) -> Api:
     app.add_url_rule("/metrics", "metrics_root", metrics.Metrics.as_view("metrics_root"))
     for blueprint in _resource_blueprints():
         api.register_blueprint(blueprint, url_prefix=API_PREFIX + (blueprint.url_prefix or ""))
+    from service.api import body_limit, idempotency, ratelimit, security_headers
+
+    body_limit.install(app)
+    idempotency.install(app, api)  # after every blueprint: it reads the URL map
+    ratelimit.install(app, app.extensions["cd20_settings"])
+    security_headers.install(app, app.extensions["cd20_settings"])
     return api
 
 
@@ -197,4 +253,5 @@ RESOURCE_MODULES: list[str] = [
     "labs",
     "staff",
     "reminders",
+    "audit",
 ]

@@ -26,6 +26,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 @blp.route("/auth/token")
 class Token(MethodView):
+    @blp.doc(security=[])
     @blp.arguments(TokenRequestSchema)
     @blp.response(200, TokenPairSchema)
     @blp.alt_response(401, description="invalid_credentials, or account_locked with Retry-After")
@@ -38,6 +39,7 @@ class Token(MethodView):
 
 @blp.route("/auth/refresh")
 class Refresh(MethodView):
+    @blp.doc(security=[])
     @blp.arguments(RefreshRequestSchema)
     @blp.response(200, TokenPairSchema)
     def post(self, data: dict[str, Any]) -> Any:
@@ -61,6 +63,7 @@ class Logout(MethodView):
 
 @blp.route("/auth/activate")
 class Activate(MethodView):
+    @blp.doc(security=[])
     @blp.arguments(ActivationSchema)
     @blp.response(201, TokenPairSchema)
     @blp.alt_response(422, description="invalid_code: wrong, used or expired code")

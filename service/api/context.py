@@ -11,15 +11,20 @@ from sqlalchemy.orm import Session
 
 from service.access import Actor
 from service.config import Settings
-from service.db import SessionFactory
+from service.db import WRITE_TRANSACTION, SessionFactory
 from service.errors import Unauthenticated
 from service.tokens import authenticate
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def db() -> Session:
     """The request's session; the view commits it, teardown closes it."""
     if "db_session" not in g:
         g.db_session = SessionFactory()
+        if request.method not in SAFE_METHODS and g.db_session.get_bind().dialect.name == "sqlite":
+            # See service.db.WRITE_TRANSACTION: a write request reads and writes one snapshot.
+            g.db_session.connection(execution_options=WRITE_TRANSACTION)
     session: Session = g.db_session
     return session
 

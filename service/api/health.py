@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import text
@@ -18,9 +20,22 @@ class DatabaseUnavailable(DomainError):
     title = "The database does not answer"
 
 
+def _status_body(**properties: str) -> dict[str, Any]:
+    """An OpenAPI 200 response whose JSON body has these constant string members."""
+    schema = {
+        "type": "object",
+        "properties": {
+            name: {"type": "string", "enum": [value]} for name, value in properties.items()
+        },
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+    return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+
+
 @blp.route("/healthz")
 class Health(MethodView):
-    @blp.doc(security=[])
+    @blp.doc(security=[], responses=_status_body(status="ok"))
     def get(self) -> dict[str, str]:
         """Report that the process is alive."""
         return {"status": "ok"}
@@ -28,7 +43,7 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
-    @blp.doc(security=[])
+    @blp.doc(security=[], responses=_status_body(status="ready", database="ok"))
     def get(self) -> dict[str, str]:
         """Report whether the database answers."""
         try:

@@ -26,7 +26,7 @@ class Inbox(MethodView):
         return inbox.list_inbox(db(), actor(), **args)
 
 
-@blp.route("/inbox/<int:message_id>/read")
+@blp.route("/inbox/<bigint:message_id>/read")
 class InboxMessageRead(MethodView):
     decorators = [login_required]
 

@@ -25,7 +25,7 @@ class UpcomingReminders(MethodView):
         return {"items": patient_reminders.upcoming_reminders(db(), actor())}
 
 
-@blp.route("/me/reminders/<int:reminder_id>/ack")
+@blp.route("/me/reminders/<bigint:reminder_id>/ack")
 class AcknowledgeReminder(MethodView):
     decorators = [login_required]
 

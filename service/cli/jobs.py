@@ -17,9 +17,17 @@ def jobs_group() -> None:
 @jobs_group.command("run")
 @click.option("--batch-size", default=500, show_default=True, type=int)
 @click.option("--every", default=2.0, show_default=True, type=float, help="Seconds between ticks.")
-def jobs_run(batch_size: int, every: float) -> None:
+@click.option(
+    "--lease",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Seconds a claimed batch stays this runner's; after that, if it died, another takes it.",
+)
+def jobs_run(batch_size: int, every: float, lease: float) -> None:
     """Run the reminder runner until SIGTERM (start as many as you like on PostgreSQL)."""
     import logging
+    from datetime import timedelta
 
     from jobs.channels import build_channels
     from jobs.channels.worklist import WorklistChannel
@@ -36,7 +44,7 @@ def jobs_run(batch_size: int, every: float) -> None:
     ensure_database(settings)
     init_engine(settings.database_url)
     channels = {**build_channels(settings), "worklist": WorklistChannel()}
-    runner = Runner(settings, channels, batch_size=batch_size)
+    runner = Runner(settings, channels, batch_size=batch_size, lease=timedelta(seconds=lease))
     run_until_stopped(runner, build_scheduler(runner, dispatch_every=every))
 
 

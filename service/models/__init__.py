@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from service.models.audit import AuditEvent
 from service.models.clinic import Clinic
 from service.models.dose import Dose, DoseAdministration, PremedicationGiven
+from service.models.idempotency import IdempotencyKey
 from service.models.metric import MetricCounter
 from service.models.monitoring import LabResult, MonitoringTask, StaffAlert
 from service.models.patient import Patient
@@ -19,11 +21,13 @@ from service.models.reminder import (
 from service.models.user import Invitation, RefreshToken, User
 
 __all__ = [
+    "AuditEvent",
     "Clinic",
     "Delivery",
     "Device",
     "Dose",
     "DoseAdministration",
+    "IdempotencyKey",
     "InboxCounter",
     "InboxMessage",
     "Invitation",

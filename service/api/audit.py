@@ -1,0 +1,26 @@
+"""The audit trail, for the clinic's admins to examine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.audit import AuditEventSchema, AuditQueryArgsSchema
+from schemas.common import page_of
+from service import audit
+from service.api.context import actor, db, login_required
+
+blp = Blueprint("audit", __name__, url_prefix="/audit", description="Audit trail (admins)")
+
+
+@blp.route("")
+class AuditEvents(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(AuditQueryArgsSchema, location="query")
+    @blp.response(200, page_of(AuditEventSchema))
+    def get(self, args: dict[str, Any]) -> Any:
+        """List the clinic's audit events, newest first (admin)."""
+        return audit.list_events(db(), actor(), **args)

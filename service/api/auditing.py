@@ -1,0 +1,257 @@
+"""Request ids, and the one audit event every API request leaves behind (45 CFR 164.312(b)).
+
+Written here, once, after the response is made, not in the views: a view cannot forget it, and
+an error response is audited like a success. The event goes in a transaction of its own, after
+the request's: a refused or rolled-back request still leaves its event.
+
+The source address is `request.remote_addr`. Behind a reverse proxy that is the proxy's address;
+deploy with werkzeug's ProxyFix (trusting exactly the proxies in front) to record the client's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from service import audit
+from service.access import Actor
+from service.api.context import close_session, settings
+from service.db import unit_of_work, utcnow
+from service.errors import InvalidToken
+from service.tokens import actor_from_claims, decode_access_token
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PARAM = re.compile(r"<(?:[^:<>]+:)?(?P<name>[^<>]+)>")
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PROBLEM_CODE = re.compile(r"[a-z0-9_]{1,64}")
+_NUMBER = re.compile(r"[0-9]{1,18}")
+
+API_PREFIX = "/api/v1"
+# Probes, metrics and the API description carry no patient data.
+NOT_AUDITED = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+# The regimen catalog is reference data: reading it is not audited (changing it is not possible).
+CATALOG = API_PREFIX + "/regimens"
+
+# URL collection segment -> the resource type its items are.
+COLLECTIONS = {
+    "patients": "patient",
+    "plans": "plan",
+    "doses": "dose",
+    "monitoring": "monitoring_task",
+    "screening": "screening_item",
+    "labs": "lab_result",
+    "reminders": "reminder",
+    "inbox": "inbox_message",
+    "devices": "device",
+    "users": "user",
+    "alerts": "staff_alert",
+    "regimens": "regimen",
+    "audit": "audit",
+    "clinic": "clinic",
+    "staff": "staff_view",
+}
+STAFF_VIEWS = frozenset({"schedule", "worklist"})
+# A POST to one of these runs an operation on the object the URL names before it.
+OPERATIONS = frozenset(
+    {"administration", "override", "ack", "read", "resolve", "invitation", "password"}
+)
+METHOD_ACTIONS = {
+    "GET": "read",
+    "HEAD": "read",
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "update",
+    "DELETE": "delete",
+}
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(assign_request_id)
+    app.after_request(audit_request)
+
+
+def assign_request_id() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_started = utcnow()
+
+
+def audit_request(response: Response) -> Response:
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers[REQUEST_ID_HEADER] = request_id
+    if not _is_audited():
+        return response
+    who = _actor(response)
+    seen = _describe(response, request_id, who)
+    close_session()  # the request's own transaction ends before the audit's begins
+    try:
+        with unit_of_work() as session:
+            audit.record_event(session, who, seen)
+    except Exception:  # the response is already decided; the failure must be loud in the logs
+        log.exception("audit event NOT written for request %s", request_id)
+    return response
+
+
+def _is_audited() -> bool:
+    path = request.path
+    if not (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+        return False
+    if path.removeprefix(API_PREFIX) in NOT_AUDITED or request.method == "OPTIONS":
+        return False
+    return not (
+        request.method in ("GET", "HEAD") and (path == CATALOG or path.startswith(CATALOG + "/"))
+    )
+
+
+def _actor(response: Response) -> Actor | None:
+    """The authenticated caller; after a successful log-in, the account the tokens are for.
+
+    A success answered before the view ran (an idempotent replay) was authenticated there:
+    the bearer token's verified claims name the caller. A refused request names nobody it did
+    not authenticate.
+    """
+    known: Actor | None = g.get("actor")
+    if known is not None or response.status_code >= 400:
+        return known
+    if request.path.startswith(API_PREFIX + "/auth/"):
+        token = (_json(response) or {}).get("access_token")
+    else:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else None
+    if not isinstance(token, str) or not token:
+        return None
+    try:
+        return actor_from_claims(decode_access_token(settings(), token))
+    except InvalidToken:
+        return None
+
+
+@dataclass
+class _Route:
+    resource_type: str = "unknown"
+    resource_id: str | None = None
+    operation: str | None = None
+    subjects: list[tuple[str, int]] = field(default_factory=list)
+    url_ids: dict[str, Any] = field(default_factory=dict)
+
+
+def _route(rule: str, view_args: dict[str, Any], who: Actor | None) -> _Route:
+    """Read the resource off the URL rule: /plans/<plan_id>/screening/<item_code> names the
+    screening item "<plan_id>/<item_code>" of plan <plan_id>."""
+    route = _Route()
+    segments = rule.removeprefix(API_PREFIX).strip("/").split("/")
+    if segments[0] == "auth":
+        route.resource_type, route.operation = "session", segments[-1]
+        return route
+    named: tuple[str, str | None] = ("unknown", None)  # the last object the URL names by id
+    for position, segment in enumerate(segments):
+        param = _PARAM.fullmatch(segment)
+        if param:
+            name, value = param["name"], view_args.get(param["name"])
+            if name.endswith("_id") and isinstance(value, int):
+                route.resource_id = str(value)
+                route.subjects.append((route.resource_type, value))
+                route.url_ids[name] = value
+            elif name.endswith("code") and isinstance(value, str):
+                code = value if _CODE.fullmatch(value) else "invalid"
+                parent = route.subjects[-1][1] if route.subjects else None
+                route.resource_id = f"{parent}/{code}" if parent is not None else code
+                route.url_ids[name] = code
+            # Any other parameter (a calendar feed's secret, say) is never recorded.
+            named = (route.resource_type, route.resource_id)
+        elif segment == "me":
+            route.resource_type = "user"
+            route.resource_id = str(who.user_id) if who else None
+            route.subjects.append((audit.OWN, 0))
+            named = (route.resource_type, route.resource_id)
+        elif segment in OPERATIONS and position == len(segments) - 1:
+            route.operation = segment
+            route.resource_type, route.resource_id = named
+        elif segment in COLLECTIONS:
+            route.resource_type, route.resource_id = COLLECTIONS[segment], None
+            if segment == "clinic":
+                route.resource_id = str(who.clinic_id) if who else None
+                named = (route.resource_type, route.resource_id)
+        elif segment in STAFF_VIEWS and route.resource_type == "staff_view":
+            route.resource_id = segment
+        elif position == 0:
+            route.resource_type = segment[:32]
+        # Other words (/fhir, /upcoming) are views of the resource already named.
+    return route
+
+
+def _describe(response: Response, request_id: str, who: Actor | None) -> audit.AuditedRequest:
+    rule, view_args = _matched_rule()
+    route = _route(rule, view_args, who) if rule else _Route()
+    method = request.method
+    action = METHOD_ACTIONS.get(method, "execute")
+    if method == "POST" and route.operation is not None:
+        action = "execute"
+    details: dict[str, Any] = dict(route.url_ids)
+    details.update(_query_ids())
+    status = response.status_code
+    body = _json(response) if status == 201 or status >= 400 else None
+    if action == "create" and status == 201 and route.resource_id is None:
+        new_id = (body or {}).get("id")
+        if isinstance(new_id, int):
+            route.resource_id = str(new_id)
+            if audit.resolvable(route.resource_type):
+                route.subjects.append((route.resource_type, new_id))
+    code = (body or {}).get("code") if status >= 400 else None
+    if isinstance(code, str) and _PROBLEM_CODE.fullmatch(code):
+        details["code"] = code
+    return audit.AuditedRequest(
+        request_id=request_id,
+        method=method,
+        path_template=rule[:200] if rule else None,
+        action=action,
+        resource_type=route.resource_type,
+        resource_id=route.resource_id,
+        status_code=status,
+        source_address=(request.remote_addr or "")[:45] or None,
+        occurred_at=g.get("request_started") or utcnow(),
+        subjects=route.subjects,
+        operation=route.operation,
+        details=details,
+    )
+
+
+def _matched_rule() -> tuple[str | None, dict[str, Any]]:
+    """The URL rule; for a 405 the rule the path would match with an allowed method."""
+    if request.url_rule is not None:
+        return request.url_rule.rule, dict(request.view_args or {})
+    error = request.routing_exception
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        allowed = next(iter(error.valid_methods))
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        try:
+            rule, view_args = adapter.match(method=allowed, return_rule=True)
+        except HTTPException:
+            return None, {}
+        return rule.rule, dict(view_args)
+    return None, {}
+
+
+def _query_ids() -> dict[str, int]:
+    """Filters by id (?patient_id=5) are kept; every other query value may be free text."""
+    return {
+        name: int(value)
+        for name, value in request.args.items()
+        if name.endswith("_id") and len(name) <= 32 and _NUMBER.fullmatch(value)
+    }
+
+
+def _json(response: Response) -> dict[str, Any] | None:
+    if not response.is_json or response.is_streamed:
+        return None
+    body = response.get_json(silent=True)
+    return body if isinstance(body, dict) else None

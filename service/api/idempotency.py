@@ -1,0 +1,162 @@
+"""Idempotency-Key on every POST that creates something: a retry gets the first response.
+
+The creating routes are found in the URL map (POST answering 201, behind login), so a new one
+is covered without a decorator. The key is claimed in its own committed transaction before the
+view runs, so a retry in another process sees it; the response is stored on it afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from flask_smorest import Api
+from flask_smorest.spec.plugins import FlaskPlugin
+from sqlalchemy.exc import SQLAlchemyError
+
+from service import idempotency
+from service.api.context import bearer_token, login_required, settings
+from service.db import SessionFactory, unit_of_work
+from service.idempotency import HEADER, StoredResponse
+from service.tokens import authenticate
+
+log = logging.getLogger(__name__)
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
+# Not processed: a retry must be able to run the request for real.
+NOT_STORED_STATUSES = frozenset({401, 429})
+# Responses carrying a secret that the database keeps only as a hash are never stored for
+# replay. Retrying them is safe anyway: a new invitation replaces the earlier code.
+SECRET_RESPONSES = frozenset({"auth.PatientInvitation"})
+EXTENSION = "cd20_idempotent_endpoints"
+
+
+def install(app: Flask, api: Api) -> None:
+    """Honour Idempotency-Key on the creating routes and document the header on them."""
+    endpoints = creating_endpoints(app)
+    app.extensions[EXTENSION] = endpoints
+    app.before_request(claim_idempotency_key)
+    app.after_request(record_idempotent_response)
+    _document(app, api, endpoints)
+
+
+def creating_endpoints(app: Flask) -> frozenset[str]:
+    """Endpoints of the POST routes that answer 201 and act for a logged-in user."""
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if "POST" not in (rule.methods or ()) or rule.endpoint in SECRET_RESPONSES:
+            continue
+        view_class = getattr(app.view_functions.get(rule.endpoint), "view_class", None)
+        method = getattr(view_class, "post", None)
+        apidoc: dict[str, Any] = getattr(method, "_apidoc", {})
+        if 201 not in apidoc.get("success_status_codes", ()):
+            continue
+        # Keys are scoped per user: a route without login (activation) has nobody to scope by.
+        if login_required in getattr(view_class, "decorators", ()):
+            found.add(rule.endpoint)
+    return frozenset(found)
+
+
+def claim_idempotency_key() -> Response | None:
+    """Before the view: claim the key, or answer with the first response (or 409 / 422)."""
+    if request.method != "POST" or request.endpoint not in current_app.extensions[EXTENSION]:
+        return None
+    raw_key = request.headers.get(HEADER)
+    if raw_key is None:
+        return None
+    key = idempotency.check_key(raw_key)
+    with SessionFactory() as session:
+        # The view authenticates again; the actor is known now for a replay or a refusal here.
+        g.actor = authenticate(session, settings(), bearer_token())
+    user_id = g.actor.user_id
+    path = _request_path()
+    fingerprint = idempotency.request_fingerprint(request.method, path, request.get_data())
+    with unit_of_work() as session:
+        claim = idempotency.claim_key(
+            session,
+            user_id=user_id,
+            key=key,
+            method=request.method,
+            path=path,
+            request_hash=fingerprint,
+            ttl=timedelta(seconds=settings().idempotency_key_ttl_s),
+        )
+    if claim.replay is not None:
+        return _replay(claim.replay)
+    g.idempotency_record_id = claim.record_id
+    return None
+
+
+def record_idempotent_response(response: Response) -> Response:
+    """After the view: keep its response on the key, or free the key if it failed (5xx)."""
+    record_id = g.pop("idempotency_record_id", None)
+    if record_id is None:
+        return response
+    request_session = g.get("db_session")
+    if request_session is not None:
+        # Views commit on success; what is left is what teardown would roll back. Ending it
+        # now keeps SQLite's write lock free for the write below.
+        request_session.rollback()
+    status = response.status_code
+    try:
+        with unit_of_work() as session:
+            if status >= 500 or status in NOT_STORED_STATUSES or response.is_streamed:
+                idempotency.release_key(session, record_id)
+            else:
+                kept = {
+                    name: response.headers[name]
+                    for name in REPLAYED_HEADERS
+                    if name in response.headers
+                }
+                idempotency.record_response(
+                    session,
+                    record_id,
+                    StoredResponse(status=status, body=response.get_data(), headers=kept),
+                )
+    except SQLAlchemyError:
+        # The client still gets its answer; a retry meets the in-flight key (409) until expiry
+        # rather than creating a second object.
+        log.exception("could not store the response of idempotency key %s", record_id)
+    return response
+
+
+def _replay(stored: StoredResponse) -> Response:
+    response = Response(stored.body, status=stored.status)
+    for name, value in stored.headers.items():
+        response.headers[name] = value
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _request_path() -> str:
+    if not request.query_string:
+        return request.path
+    pairs = sorted(request.args.items(multi=True))
+    return request.path + "?" + "&".join(f"{name}={value}" for name, value in pairs)
+
+
+def _document(app: Flask, api: Api, endpoints: frozenset[str]) -> None:
+    api.spec.components.parameter(
+        "IdempotencyKey",
+        "header",
+        {
+            "name": HEADER,
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+            "description": (
+                "Recommended. A retry with the same key returns the first response (with "
+                f"`{REPLAYED_HEADER}: true`) instead of creating a second object; the same key "
+                "with another body is 422 idempotency_key_reused, and 409 idempotency_in_flight "
+                "while the first request runs. Keys are per user and kept 24 hours."
+            ),
+        },
+    )
+    paths = api.spec.to_dict()["paths"]
+    reference = {"$ref": "#/components/parameters/IdempotencyKey"}
+    for rule in app.url_map.iter_rules():
+        operation = paths.get(FlaskPlugin.flaskpath2openapi(rule.rule), {}).get("post")
+        if rule.endpoint in endpoints and operation is not None:
+            operation.setdefault("parameters", []).append(reference)

@@ -1,0 +1,91 @@
+"""Rate limits on log-in and activation (Flask-Limiter), per client address and per account.
+
+Counters live in Redis when REDIS_URL is set, so every API process shares them; in memory
+otherwise (one process). If Redis stops answering, each process falls back to its own memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+
+from service.api import problem
+from service.config import ConfigurationError, Settings
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "cd20_limiter"
+# Endpoint -> the body field naming the account the request tries to get into.
+LIMITED_ENDPOINTS = {"auth.Token": "username", "auth.Activate": "code"}
+
+
+def install(app: Flask, settings: Settings) -> Limiter | None:
+    """Put the per-address and per-account limits on the log-in and activation routes."""
+    if not settings.rate_limits_enabled:
+        return None
+    for name in ("login_limit_per_address", "login_limit_per_account"):
+        try:
+            parse_many(getattr(settings, name))
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from exc
+    if settings.redis_url is None and settings.environment == "production":
+        log.warning("REDIS_URL is unset: each process counts login attempts on its own")
+    limiter = Limiter(
+        key_func=address_key,
+        app=app,
+        storage_uri=settings.redis_url or "memory://",
+        # A moving window: no burst of twice the limit around a window's edge.
+        strategy="moving-window",
+        key_prefix=settings.rate_limit_key_prefix,
+        headers_enabled=False,
+        in_memory_fallback_enabled=True,
+    )
+    for endpoint, field in LIMITED_ENDPOINTS.items():
+        view: Any = app.view_functions[endpoint]
+        view = limiter.limit(settings.login_limit_per_account, key_func=account_key(field))(view)
+        view = limiter.limit(settings.login_limit_per_address, key_func=address_key)(view)
+        app.view_functions[endpoint] = view
+    app.register_error_handler(RateLimitExceeded, too_many_requests)
+    app.extensions[EXTENSION] = limiter
+    return limiter
+
+
+def address_key() -> str:
+    return "address:" + get_remote_address()
+
+
+def account_key(field: str) -> Callable[[], str]:
+    """The submitted account (username or activation code), hashed: no logins kept in Redis."""
+
+    def key() -> str:
+        body = request.get_json(silent=True)
+        value = body.get(field) if isinstance(body, dict) else None
+        if not isinstance(value, str):
+            return f"{field}:none"
+        # As the use cases compare them: codes without dashes or spaces, e-mails lower-cased.
+        value = re.sub(r"[\s-]", "", value).upper() if field == "code" else value.strip().lower()
+        return f"{field}:" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+    return key
+
+
+def too_many_requests(error: RateLimitExceeded) -> Response:
+    limiter: Limiter = current_app.extensions[EXTENSION]
+    breached = limiter.current_limit
+    retry_after = max(1, math.ceil(breached.reset_at - time.time())) if breached else 60
+    return problem(
+        429,
+        code="rate_limited",
+        detail="Too many attempts: wait before trying again",
+        headers={"Retry-After": str(retry_after)},
+    )

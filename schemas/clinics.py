@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+import json
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate
 
 from schemas.auth import new_password
 from schemas.common import PageArgsSchema, PartialMixin, StrictSchema, TimeZoneField, text
+from service.clinics import public_settings
 from service.models.user import ROLES, STAFF_ROLES
+
+MAX_SETTINGS_JSON = 20_000
 
 
 class ClinicSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     name = text(200, min_length=1, required=True)
     time_zone = TimeZoneField(required=True)
-    settings = fields.Dict(
-        keys=text(64, min_length=1),
-        values=fields.Dict(keys=text(64, min_length=1)),
+    settings = fields.Method(
+        "_settings",
+        "_load_settings",
         metadata={
-            "description": "Regimen code -> {setting name -> option name} (see GET /regimens), "
-            "and `reminders`: the clinic's reminder defaults. A PATCH replaces the whole object.",
+            "type": "object",
+            "description": "Regimen code -> {setting name -> option name} (see GET /regimens); "
+            "`reminders`: the clinic's reminder defaults; `webhook`: {url, secret} (the secret "
+            "is shown masked; send the mask back to keep it). A PATCH replaces the whole object.",
             "example": {"ocrelizumab-iv": {"min_interval": "five_months"}},
         },
     )
     created_at = fields.DateTime(dump_only=True)
+
+    def _settings(self, clinic: Any) -> dict[str, Any]:
+        return public_settings(clinic.settings or {})
+
+    def _load_settings(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict) or len(json.dumps(value)) > MAX_SETTINGS_JSON:
+            raise ValidationError(f"An object of at most {MAX_SETTINGS_JSON} characters of JSON.")
+        return value
 
 
 class ClinicUpdateSchema(PartialMixin, ClinicSchema):

@@ -19,6 +19,10 @@ from service.protocols import get_regimen
 
 # Keys of Clinic.settings that are not regimen codes.
 REMINDERS_KEY = "reminders"
+# {"url", "secret"}: where reminders are POSTed, signed with HMAC-SHA256 of the secret.
+WEBHOOK_KEY = "webhook"
+MIN_WEBHOOK_SECRET = 16
+SECRET_MASK = "********"
 MAX_REMINDERS_JSON = 10_000
 # Bounds of the reminder defaults (as for a patient's own dose_lead_days).
 MAX_LEAD_DAYS = 60
@@ -91,7 +95,8 @@ def update_clinic(
     if "time_zone" in changes:
         check_time_zone(changes["time_zone"])
     if "settings" in changes:
-        changes = {**changes, "settings": validate_clinic_settings(changes["settings"])}
+        wanted = _keep_webhook_secret(changes["settings"], clinic.settings or {})
+        changes = {**changes, "settings": validate_clinic_settings(wanted)}
     for name, value in changes.items():
         setattr(clinic, name, value)
     session.flush()
@@ -106,6 +111,12 @@ def validate_clinic_settings(value: dict[str, Any]) -> dict[str, Any]:
     problems: dict[str, Any] = {}
     clean: dict[str, Any] = {}
     for key, chosen in value.items():
+        if key == WEBHOOK_KEY:
+            if wrong := _webhook_problems(chosen):
+                problems[key] = wrong
+            else:
+                clean[key] = {"url": chosen["url"], "secret": chosen["secret"]}
+            continue
         if key == REMINDERS_KEY:
             if not isinstance(chosen, dict):
                 problems[key] = ["Must be an object."]
@@ -160,6 +171,35 @@ def _reminder_default_problems(defaults: dict[str, Any]) -> dict[str, list[str]]
         if not naive:
             problems["staff_time"] = ["A time of day, HH:MM (the clinic's time zone)."]
     return problems
+
+
+def _webhook_problems(webhook: Any) -> dict[str, list[str]] | list[str]:
+    if not isinstance(webhook, dict) or set(webhook) != {"url", "secret"}:
+        return ["An object with exactly `url` and `secret`."]
+    problems: dict[str, list[str]] = {}
+    url = webhook["url"]
+    if not (isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 2000):
+        problems["url"] = ["An http(s) URL of at most 2000 characters."]
+    secret = webhook["secret"]
+    if not (isinstance(secret, str) and MIN_WEBHOOK_SECRET <= len(secret) <= 256):
+        problems["secret"] = [f"{MIN_WEBHOOK_SECRET} to 256 characters."]
+    return problems
+
+
+def _keep_webhook_secret(wanted: Any, stored: dict[str, Any]) -> Any:
+    """Responses show the secret masked; sending the mask back keeps the stored secret."""
+    webhook = wanted.get(WEBHOOK_KEY) if isinstance(wanted, dict) else None
+    if isinstance(webhook, dict) and webhook.get("secret") == SECRET_MASK:
+        old = stored.get(WEBHOOK_KEY, {}).get("secret")
+        return {**wanted, WEBHOOK_KEY: {**webhook, "secret": old}}
+    return wanted
+
+
+def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings as shown to admins: the webhook secret masked."""
+    if WEBHOOK_KEY not in settings:
+        return settings
+    return {**settings, WEBHOOK_KEY: {**settings[WEBHOOK_KEY], "secret": SECRET_MASK}}
 
 
 def _days(value: Any) -> bool:

@@ -84,15 +84,12 @@ class Settings:
             values["redis_url"] = env["REDIS_URL"]
         if env.get("CD20_ENV"):
             values["environment"] = env["CD20_ENV"]
-        for name, key in (
-            ("CD20_ACCESS_TOKEN_TTL", "access_token_ttl_s"),
-            ("CD20_REFRESH_TOKEN_TTL", "refresh_token_ttl_s"),
-            ("CD20_INVITATION_TTL", "invitation_ttl_s"),
-        ):
+        for name, key, parse in ENVIRONMENT:
             if env.get(name):
-                values[key] = int(env[name])
-        values.update(_delivery_values(env))
-        values.update(_hardening_values(env))
+                try:
+                    values[key] = parse(env[name])
+                except ValueError as exc:
+                    raise ConfigurationError(f"{name}: {exc}") from exc
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -119,35 +116,6 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def _delivery_values(env: dict[str, str]) -> dict[str, Any]:
-    """The SMTP, FCM, webhook and retry settings present in the environment."""
-    values: dict[str, Any] = {}
-    parsers: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
-        ("CD20_SMTP_HOST", "smtp_host", str),
-        ("CD20_SMTP_PORT", "smtp_port", int),
-        ("CD20_SMTP_USERNAME", "smtp_username", str),
-        ("CD20_SMTP_PASSWORD", "smtp_password", str),
-        ("CD20_SMTP_STARTTLS", "smtp_starttls", _flag),
-        ("CD20_SMTP_FROM", "smtp_from", str),
-        ("CD20_SMTP_TIMEOUT", "smtp_timeout_s", float),
-        ("CD20_FCM_URL_TEMPLATE", "fcm_url_template", str),
-        ("CD20_FCM_CREDENTIALS_FILE", "fcm_credentials_file", str),
-        ("CD20_FCM_PROJECT_ID", "fcm_project_id", str),
-        ("CD20_FCM_TIMEOUT", "fcm_timeout_s", float),
-        ("CD20_WEBHOOK_TIMEOUT", "webhook_timeout_s", float),
-        ("CD20_RETRY_MAX_ATTEMPTS", "retry_max_attempts", int),
-        ("CD20_RETRY_BASE_DELAY", "retry_base_delay_s", float),
-        ("CD20_RETRY_MAX_DELAY", "retry_max_delay_s", float),
-    )
-    for name, key, kind in parsers:
-        if env.get(name):
-            try:
-                values[key] = kind(env[name])
-            except ValueError as exc:
-                raise ConfigurationError(f"{name}: {exc}") from exc
-    return values
-
-
 def _flag(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -157,27 +125,36 @@ def _flag(value: str) -> bool:
     raise ValueError(f"not a yes/no value: {value!r}")
 
 
-def _hardening_values(env: dict[str, str]) -> dict[str, Any]:
-    """The CORS, HSTS, rate-limit and idempotency settings present in the environment."""
-    values: dict[str, Any] = {}
-    parsers: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
-        ("CD20_CORS_ORIGINS", "cors_origins", _origins),
-        ("CD20_HSTS_MAX_AGE", "hsts_max_age_s", int),
-        ("CD20_RATE_LIMITS_ENABLED", "rate_limits_enabled", _flag),
-        ("CD20_LOGIN_LIMIT_PER_ADDRESS", "login_limit_per_address", str),
-        ("CD20_LOGIN_LIMIT_PER_ACCOUNT", "login_limit_per_account", str),
-        ("CD20_RATE_LIMIT_PREFIX", "rate_limit_key_prefix", str),
-        ("CD20_IDEMPOTENCY_TTL", "idempotency_key_ttl_s", int),
-    )
-    for name, key, kind in parsers:
-        if env.get(name):
-            try:
-                values[key] = kind(env[name])
-            except ValueError as exc:
-                raise ConfigurationError(f"{name}: {exc}") from exc
-    return values
-
-
 def _origins(value: str) -> tuple[str, ...]:
     """A comma-separated list of origins, e.g. https://app.example.org,https://admin.example.org."""
     return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
+
+
+# Environment variable, setting, parser: everything `Settings.from_env` reads besides the above.
+ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("CD20_ACCESS_TOKEN_TTL", "access_token_ttl_s", int),
+    ("CD20_REFRESH_TOKEN_TTL", "refresh_token_ttl_s", int),
+    ("CD20_INVITATION_TTL", "invitation_ttl_s", int),
+    ("CD20_SMTP_HOST", "smtp_host", str),
+    ("CD20_SMTP_PORT", "smtp_port", int),
+    ("CD20_SMTP_USERNAME", "smtp_username", str),
+    ("CD20_SMTP_PASSWORD", "smtp_password", str),
+    ("CD20_SMTP_STARTTLS", "smtp_starttls", _flag),
+    ("CD20_SMTP_FROM", "smtp_from", str),
+    ("CD20_SMTP_TIMEOUT", "smtp_timeout_s", float),
+    ("CD20_FCM_URL_TEMPLATE", "fcm_url_template", str),
+    ("CD20_FCM_CREDENTIALS_FILE", "fcm_credentials_file", str),
+    ("CD20_FCM_PROJECT_ID", "fcm_project_id", str),
+    ("CD20_FCM_TIMEOUT", "fcm_timeout_s", float),
+    ("CD20_WEBHOOK_TIMEOUT", "webhook_timeout_s", float),
+    ("CD20_RETRY_MAX_ATTEMPTS", "retry_max_attempts", int),
+    ("CD20_RETRY_BASE_DELAY", "retry_base_delay_s", float),
+    ("CD20_RETRY_MAX_DELAY", "retry_max_delay_s", float),
+    ("CD20_CORS_ORIGINS", "cors_origins", _origins),
+    ("CD20_HSTS_MAX_AGE", "hsts_max_age_s", int),
+    ("CD20_RATE_LIMITS_ENABLED", "rate_limits_enabled", _flag),
+    ("CD20_LOGIN_LIMIT_PER_ADDRESS", "login_limit_per_address", str),
+    ("CD20_LOGIN_LIMIT_PER_ACCOUNT", "login_limit_per_account", str),
+    ("CD20_RATE_LIMIT_PREFIX", "rate_limit_key_prefix", str),
+    ("CD20_IDEMPOTENCY_TTL", "idempotency_key_ttl_s", int),
+)

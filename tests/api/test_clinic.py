@@ -200,3 +200,27 @@ def test_users_are_for_admins_of_the_clinic_only(client, session, settings):
         )
         assert response.status_code == 403
     assert client.get(f"{USERS}/{foreign.id}", headers=admin).status_code == 404
+
+
+def test_webhook_secret_is_shown_masked_and_kept_when_the_mask_is_sent_back(
+    client, session, settings
+):
+    clinic = make_clinic(session)
+    headers = auth_headers(settings, make_user(session, settings, clinic, "admin"))
+    hook = {"url": "https://ehr.example.org/hooks/cd20", "secret": "s" * 32}
+    changed = _patch(client, "/api/v1/clinic", {"settings": {"webhook": hook}}, headers)
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["settings"]["webhook"]["secret"] == "********"
+    session.refresh(clinic)
+    assert clinic.settings["webhook"]["secret"] == "s" * 32
+
+    shown = client.get("/api/v1/clinic", headers=headers).get_json()["settings"]
+    again = _patch(client, "/api/v1/clinic", {"settings": shown}, headers)
+    assert again.status_code == 200, again.get_json()
+    session.refresh(clinic)
+    assert clinic.settings["webhook"]["secret"] == "s" * 32
+
+    bad = {"webhook": {"url": "ftp://x", "secret": "short"}}
+    refused = _patch(client, "/api/v1/clinic", {"settings": bad}, headers)
+    assert refused.status_code == 422
+    assert set(refused.get_json()["errors"]["settings"]["webhook"]) == {"url", "secret"}

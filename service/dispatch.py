@@ -40,6 +40,8 @@ class Outgoing:
     expires_at: datetime | None = None
     channels: tuple[str, ...] = ("inbox",)
     attempts: int = 0
+    # When the runner took it: messages count "tomorrow" from here (None: from the lead time).
+    now: datetime | None = None
 
     @classmethod
     def from_reminder(cls, reminder: Reminder) -> Outgoing:
@@ -132,7 +134,7 @@ _OUTGOING_COLUMNS = (
 )
 
 
-def _outgoing(rows: Sequence[Any]) -> list[Outgoing]:
+def _outgoing(rows: Sequence[Any], now: datetime) -> list[Outgoing]:
     return [
         Outgoing(
             reminder_id=row.id,
@@ -148,6 +150,7 @@ def _outgoing(rows: Sequence[Any]) -> list[Outgoing]:
             channels=tuple(row.channels or ("inbox",)),
             attempts=row.attempts,
             payload=row.payload or {},
+            now=now,
         )
         for row in sorted(rows, key=lambda r: r.id)
     ]
@@ -199,7 +202,7 @@ def _lease(
         .returning(*_OUTGOING_COLUMNS),
         execution_options={"synchronize_session": False},
     ).all()
-    return _outgoing(rows)
+    return _outgoing(rows, now)
 
 
 def take_due_reminders(session: Session, *, now: datetime, limit: int) -> list[Outgoing]:
@@ -209,7 +212,7 @@ def take_due_reminders(session: Session, *, now: datetime, limit: int) -> list[O
     patients another runner is delivering to right now.
     """
     due = _due(session, now, limit, by_patient=True).add_columns(*_OUTGOING_COLUMNS[1:])
-    return _outgoing(session.execute(due).all())
+    return _outgoing(session.execute(due).all(), now)
 
 
 def claim_and_deliver(
@@ -235,7 +238,7 @@ def claim_and_deliver(
     counts = TickCounts(claimed=len(taken))
     if not taken:
         return counts, []
-    already = _channels_already_sent(session, [m.reminder_id for m in taken])
+    already = _channels_already_sent(session, taken)
     here: list[Outgoing] = []
     later: list[int] = []
     for message in taken:
@@ -278,8 +281,10 @@ def _still_owned(session: Session, ids: Sequence[int], owner: str) -> set[int]:
     return set(session.scalars(stmt))
 
 
-def _channels_already_sent(session: Session, ids: Sequence[int]) -> dict[int, set[str]]:
+def _channels_already_sent(session: Session, messages: Sequence[Outgoing]) -> dict[int, set[str]]:
     done: dict[int, set[str]] = defaultdict(set)
+    # Attempts are recorded only together with attempts += 1: a reminder never tried has none.
+    ids = sorted(m.reminder_id for m in messages if m.attempts)
     if not ids:
         return done
     rows = session.execute(
@@ -306,8 +311,8 @@ def deliver_claimed(
     counts = TickCounts(claimed=len(claimed))
     owned = _still_owned(session, [c.reminder_id for c in claimed], owner)
     counts.lost_lease = len(claimed) - len(owned)
-    already = _channels_already_sent(session, sorted(owned))
     mine = [message for message in claimed if message.reminder_id in owned]
+    already = _channels_already_sent(session, mine)
     _deliver(session, mine, channels, already, counts, now=now, settings=settings, rng=rng)
     return counts
 

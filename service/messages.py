@@ -36,6 +36,9 @@ class _Context:
     payload: Mapping[str, Any]
     audience: str
     zone: ZoneInfo | None
+    # The reader's date when the message is delivered: "tomorrow" is counted from it, so a
+    # reminder delivered late still says how far away the day really is.
+    today: date | None = None
 
     @property
     def your(self) -> str:
@@ -95,10 +98,16 @@ class _Context:
         day = self.day()
         return f"on {day:%A} {day.day} {day:%B %Y}" if day else None
 
+    def days_away(self) -> int | None:
+        day = self.day()
+        if self.today is not None and day is not None:
+            return (day - self.today).days
+        return self.lead_days()
+
     def when(self) -> str:
         """'tomorrow, Monday 4 January 2027, at 09:30', or as much of it as the payload has."""
         day = self.day()
-        lead = self.lead_days()
+        lead = self.days_away()
         parts = []
         if lead == 0:
             parts.append("today")
@@ -158,9 +167,12 @@ def _infection_checkin(c: _Context) -> tuple[str, str]:
 
 
 def _morning_of(c: _Context) -> tuple[str, str]:
-    c = _Context({**c.payload, "lead_days": 0}, c.audience, c.zone)
+    if c.today is None:
+        c = _Context({**c.payload, "lead_days": 0}, c.audience, c.zone)
+    # Sent the evening before when the slot is too early for a morning message.
+    title = "Your treatment is tomorrow" if c.days_away() == 1 else "Your treatment is today"
     return (
-        "Your treatment is today",
+        title,
         f"{c.your} {c.dose()} is {c.when()}. If you feel unwell or have an infection,"
         " call your clinic before you set off.",
     )
@@ -250,8 +262,10 @@ def render(
     *,
     audience: str,
     time_zone: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[str, str]:
-    """The inbox title and body for a reminder; appointment times are shown in `time_zone`.
+    """The inbox title and body for a reminder; appointment times are shown in `time_zone`,
+    and "today", "tomorrow" or "in N days" are counted from `now` there.
 
     The inbox is behind login, so it may name the drug and the date; missing payload keys give
     a shorter sentence, an unknown kind the generic text.
@@ -265,5 +279,6 @@ def render(
     renderer = _RENDERERS.get(kind)
     if renderer is None:
         return GENERIC_TITLE, f"{GENERIC_TEXT}."
-    title, body = renderer(_Context(payload or {}, audience, zone))
+    today = now.astimezone(zone).date() if now is not None and zone is not None else None
+    title, body = renderer(_Context(payload or {}, audience, zone, today))
     return title[:MAX_TITLE], body

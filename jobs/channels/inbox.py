@@ -30,7 +30,11 @@ class InboxChannel:
         if patient is None:
             return Result.skipped(GONE_SKIP)
         title, body = render(
-            message.kind, message.payload, audience="patient", time_zone=patient.time_zone
+            message.kind,
+            message.payload,
+            audience="patient",
+            time_zone=patient.time_zone,
+            now=message.now,
         )
         post_to_inbox(
             session,
@@ -67,7 +71,9 @@ class InboxChannel:
             if zone is None:
                 results.append(gone)
                 continue
-            title, body = render(message.kind, message.payload, audience="patient", time_zone=zone)
+            title, body = render(
+                message.kind, message.payload, audience="patient", time_zone=zone, now=message.now
+            )
             posts.append(
                 InboxPost(
                     patient_id=message.patient_id,

@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -519,6 +519,7 @@ def naive_phase(
     *,
     n: int,
     timeout: float,
+    threads: int,
     log: Log,
 ) -> Naive:
     from service.db import utcnow
@@ -527,6 +528,7 @@ def naive_phase(
     processes = Processes(workdir)
     command = [sys.executable, "-m", "tests.bench.runner_bench", "--naive-worker"]
     command += ["--first", str(block.first_id), "--last", str(block.last_id)]
+    command += ["--naive-threads", str(threads)]
     try:
         worker = processes.start(command, child_env(database_url), "naive", stdin=True)
         add_started = time.monotonic()
@@ -588,10 +590,11 @@ def naive_deliver(reminder_id: int) -> None:
         reminder.attempts += 1
 
 
-def naive_worker(database_url: str, first_id: int, last_id: int) -> None:
+def naive_worker(database_url: str, first_id: int, last_id: int, threads: int) -> None:
     """Add one DateTrigger job per reminder to a paused scheduler; run them on "GO"."""
     import logging
 
+    from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
     from sqlalchemy import select
@@ -604,6 +607,7 @@ def naive_worker(database_url: str, first_id: int, last_id: int) -> None:
     store = SQLAlchemyJobStore(url=database_url, tablename=NAIVE_TABLE)
     scheduler = BackgroundScheduler(
         jobstores={"default": store},
+        executors={"default": ThreadPoolExecutor(threads)},
         timezone="UTC",
         # Every job is already due when the scheduler resumes: run it, however late.
         job_defaults={"misfire_grace_time": None, "coalesce": True},
@@ -654,7 +658,8 @@ class Options:
     steady_every_s: float = 0.5
     drain_timeout_s: float = 1800.0
     keep: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # APScheduler's default thread pool for the naive design.
+    naive_threads: int = 10
 
 
 @contextmanager
@@ -767,6 +772,7 @@ def run_benchmark(
                     keys,
                     workdir,
                     n=opts.naive_n or n,
+                    threads=opts.naive_threads,
                     timeout=opts.naive_timeout_s,
                     log=log,
                 )
@@ -792,6 +798,7 @@ def run_benchmark(
         if naive
         else None,
         "naive_n": naive.n if naive else None,
+        "naive_threads": opts.naive_threads if naive else None,
         "naive_complete": naive.complete if naive else None,
         "naive_add_s": round(naive.add_s, 1) if naive else None,
         "naive_peak_rss_mb": round(naive.peak_rss_mb, 1) if naive else None,
@@ -826,7 +833,6 @@ def run_benchmark(
         "not_sent": sum(t.not_sent for t in tallies),
         "seq_gaps": sum(t.seq_gaps for t in tallies),
         "total_s": round(time.monotonic() - run_started, 1),
-        **opts.extra,
     }
     return summary
 
@@ -839,6 +845,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=float, default=0.2, help="runner tick interval (s)")
     parser.add_argument("--runners", type=int, default=2)
     parser.add_argument("--naive-n", type=int, help="reminders for the naive design (default N)")
+    parser.add_argument("--naive-threads", type=int, default=10, help="its executor's threads")
     parser.add_argument("--naive-timeout", type=float, default=900.0)
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--steady-n", type=int)
@@ -859,7 +866,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.naive_worker:
         # SIGTERM is waited for with sigwait, so it must not end the process first.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-        naive_worker(url, args.first, args.last)
+        naive_worker(url, args.first, args.last, args.naive_threads)
         return
     summary = run_benchmark(
         url,
@@ -871,6 +878,7 @@ def main(argv: list[str] | None = None) -> None:
         naive=not args.no_naive,
         naive_n=args.naive_n,
         naive_timeout_s=args.naive_timeout,
+        naive_threads=args.naive_threads,
         steady_n=args.steady_n,
         steady_spread_s=args.steady_spread,
         steady_every_s=args.steady_every,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from service.messages import GENERIC_TEXT, KINDS, render
@@ -100,3 +102,31 @@ def test_unknown_kind_is_generic():
         "A message from your clinic",
         f"{GENERIC_TEXT}.",
     )
+
+
+def test_a_late_reminder_counts_the_days_from_when_it_is_delivered():
+    payload = {
+        "drug": "ocrelizumab",
+        "dose_sequence": 1,
+        "amount_mg": 300,
+        "appointment_at": "2027-01-04T08:30:00+00:00",
+        "lead_days": 7,
+    }
+    # Booked late: the 7-day reminder is delivered the evening before, Berlin time.
+    _, body = render(
+        "dose_upcoming",
+        payload,
+        audience="patient",
+        time_zone="Europe/Berlin",
+        now=datetime(2027, 1, 3, 19, 0, tzinfo=UTC),
+    )
+    assert "tomorrow, Monday 4 January 2027, at 09:30" in body
+    assert "7 days" not in body
+    title, _ = render(
+        "morning_of",
+        payload,
+        audience="patient",
+        time_zone="Europe/Berlin",
+        now=datetime(2027, 1, 3, 19, 0, tzinfo=UTC),
+    )
+    assert title == "Your treatment is tomorrow"

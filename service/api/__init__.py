@@ -228,13 +228,7 @@ def _resource_blueprints() -> list[Any]:
 
     blueprints = []
     for name in RESOURCE_MODULES:
-        try:
-            module = importlib.import_module(f"service.api.{name}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while the modules are being written
-            if exc.name != f"service.api.{name}":
-                raise
-            continue
-        blueprints.append(module.blp)
+        blueprints.append(importlib.import_module(f"service.api.{name}").blp)
     return blueprints
 
 

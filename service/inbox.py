@@ -87,25 +87,24 @@ def post_many_to_inbox(
     """
     if not posts:
         return 0
-    unique: dict[int | None, InboxPost] = {}
-    loose: list[InboxPost] = []
+    wanted: list[InboxPost] = []
+    reminder_ids: set[int] = set()
     for post in posts:
-        if post.reminder_id is None:
-            loose.append(post)
-        else:
-            unique.setdefault(post.reminder_id, post)
-    wanted = [*unique.values(), *loose]
+        if post.reminder_id is not None:
+            if post.reminder_id in reminder_ids:
+                continue  # the same reminder twice in one batch: one message
+            reminder_ids.add(post.reminder_id)
+        wanted.append(post)
     per_patient: dict[int, int] = defaultdict(int)
     for post in wanted:
         per_patient[post.patient_id] += 1
     last = _advance_counters(session, per_patient)
-    taken: set[int] = set()
-    reminder_ids = [key for key in unique if key is not None]
+    taken: set[int | None] = set()
     if reminder_ids:
         taken = set(
             session.scalars(
                 select(InboxMessage.reminder_id).where(
-                    among(session, InboxMessage.reminder_id, reminder_ids)
+                    among(session, InboxMessage.reminder_id, sorted(reminder_ids))
                 )
             )
         )

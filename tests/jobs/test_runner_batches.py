@@ -49,16 +49,17 @@ def test_a_batch_numbers_each_patients_messages_in_order_without_gaps(session):
     post_to_inbox(session, patient_id=alice.id, reminder_id=earlier.id, kind="k", title="", body="")
     a1, b1, a2, b2 = (make_reminder(session, p) for p in (alice, bob, alice, bob))
 
-    # `earlier` is in the inbox already, and a1 comes twice: neither takes a number.
-    posted = post_many_to_inbox(
-        session, [post_for(r) for r in (a1, b1, earlier, a2, a1, b2)], now=NOW
-    )
+    note = InboxPost(patient_id=alice.id, reminder_id=None, kind="note", title="t", body="b")
 
-    assert posted == 4
-    assert numbers(session, alice) == [(earlier.id, 1), (a1.id, 2), (a2.id, 3)]
+    # `earlier` is in the inbox already, and a1 comes twice: neither takes a number.
+    posts = [post_for(r) for r in (a1, b1, earlier)] + [note] + [post_for(r) for r in (a2, a1, b2)]
+    posted = post_many_to_inbox(session, posts, now=NOW)
+
+    assert posted == 5
+    assert numbers(session, alice) == [(earlier.id, 1), (a1.id, 2), (None, 3), (a2.id, 4)]
     assert numbers(session, bob) == [(b1.id, 1), (b2.id, 2)]
     session.expire_all()
-    assert session.get(InboxCounter, alice.id).seq == 3
+    assert session.get(InboxCounter, alice.id).seq == 4
     assert session.get(InboxCounter, bob.id).seq == 2
 
 

@@ -15,11 +15,15 @@ from sqlalchemy.orm import Session
 
 from service.bulk import among, insert_rows
 from service.config import Settings
-from service.models import Delivery, Reminder, StaffAlert
+from service.models import Delivery, Patient, Reminder, StaffAlert
+from service.reminder_time import QuietHours, push_out_of_quiet_hours
 
 log = logging.getLogger(__name__)
 
 CLAIMABLE = ("pending", "failed", "claimed")
+# Channels that interrupt the patient: they wait for the end of the patient's quiet hours.
+INTERRUPTING = ("push", "email")
+QUIET_SKIP = "the quiet hours last past the reminder's relevance"
 _RNG = random.Random()
 
 
@@ -336,12 +340,26 @@ def _deliver(
     status_updates: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
     live: list[tuple[Outgoing, list[str]]] = []
+    held: dict[int, datetime] = {}
+    quiet_until = _quiet_hours_end(session, messages, now)
     for message in messages:
         if message.expires_at is not None and message.expires_at <= now:
             status_updates.append(_release(message, "expired", now))
             counts.expired += 1
             continue
-        live.append((message, _channels_to_try(message, already)))
+        names = _channels_to_try(message, already)
+        wait_until = quiet_until.get(message.patient_id) if message.audience == "patient" else None
+        if wait_until is not None and any(n in INTERRUPTING for n in names):
+            waiting = [n for n in names if n in INTERRUPTING]
+            names = [n for n in names if n not in INTERRUPTING]
+            if message.expires_at is None or wait_until < message.expires_at:
+                held[message.reminder_id] = wait_until
+            else:
+                deliveries.extend(
+                    _attempt(message, n, message.attempts + 1, "skipped", None, QUIET_SKIP, now)
+                    for n in waiting
+                )
+        live.append((message, names))
     results = _deliver_by_channel(session, live, channels)
     for message, names in live:
         attempt = message.attempts + 1
@@ -364,7 +382,13 @@ def _deliver(
                 log.warning(
                     "reminder %s: %s failed for good: %s", message.reminder_id, name, result.error
                 )
-        if not retry_needed:
+        if not retry_needed and message.reminder_id in held:
+            # The silent inbox has it; push and e-mail wait for the end of the quiet hours.
+            update_row = _release(message, "pending", now)
+            update_row["attempts"] = attempt
+            update_row["due_at"] = held[message.reminder_id]
+            status_updates.append(update_row)
+        elif not retry_needed:
             update_row = _release(message, "sent", now)
             update_row["sent_at"] = now
             update_row["attempts"] = attempt
@@ -385,6 +409,32 @@ def _deliver(
             counts.failed += 1
     insert_rows(session, Delivery, deliveries)
     _write_statuses(session, status_updates)
+
+
+def _quiet_hours_end(
+    session: Session, messages: Sequence[Outgoing], now: datetime
+) -> dict[int, datetime]:
+    """Patients inside their quiet hours now, and when those end (push and e-mail wait)."""
+    ids = sorted(
+        {
+            m.patient_id
+            for m in messages
+            if m.audience == "patient" and any(c in INTERRUPTING for c in m.channels)
+        }
+    )
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Patient.id, Patient.time_zone, Patient.quiet_start, Patient.quiet_end).where(
+            among(session, Patient.id, ids)
+        )
+    )
+    ends: dict[int, datetime] = {}
+    for patient_id, zone, start, end in rows:
+        after = push_out_of_quiet_hours(now, zone, QuietHours(start, end))
+        if after != now:
+            ends[patient_id] = after
+    return ends
 
 
 def _deliver_by_channel(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -217,3 +217,34 @@ def test_release_hands_claims_back(session, settings, clock):
         )
         == 0
     )
+
+
+def test_push_waits_for_the_end_of_quiet_hours_while_the_inbox_gets_it_now(
+    session, settings, clock
+):
+    # 10:00 in Berlin at NOW; this patient keeps 09:00-12:00 quiet.
+    patient = make_patient(
+        session, make_clinic(session), quiet_start=time(9, 0), quiet_end=time(12, 0)
+    )
+    reminder = make_reminder(session, patient, fire_at=NOW, channels=["inbox", "push"])
+    runner = make_runner(settings, clock)
+
+    runner.tick()
+    session.refresh(reminder)
+    assert inbox_count(session, reminder.id) == 1
+    assert reminder.status == "pending"
+    assert reminder.due_at == datetime(2027, 3, 1, 11, 0, tzinfo=UTC)  # 12:00 in Berlin
+    assert runner.tick().claimed == 0
+
+    clock.advance(timedelta(hours=2))
+    assert runner.tick().sent == 1
+    session.refresh(reminder)
+    assert reminder.status == "sent"
+    assert inbox_count(session, reminder.id) == 1
+    tried = session.execute(
+        select(Delivery.channel, Delivery.outcome)
+        .where(Delivery.reminder_id == reminder.id)
+        .order_by(Delivery.id)
+    ).all()
+    # Push is not configured in the tests: it is tried (and skipped) only after the quiet hours.
+    assert tried == [("inbox", "sent"), ("push", "skipped")]

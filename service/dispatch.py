@@ -102,10 +102,14 @@ class TickCounts:
 
 
 class ChannelResult(Protocol):
-    outcome: str
-    response_code: int | None
-    error: str | None
-    retryable: bool
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def response_code(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def retryable(self) -> bool: ...
 
 
 class BatchChannel(Protocol):

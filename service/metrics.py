@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -92,7 +92,7 @@ class RunnerCollector(Collector):
         )
 
 
-def _buckets(counters: dict[str, float]) -> Iterable[tuple[str, float]]:
+def _buckets(counters: dict[str, float]) -> list[tuple[str, float]]:
     buckets = [(f"{bound:g}", counters.get(_bucket_name(bound), 0.0)) for bound in LATENESS_BUCKETS]
     buckets.append(("+Inf", counters.get("lateness_count", 0.0)))
     return buckets

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy.orm import Session
-
-from service.dispatch import Outgoing, backoff_delay
+from service.dispatch import BatchChannel, Outgoing, backoff_delay
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -40,10 +38,8 @@ class Result:
         return cls("failed", response_code, _clip(error), retryable)
 
 
-class Channel(Protocol):
-    name: str
-
-    def deliver(self, session: Session, message: Outgoing) -> Result: ...
+# The interface is the runner's: one definition, in service.dispatch.
+Channel = BatchChannel
 
 
 def http_result(status: int, detail: str = "") -> Result:

@@ -205,13 +205,7 @@ def _move(
     """Move `dose` to new_due (and, with cascade, the open doses after it); refuse first."""
     regimen = plan.regimen
     taking_place = _taking_place(plan)
-    earliest = _earliest_allowed(regimen, plan, taking_place, dose, new_due)
-    if earliest is not None:
-        raise MinimumIntervalViolated(
-            f"Dose {dose.sequence} cannot be before {earliest.isoformat()} (the minimum interval "
-            "from the previous dose).",
-            earliest_date=earliest.isoformat(),
-        )
+    _refuse_before_earliest(regimen, plan, taking_place, dose, new_due, doing="be")
     if not cascade:
         _check_next_spacing(regimen, plan, taking_place, dose, new_due)
     planned = [as_planned(d) for d in taking_place]
@@ -292,6 +286,24 @@ def _earliest_allowed(
     )
 
 
+def _refuse_before_earliest(
+    regimen: Regimen,
+    plan: TreatmentPlan,
+    taking_place: Sequence[Dose],
+    dose: Dose,
+    proposed: date,
+    *,
+    doing: str,
+) -> None:
+    earliest = _earliest_allowed(regimen, plan, taking_place, dose, proposed)
+    if earliest is not None:
+        raise MinimumIntervalViolated(
+            f"Dose {dose.sequence} cannot {doing} before {earliest.isoformat()} (the minimum "
+            "interval from the previous dose).",
+            earliest_date=earliest.isoformat(),
+        )
+
+
 def _check_next_spacing(
     regimen: Regimen, plan: TreatmentPlan, taking_place: Sequence[Dose], dose: Dose, new_due: date
 ) -> None:
@@ -367,13 +379,7 @@ def record_administration(
     day = administered_at.astimezone(clinic_zone(session, plan.clinic_id)).date()
     regimen = plan.regimen
     taking_place = _taking_place(plan)
-    earliest = _earliest_allowed(regimen, plan, taking_place, dose, day)
-    if earliest is not None:
-        raise MinimumIntervalViolated(
-            f"Dose {dose.sequence} cannot be given before {earliest.isoformat()} (the minimum "
-            "interval from the previous dose).",
-            earliest_date=earliest.isoformat(),
-        )
+    _refuse_before_earliest(regimen, plan, taking_place, dose, day, doing="be given")
 
     change = DoseChange(dose)
     if amount_mg != dose.amount_mg:

@@ -129,13 +129,12 @@ def create_plan(
     settings: Mapping[str, str] | None = None,
 ) -> TreatmentPlan:
     """Start a plan: status screening, the regimen's checklist, its doses and monitoring."""
-    actor.require_staff()
-    patient = _visible_patient(session, actor, patient_id, lock=True)
-    catalog_entry = _regimen(regimen)
-    chosen = _chosen_settings(session, patient.clinic_id, catalog_entry, settings)
+    plan, _ = _draft_plan(
+        session, actor, patient_id, regimen, start_date, variant, notes, settings, lock=True
+    )
     open_plan = session.scalar(
         select(TreatmentPlan.id).where(
-            TreatmentPlan.patient_id == patient.id,
+            TreatmentPlan.patient_id == patient_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
         )
     )
@@ -145,15 +144,6 @@ def create_plan(
             "(two anti-CD20 plans at once would double the B-cell depletion).",
             open_plan_id=open_plan,
         )
-    plan = _build_plan(
-        patient,
-        catalog_entry,
-        variant=variant,
-        start_date=start_date,
-        settings=chosen,
-        notes=notes,
-        prescriber_id=actor.user_id,
-    )
     session.add(plan)
     session.flush()
     schedule_changed(session, plan)
@@ -172,8 +162,37 @@ def preview_plan(
     settings: Mapping[str, str] | None = None,
 ) -> TreatmentPlan:
     """The plan create_plan would make, with its monitoring, never added to the session."""
+    plan, catalog_entry = _draft_plan(
+        session, actor, patient_id, regimen, start_date, variant, notes, settings, lock=False
+    )
+    chosen = plan.settings
+    planned = [as_planned(d) for d in plan.doses]
+    horizon = Interval(months=catalog_entry.horizon_months(chosen)).add_to(start_date)
+    until = max([horizon, *(d.due_date for d in planned)])
+    for kind, due in monitoring_due_dates(
+        catalog_entry, planned, start_date, settings=chosen, anti_hbc_positive=False, until=until
+    ):
+        plan.monitoring_tasks.append(
+            MonitoringTask(kind=kind, due_date=due, rule_date=due, status="due")
+        )
+    return plan
+
+
+def _draft_plan(
+    session: Session,
+    actor: Actor,
+    patient_id: int,
+    regimen: str,
+    start_date: date,
+    variant: str | None,
+    notes: str | None,
+    settings: Mapping[str, str] | None,
+    *,
+    lock: bool,
+) -> tuple[TreatmentPlan, Regimen]:
+    """A plan built from the catalog for a patient the actor may treat (not yet in the session)."""
     actor.require_staff()
-    patient = _visible_patient(session, actor, patient_id)
+    patient = _visible_patient(session, actor, patient_id, lock=lock)
     catalog_entry = _regimen(regimen)
     chosen = _chosen_settings(session, patient.clinic_id, catalog_entry, settings)
     plan = _build_plan(
@@ -185,16 +204,7 @@ def preview_plan(
         notes=notes,
         prescriber_id=actor.user_id,
     )
-    planned = [as_planned(d) for d in plan.doses]
-    horizon = Interval(months=catalog_entry.horizon_months(chosen)).add_to(start_date)
-    until = max([horizon, *(d.due_date for d in planned)])
-    for kind, due in monitoring_due_dates(
-        catalog_entry, planned, start_date, settings=chosen, anti_hbc_positive=False, until=until
-    ):
-        plan.monitoring_tasks.append(
-            MonitoringTask(kind=kind, due_date=due, rule_date=due, status="due")
-        )
-    return plan
+    return plan, catalog_entry
 
 
 def _visible_patient(

@@ -22,12 +22,17 @@ def use_runner(runner) -> None:  # type: ignore[no-untyped-def]
     _runner = runner
 
 
+def logfmt(counts: dict[str, int]) -> str:
+    """`claimed=3 sent=3 ...`: one line per tick that log tools can parse."""
+    return " ".join(f"{name}={value}" for name, value in counts.items())
+
+
 def dispatch_due_reminders() -> None:
     if _runner is None:
         raise RuntimeError("use_runner() was not called")
     counts = _runner.tick()
     if counts.claimed or counts.lost_lease:
-        log.info("dispatch_due_reminders %s", counts.as_log())
+        log.info("dispatch_due_reminders %s", logfmt(counts.as_log()))
 
 
 def mark_overdue_items() -> None:
@@ -36,7 +41,7 @@ def mark_overdue_items() -> None:
     # Overdue doses and tasks reach staff as the dose_overdue / monitoring_overdue reminders.
     with unit_of_work() as session:
         counts = mark_overdue(session, now=utcnow())
-    log.info("mark_overdue_items %s", counts)
+    log.info("mark_overdue_items %s", logfmt(counts))
 
 
 def extend_rolling_schedules() -> None:

@@ -393,3 +393,37 @@ def test_dates_survive_the_replay(client, session, settings, clinic, staff):
     # ?preview=true under the same key is a different request.
     preview = client.post(f"{PATIENTS}/{patient.id}/plans?preview=true", json=body, headers=headers)
     assert preview.get_json()["code"] == "idempotency_key_reused"
+
+
+def test_two_edits_of_one_plan_with_the_same_etag_give_exactly_one_success(race_app, live_server):
+    """§3: the If-Match check and the version column close the race between check and write."""
+    headers = race_app[1]
+    patient = requests.post(
+        live_server + PATIENTS, json=dict(NEW_PATIENT, mrn="EDIT-1"), headers=headers, timeout=30
+    ).json()
+    plan = requests.post(
+        f"{live_server}/api/v1/patients/{patient['id']}/plans",
+        json={"regimen": "ocrelizumab-iv", "start_date": "2027-01-04"},
+        headers=headers,
+        timeout=30,
+    ).json()
+    url = f"{live_server}/api/v1/plans/{plan['id']}"
+    etag = requests.get(url, headers=headers, timeout=30).headers["ETag"]
+    start = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def edit(notes: str) -> None:
+        start.wait(timeout=10)
+        response = requests.patch(
+            url, json={"notes": notes}, headers={**headers, "If-Match": etag}, timeout=30
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=edit, args=(n,)) for n in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [200, 412]
+    stored = requests.get(url, headers=headers, timeout=30).json()
+    assert stored["notes"] in ("first", "second")

@@ -115,9 +115,15 @@ def get_engine() -> Engine:
 
 @contextmanager
 def unit_of_work() -> Iterator[Session]:
-    """A session whose work is committed at the end of the block, or rolled back on error."""
+    """A session whose work is committed at the end of the block, or rolled back on error.
+
+    Units of work write (jobs, the CLI, the audit trail): on SQLite they take the write lock
+    at the start (WRITE_TRANSACTION) and wait for it, rather than fail when another process
+    committed between their first read and their first write.
+    """
     session = SessionFactory()
     try:
+        session.connection(execution_options=WRITE_TRANSACTION)
         yield session
         session.commit()
     except BaseException:

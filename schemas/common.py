@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import available_timezones
 
 import marshmallow as ma
 from marshmallow import fields, validate
+
+from service.reminder_time import is_known_time_zone
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -114,18 +115,9 @@ class TimeZoneField(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         name = super()._deserialize(value, attr, data, **kwargs)
-        if name not in _zone_names():
+        if not is_known_time_zone(name):
             raise ma.ValidationError("Not a known IANA time zone.")
         return name
-
-
-_ZONES: set[str] = set()
-
-
-def _zone_names() -> set[str]:
-    if not _ZONES:
-        _ZONES.update(available_timezones())
-    return _ZONES
 
 
 def text(max_length: int, *, min_length: int | None = None, **kwargs: Any) -> fields.String:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import time
-from functools import cache
 from typing import Any
-from zoneinfo import available_timezones
 
 from sqlalchemy.orm import Session
 
@@ -16,6 +14,7 @@ from service.config import Settings
 from service.errors import NotFound, ValidationFailed
 from service.models import Clinic, User
 from service.protocols import get_regimen
+from service.reminder_time import is_known_time_zone
 
 # Keys of Clinic.settings that are not regimen codes.
 REMINDERS_KEY = "reminders"
@@ -29,13 +28,8 @@ MAX_LEAD_DAYS = 60
 MAX_LEAD_TIMES = 5
 
 
-@cache
-def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
 def check_time_zone(name: str) -> str:
-    if name not in _zone_names():
+    if not is_known_time_zone(name):
         raise ValidationFailed(
             f"Unknown time zone '{name}'",
             errors={"time_zone": ["Not a known IANA time zone, e.g. Europe/Berlin."]},

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def is_known_time_zone(name: str) -> bool:
+    """An IANA name the zone database has (not a file path, not an abbreviation like CET)."""
+    return name in _zone_names()
 
 
 def exists(local: datetime) -> bool:

@@ -93,21 +93,16 @@ class _Context:
         payload: dict[str, Any],
         key_detail: str,
     ) -> ReminderSpec:
-        zone = self.patient.time_zone
-        local = _local(fire_at, zone)
-        return ReminderSpec(
-            key=f"{kind}:{subject[0]}:{subject[1]}:{key_detail}",
-            kind=kind,
-            audience="patient",
-            subject_type=subject[0],
-            subject_id=subject[1],
-            local_date=local.date(),
-            local_time=local.time().replace(tzinfo=None),
-            time_zone=zone,
-            fire_at=fire_at,
-            expires_at=expires_at,
-            channels=self.patient_channels,
-            payload=payload,
+        return _spec(
+            kind,
+            "patient",
+            subject,
+            fire_at,
+            self.patient.time_zone,
+            expires_at,
+            self.patient_channels,
+            payload,
+            key_detail,
         )
 
     def at_preferred_time(self, day: date) -> datetime:
@@ -256,19 +251,38 @@ def _staff_spec(
     payload: dict[str, Any],
     key_detail: str,
 ) -> ReminderSpec:
-    at = _staff_time(ctx)
+    zone = ctx.clinic.time_zone
+    fire_at = to_utc(day, _staff_time(ctx), zone)
+    return _spec(
+        kind, "staff", subject, fire_at, zone, expires_at, ctx.staff_channels, payload, key_detail
+    )
+
+
+def _spec(
+    kind: str,
+    audience: str,
+    subject: tuple[str, int],
+    fire_at: datetime,
+    zone: str,
+    expires_at: datetime | None,
+    channels: tuple[str, ...],
+    payload: dict[str, Any],
+    key_detail: str,
+) -> ReminderSpec:
+    """A reminder firing at `fire_at`, stored with the wall-clock time it shows in `zone`."""
+    local = _local(fire_at, zone)
     return ReminderSpec(
         key=f"{kind}:{subject[0]}:{subject[1]}:{key_detail}",
         kind=kind,
-        audience="staff",
+        audience=audience,
         subject_type=subject[0],
         subject_id=subject[1],
-        local_date=day,
-        local_time=at,
-        time_zone=ctx.clinic.time_zone,
-        fire_at=to_utc(day, at, ctx.clinic.time_zone),
+        local_date=local.date(),
+        local_time=local.time().replace(tzinfo=None),
+        time_zone=zone,
+        fire_at=fire_at,
         expires_at=expires_at,
-        channels=ctx.staff_channels,
+        channels=channels,
         payload=payload,
     )
 

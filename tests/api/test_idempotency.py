@@ -31,16 +31,6 @@ NEW_PATIENT = {
 }
 
 
-@pytest.fixture
-def clinic(session):
-    return make_clinic(session)
-
-
-@pytest.fixture
-def staff(session, settings, clinic):
-    return make_user(session, settings, clinic)
-
-
 def _count_patients(session, clinic_id: int) -> int:
     session.expire_all()
     return session.scalar(select(func.count()).where(Patient.clinic_id == clinic_id))

@@ -12,21 +12,6 @@ IGG = {"code": "igg", "value": 5.9, "unit": "g/L", "taken_at": "2026-06-18T08:30
 
 
 @pytest.fixture
-def clinic(session):
-    return make_clinic(session)
-
-
-@pytest.fixture
-def staff(session, settings, clinic):
-    return make_user(session, settings, clinic)
-
-
-@pytest.fixture
-def headers(settings, staff):
-    return auth_headers(settings, staff)
-
-
-@pytest.fixture
 def patient(session, clinic):
     return make_patient(session, clinic)
 

@@ -186,11 +186,6 @@ def _too_long(field: fields.Field) -> str:
 
 
 @pytest.fixture
-def clinic(session):
-    return make_clinic(session)
-
-
-@pytest.fixture
 def admin(session, settings, clinic):
     return make_user(session, settings, clinic, "admin")
 

@@ -10,21 +10,6 @@ from tests.factories import auth_headers, make_clinic, make_patient, make_user, 
 
 
 @pytest.fixture
-def clinic(session):
-    return make_clinic(session)
-
-
-@pytest.fixture
-def staff(session, settings, clinic):
-    return make_user(session, settings, clinic)
-
-
-@pytest.fixture
-def headers(settings, staff):
-    return auth_headers(settings, staff)
-
-
-@pytest.fixture
 def plan(session, staff, clinic):
     return start_plan(session, staff, make_patient(session, clinic), start_date=date(2027, 1, 4))
 

@@ -51,11 +51,6 @@ def staff(session, settings, berlin):
     return make_user(session, settings, berlin)
 
 
-@pytest.fixture
-def headers(settings, staff):
-    return auth_headers(settings, staff)
-
-
 def test_schedule_uses_the_clinic_local_day(client, session, headers, staff, berlin):
     early = start_plan(
         session, staff, make_patient(session, berlin, given_name="Ana"), start_date=DAY

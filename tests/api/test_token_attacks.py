@@ -14,7 +14,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from service.app import create_app
 from service.config import DEV_SECRET_KEY, ConfigurationError
 from service.db import utcnow
-from tests.factories import PASSWORD, auth_headers, make_clinic, make_patient, make_user
+from tests.factories import PASSWORD, auth_headers, make_patient, make_user
 
 TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/refresh"
@@ -41,11 +41,6 @@ def _part(obj: dict) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def clinic(session):
-    return make_clinic(session)
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from service.models import (
 from service.models.dose import OPEN_DOSE_STATUSES
 from service.models.plan import OPEN_PLAN_STATUSES
 from service.monitoring import day_bounds, local_today
-from service.protocols import PlannedDose, Regimen, expected_chair_minutes, get_regimen
+from service.plans import as_planned
+from service.protocols import Regimen, expected_chair_minutes, get_regimen
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14
@@ -90,16 +91,7 @@ def _premedications(regimen: Regimen) -> list[dict[str, Any]]:
 
 
 def _chair_minutes(regimen: Regimen, dose: Dose) -> int | None:
-    planned = PlannedDose(
-        sequence=dose.sequence,
-        course=dose.course,
-        kind=dose.kind,
-        amount_mg=dose.amount_mg,
-        due_date=dose.due_date,
-        earliest_date=dose.earliest_date,
-        rule_key=dose.rule_key,
-    )
-    return expected_chair_minutes(regimen, planned)
+    return expected_chair_minutes(regimen, as_planned(dose))
 
 
 def _dose_summary(dose: Dose) -> dict[str, Any]:

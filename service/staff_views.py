@@ -14,10 +14,10 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.access import Actor
+from service.clinics import get_clinic
 from service.db import utcnow
 from service.errors import NotFound
 from service.models import (
-    Clinic,
     Dose,
     MonitoringTask,
     Patient,
@@ -45,14 +45,6 @@ def _screening(plan: TreatmentPlan) -> dict[str, Any]:
         "blocking_items": checklist.blocking_items,
         "overridden": checklist.override_in_effect,
     }
-
-
-def _clinic(session: Session, actor: Actor) -> Clinic:
-    actor.require_staff()
-    clinic = session.get(Clinic, actor.clinic_id)
-    if clinic is None:
-        raise NotFound("Clinic not found")
-    return clinic
 
 
 def _patient_summary(patient: Patient) -> dict[str, Any]:
@@ -116,7 +108,7 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     `items`: every dose with an appointment on that local day (cancelled ones left out), by
     appointment time. `unbooked_due`: doses still planned for that day without an appointment.
     """
-    clinic = _clinic(session, actor)
+    clinic = get_clinic(session, actor)
     zone = clinic.time_zone
     day = day or local_today(zone)
     start, end = day_bounds(day, zone)
@@ -205,7 +197,7 @@ def staff_worklist(
     - alerts: unresolved staff alerts (e.g. lab_low), oldest first.
     Each section holds at most `limit` entries; `counts` gives the full numbers.
     """
-    clinic = _clinic(session, actor)
+    clinic = get_clinic(session, actor)
     zone = clinic.time_zone
     today = local_today(zone, now)
     today_start, _ = day_bounds(today, zone)

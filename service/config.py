@@ -32,8 +32,6 @@ class Settings:
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     invitation_ttl_s: int = 7 * 24 * 3600
-    default_page_size: int = 50
-    max_page_size: int = 200
     max_content_length: int = 1024 * 1024
     # argon2id cost; tests lower it, production keeps argon2-cffi's RFC 9106 defaults.
     argon2_time_cost: int = 3

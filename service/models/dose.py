@@ -48,16 +48,6 @@ class Dose(Base):
     def is_open(self) -> bool:
         return self.status in OPEN_DOSE_STATUSES
 
-    @property
-    def effective_date(self) -> date:
-        """The day the dose happened, or is expected to happen, at the clinic.
-
-        Booking and recording an administration keep due_date equal to the appointment's or the
-        administration's calendar day in the clinic's time zone (service.doses), so due_date is
-        that day; a UTC instant's .date() would be the wrong day east or west of UTC.
-        """
-        return self.due_date
-
 
 class DoseAdministration(Base):
     __tablename__ = "dose_administration"

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from service.access import Actor
 from service.config import Settings
+from service.core.access import Actor
+from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import (
     AccountLocked,
@@ -30,7 +31,6 @@ from service.errors import (
 )
 from service.models import Clinic, Invitation, Patient, RefreshToken, User
 from service.models.user import STAFF_ROLES
-from service.paging import Page, paginate
 from service.passwords import check_password_policy, hash_password, hasher, verify_password
 from service.patients import get_patient
 from service.tokens import create_access_token

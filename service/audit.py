@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import Executable, select
 from sqlalchemy.orm import Session
 
-from service.access import Actor
+from service.core.access import Actor
+from service.core.paging import Page, paginate
 from service.models import (
     AuditEvent,
     Device,
@@ -25,7 +26,6 @@ from service.models import (
     StaffAlert,
     TreatmentPlan,
 )
-from service.paging import Page, paginate
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.access import Actor
 from service.accounts import add_staff_user, normalise_email
 from service.config import Settings
+from service.core.access import Actor
 from service.errors import NotFound, ValidationFailed
 from service.models import Clinic, User
 from service.protocols import get_regimen

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import accounts, clinics, doses, patients, plans, screening
-from service.access import Actor
 from service.config import Settings
+from service.core.access import Actor
 from service.models import TreatmentPlan, User
 
 DEMO_ADMIN = "admin@demo.cd20.example"

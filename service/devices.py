@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.access import Actor
+from service.core.access import Actor
 from service.db import utcnow
 from service.errors import Forbidden, NotFound
 from service.models import Device

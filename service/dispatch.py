@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
-from service.bulk import among, insert_rows
 from service.config import Settings
+from service.core.bulk import among, insert_rows
 from service.models import Delivery, Patient, Reminder, StaffAlert
 from service.reminder_time import QuietHours, push_out_of_quiet_hours
 

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from service.access import Actor
+from service.core.access import Actor
+from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import (
     InvalidTransition,
@@ -21,7 +22,6 @@ from service.errors import (
     ValidationFailed,
 )
 from service.models import Dose, DoseAdministration, PremedicationGiven, TreatmentPlan
-from service.paging import Page, paginate
 from service.plans import (
     LIFE_THREATENING_HOLD,
     as_planned,

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.access import Actor
-from service.bulk import among, insert_rows, on_postgres, rows_select
+from service.core.access import Actor
+from service.core.bulk import among, insert_rows, on_postgres, rows_select
 from service.db import utcnow
 from service.errors import Forbidden, NotFound
 from service.models import InboxCounter, InboxMessage

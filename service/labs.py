@@ -19,12 +19,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service.access import Actor
+from service.core.access import Actor
+from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
 from service.models import LabResult, MonitoringTask, Patient, StaffAlert, TreatmentPlan
 from service.monitoring import complete_task
-from service.paging import Page, paginate
 from service.reminders import sync_plan_reminders
 
 # A clinic's clock may run a little ahead of ours; more than this is "in the future".

@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from service.access import Actor
+from service.core.access import Actor
+from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
 from service.models import Clinic, Dose, LabResult, MonitoringTask, TreatmentPlan
 from service.models.plan import OPEN_PLAN_STATUSES
-from service.paging import Page, paginate
 from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import PlannedDose, monitoring_due_dates
 from service.reminder_time import to_utc

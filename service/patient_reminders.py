@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service.access import Actor
+from service.core.access import Actor
+from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.models import Dose, Reminder, StaffAlert
-from service.paging import Page, paginate
 from service.patients import get_patient
 
 CHECKIN_KINDS = ("infection_checkin", "symptom_checkin")

@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from service.access import Actor
+from service.core.access import Actor
+from service.core.paging import Page, paginate
 from service.errors import AlreadyExists, NotFound
 from service.models import Patient
-from service.paging import Page, paginate
 from service.reminders import sync_patient_reminders
 
 # A change to any of these moves the patient's future reminders.

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service.access import Actor
+from service.core.access import Actor
+from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import (
     AlreadyExists,
@@ -30,7 +31,6 @@ from service.models import (
 from service.models.dose import OPEN_DOSE_STATUSES
 from service.models.plan import OPEN_PLAN_STATUSES
 from service.monitoring import derive_monitoring_tasks
-from service.paging import Page, paginate
 from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import PlannedDose, monitoring_due_dates, plan_doses
 from service.reminders import sync_plan_reminders

@@ -18,7 +18,7 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from service.access import Actor
+from service.core.access import Actor
 from service.db import utcnow
 from service.errors import Conflict, Contraindicated, InvalidTransition, NotFound, ValidationFailed
 from service.models import ScreeningItem, ScreeningOverride, TreatmentPlan

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from service.access import Actor
 from service.clinics import get_clinic
+from service.core.access import Actor
 from service.db import utcnow
 from service.errors import NotFound
 from service.models import (

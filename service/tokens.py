@@ -8,8 +8,8 @@ from typing import Any
 
 import jwt
 
-from service.access import Actor
 from service.config import Settings
+from service.core.access import Actor
 from service.db import utcnow
 from service.errors import InvalidToken
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.access import Actor
 from service.config import Settings
+from service.core.access import Actor
 from service.models import Clinic, Patient, User
 from service.passwords import hash_password
 from service.tokens import create_access_token

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jobs.channels.base import Outgoing, Result
-from service.bulk import among
+from service.core.bulk import among
 from service.inbox import InboxPost, post_many_to_inbox, post_to_inbox
 from service.messages import render
 from service.models import Patient

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from schemas.common import page_of
 from schemas.regimens import RegimenQueryArgsSchema, RegimenSchema
 from service.api.context import login_required
-from service.paging import Page
+from service.core.paging import Page
 from service.protocols import all_regimens, get_regimen
 
 blp = Blueprint("regimens", __name__, url_prefix="/regimens", description="Regimen catalog")

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import fields, validate
 
 from schemas.common import StrictSchema, text
-from service.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from service.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 REFRESH_TOKEN_MAX = 200
 

@@ -8,7 +8,7 @@ from marshmallow import fields, post_dump
 
 from schemas.auth import new_password
 from schemas.common import StrictSchema, text
-from service.passwords import MAX_PASSWORD_LENGTH
+from service.accounts.passwords import MAX_PASSWORD_LENGTH
 
 
 class MeSchema(StrictSchema):

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.accounts import add_staff_user, normalise_email
+from service.accounts.users import add_staff_user, normalise_email
 from service.config import Settings
 from service.core.access import Actor
 from service.errors import NotFound, ValidationFailed

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import accounts, clinics, doses, patients, plans, screening
+from service import clinics, doses, patients, plans, screening
+from service.accounts import users
 from service.config import Settings
 from service.core.access import Actor
 from service.models import TreatmentPlan, User
@@ -85,7 +86,7 @@ def seed_demo(session: Session, settings: Settings, *, password: str, today: dat
         admin_email=DEMO_ADMIN,
         admin_password=password,
     )
-    clinician = accounts.create_user_in_clinic(
+    clinician = users.create_user_in_clinic(
         session,
         settings,
         clinic_id=clinic.id,
@@ -140,8 +141,8 @@ def _enrol(
             first,
             {"appointment_at": appointment, "location": "Chair 3", "booking": "confirmed"},
         )
-    invitation = accounts.invite_patient(session, staff, settings, patient_id=patient.id)
-    accounts.activate_account(session, settings, code=invitation.code, password=password)
+    invitation = users.invite_patient(session, staff, settings, patient_id=patient.id)
+    users.activate_account(session, settings, code=invitation.code, password=password)
 
 
 def _clearing_results(plan: TreatmentPlan) -> dict[str, str]:

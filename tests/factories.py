@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.accounts.passwords import hash_password
+from service.accounts.tokens import create_access_token
 from service.config import Settings
 from service.core.access import Actor
 from service.models import Clinic, Patient, User
-from service.passwords import hash_password
-from service.tokens import create_access_token
 
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)

@@ -15,7 +15,7 @@ from schemas.auth import (
     TokenPairSchema,
     TokenRequestSchema,
 )
-from service import accounts
+from service.accounts import users
 from service.api.context import actor, db, login_required, settings
 
 blp = Blueprint("auth", __name__, description="Log in, tokens, patient account activation")
@@ -32,7 +32,7 @@ class Token(MethodView):
     @blp.alt_response(401, description="invalid_credentials, or account_locked with Retry-After")
     def post(self, data: dict[str, Any]) -> Any:
         """Log in with e-mail and password."""
-        outcome = accounts.log_in(db(), settings(), **data)
+        outcome = users.log_in(db(), settings(), **data)
         db().commit()  # a failed attempt is counted even though the request fails
         return outcome.tokens(), NO_STORE
 
@@ -44,7 +44,7 @@ class Refresh(MethodView):
     @blp.response(200, TokenPairSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Trade a refresh token for a new pair; a reused one ends its whole family."""
-        outcome = accounts.refresh_session(db(), settings(), **data)
+        outcome = users.refresh_session(db(), settings(), **data)
         db().commit()  # a detected reuse revokes the family even though the request fails
         return outcome.tokens(), NO_STORE
 
@@ -57,7 +57,7 @@ class Logout(MethodView):
     @blp.response(204)
     def post(self, data: dict[str, Any]) -> None:
         """End a refresh token's family (or all of them) and the current access tokens."""
-        accounts.log_out(db(), actor(), **data)
+        users.log_out(db(), actor(), **data)
         db().commit()
 
 
@@ -69,7 +69,7 @@ class Activate(MethodView):
     @blp.alt_response(422, description="invalid_code: wrong, used or expired code")
     def post(self, data: dict[str, Any]) -> Any:
         """Activate a patient's account with a one-time code; returns the first tokens."""
-        pair = accounts.activate_account(db(), settings(), **data)
+        pair = users.activate_account(db(), settings(), **data)
         db().commit()
         return pair, NO_STORE
 
@@ -82,6 +82,6 @@ class PatientInvitation(MethodView):
     @blp.alt_response(409, description="already_exists: the patient has an active account")
     def post(self, patient_id: int) -> Any:
         """Issue a one-time activation code for the patient's app (earlier codes stop working)."""
-        issued = accounts.invite_patient(db(), actor(), settings(), patient_id=patient_id)
+        issued = users.invite_patient(db(), actor(), settings(), patient_id=patient_id)
         db().commit()
         return issued, NO_STORE

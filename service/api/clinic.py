@@ -16,7 +16,8 @@ from schemas.clinics import (
     UserUpdateSchema,
 )
 from schemas.common import page_of
-from service import accounts, clinics
+from service import clinics
+from service.accounts import users
 from service.api.context import actor, db, login_required, settings
 
 blp = Blueprint("clinic", __name__, description="The caller's clinic and its staff accounts")
@@ -52,13 +53,13 @@ class Users(MethodView):
     @blp.response(200, page_of(UserSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List the clinic's accounts (admin)."""
-        return accounts.list_users(db(), actor(), **args)
+        return users.list_users(db(), actor(), **args)
 
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Add a staff account to the clinic (admin)."""
-        user = accounts.create_staff_user(db(), actor(), settings(), **data)
+        user = users.create_staff_user(db(), actor(), settings(), **data)
         db().commit()
         return user
 
@@ -71,15 +72,15 @@ class UserItem(MethodView):
     @blp.response(200, UserSchema)
     def get(self, user_id: int) -> Any:
         """Read an account of the clinic (admin)."""
-        return accounts.get_user(db(), actor(), user_id)
+        return users.get_user(db(), actor(), user_id)
 
     @blp.etag
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserSchema)
     def patch(self, changes: dict[str, Any], user_id: int) -> Any:
         """Activate, deactivate or change the role of an account (admin; not your own)."""
-        user = accounts.get_user(db(), actor(), user_id)
+        user = users.get_user(db(), actor(), user_id)
         blp.check_etag(user, UserSchema)
-        accounts.update_user(db(), actor(), user, changes)
+        users.update_user(db(), actor(), user, changes)
         db().commit()
         return user

@@ -9,11 +9,11 @@ from typing import Any
 from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
+from service.accounts.tokens import authenticate
 from service.config import Settings
 from service.core.access import Actor
 from service.db import WRITE_TRANSACTION, SessionFactory
 from service.errors import Unauthenticated
-from service.tokens import authenticate
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -17,10 +17,10 @@ from flask_smorest.spec.plugins import FlaskPlugin
 from sqlalchemy.exc import SQLAlchemyError
 
 from service import idempotency
+from service.accounts.tokens import authenticate
 from service.api.context import bearer_token, login_required, settings
 from service.db import SessionFactory, unit_of_work
 from service.idempotency import HEADER, StoredResponse
-from service.tokens import authenticate
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas.me import MeSchema, PasswordChangeSchema
-from service import accounts
+from service.accounts import users
 from service.api.context import actor, db, login_required, settings
 
 blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's own account")
@@ -21,7 +21,7 @@ class Me(MethodView):
     @blp.response(200, MeSchema)
     def get(self) -> Any:
         """Read who the token belongs to."""
-        return accounts.get_me(db(), actor())
+        return users.get_me(db(), actor())
 
 
 @blp.route("/password")
@@ -32,5 +32,5 @@ class MyPassword(MethodView):
     @blp.response(204)
     def post(self, data: dict[str, Any]) -> None:
         """Change the password; every session of the account ends."""
-        accounts.change_password(db(), actor(), settings(), **data)
+        users.change_password(db(), actor(), settings(), **data)
         db().commit()

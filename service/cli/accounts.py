@@ -10,7 +10,8 @@ import click
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import accounts, clinics
+from service import clinics
+from service.accounts import users
 from service.cli.database import ensure_database
 from service.config import Settings
 from service.db import init_engine, unit_of_work
@@ -70,7 +71,7 @@ def create_clinic(name: str, time_zone: str, admin_email: str) -> None:
     """
     with report_refusals():  # checked before asking for a password
         clinics.check_time_zone(time_zone)
-        accounts.normalise_email(admin_email)
+        users.normalise_email(admin_email)
     password = _password(ADMIN_PASSWORD_ENV)
     with _session() as (session, settings):
         clinic, admin = clinics.create_clinic(
@@ -100,10 +101,10 @@ def create_user(clinic_id: int, role: str, email: str) -> None:
     The password comes from CD20_USER_PASSWORD, or is asked for.
     """
     with report_refusals():
-        accounts.normalise_email(email)
+        users.normalise_email(email)
     password = _password(USER_PASSWORD_ENV)
     with _session() as (session, settings):
-        user = accounts.create_user_in_clinic(
+        user = users.create_user_in_clinic(
             session, settings, clinic_id=clinic_id, email=email, role=role, password=password
         )
     click.echo(f"{role} user {user.id} created in clinic {clinic_id}: {user.email}")

@@ -6,8 +6,8 @@ import base64
 import json
 from datetime import timedelta
 
+from service.accounts.tokens import create_access_token
 from service.db import utcnow
-from service.tokens import create_access_token
 from tests.factories import PASSWORD, auth_headers, make_clinic, make_patient, make_user
 
 TOKEN = "/api/v1/auth/token"

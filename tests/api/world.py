@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import accounts
+from service.accounts import users
+from service.accounts.tokens import create_access_token
 from service.config import Settings
 from service.db import utcnow
 from service.devices import register_device
@@ -35,7 +36,6 @@ from service.monitoring import update_task
 from service.patient_reminders import acknowledge
 from service.plans import create_plan, update_plan
 from service.screening import override_screening, record_screening_result
-from service.tokens import create_access_token
 from tests.factories import (
     PASSWORD,
     actor_of,
@@ -205,8 +205,8 @@ def build_world(session: Session, settings: Settings) -> World:
     }
 
     party_a = parties["A"]
-    login = accounts.log_in(session, settings, username=party_a.user.email, password=PASSWORD)
-    invitation = accounts.invite_patient(
+    login = users.log_in(session, settings, username=party_a.user.email, password=PASSWORD)
+    invitation = users.invite_patient(
         session, actor_of(staff[CLINICIAN_1]), settings, patient_id=party_a.newcomer.id
     )
     now = utcnow()

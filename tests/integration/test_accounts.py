@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service import accounts, clinics
+from service import clinics
+from service.accounts import users
+from service.accounts.tokens import authenticate
 from service.db import utcnow
 from service.errors import (
     AccountLocked,
@@ -22,7 +24,6 @@ from service.errors import (
     ValidationFailed,
 )
 from service.models import Clinic, Invitation, RefreshToken, User
-from service.tokens import authenticate
 from tests.factories import PASSWORD, actor_of, make_clinic, make_patient, make_user
 
 NEW_PASSWORD = "patient's own passphrase"
@@ -30,7 +31,7 @@ NEW_PASSWORD = "patient's own passphrase"
 
 def fail(session, settings, email, now, times=1):
     for _ in range(times):
-        outcome = accounts.log_in(session, settings, username=email, password="wrong!", now=now)
+        outcome = users.log_in(session, settings, username=email, password="wrong!", now=now)
         assert outcome.refusal is not None
     return outcome
 
@@ -45,7 +46,7 @@ def test_lock_lasts_fifteen_minutes_then_counting_starts_over(session, settings)
     assert locked.refusal.headers == {"Retry-After": str(15 * 60)}
     assert user.locked_until == start + timedelta(minutes=15)
 
-    almost = accounts.log_in(
+    almost = users.log_in(
         session,
         settings,
         username="l@example.org",
@@ -58,7 +59,7 @@ def test_lock_lasts_fifteen_minutes_then_counting_starts_over(session, settings)
     later = start + timedelta(minutes=15, seconds=1)
     # After the lock, one failure is just a failure again.
     assert isinstance(fail(session, settings, "l@example.org", later).refusal, InvalidCredentials)
-    ok = accounts.log_in(session, settings, username="l@example.org", password=PASSWORD, now=later)
+    ok = users.log_in(session, settings, username="l@example.org", password=PASSWORD, now=later)
     assert ok.tokens().access_token
     assert user.failed_logins == 0
     assert user.locked_until is None
@@ -74,22 +75,20 @@ def test_refresh_token_expires(session, settings):
     clinic = make_clinic(session)
     make_user(session, settings, clinic, email="e@example.org")
     start = utcnow()
-    pair = accounts.log_in(
+    pair = users.log_in(
         session, settings, username="e@example.org", password=PASSWORD, now=start
     ).tokens()
 
     late = start + timedelta(seconds=settings.refresh_token_ttl_s)
-    outcome = accounts.refresh_session(
-        session, settings, refresh_token=pair.refresh_token, now=late
-    )
+    outcome = users.refresh_session(session, settings, refresh_token=pair.refresh_token, now=late)
     assert isinstance(outcome.refusal, InvalidToken)
 
 
 def test_refresh_tokens_are_stored_only_as_hashes_in_one_family(session, settings):
     clinic = make_clinic(session)
     user = make_user(session, settings, clinic, email="h@example.org")
-    first = accounts.log_in(session, settings, username="h@example.org", password=PASSWORD).tokens()
-    second = accounts.refresh_session(session, settings, refresh_token=first.refresh_token).tokens()
+    first = users.log_in(session, settings, username="h@example.org", password=PASSWORD).tokens()
+    second = users.refresh_session(session, settings, refresh_token=first.refresh_token).tokens()
 
     rows = session.scalars(
         select(RefreshToken).where(RefreshToken.user_id == user.id).order_by(RefreshToken.id)
@@ -107,13 +106,13 @@ def test_invitation_expires_and_is_stored_hashed(session, settings):
     staff = actor_of(make_user(session, settings, clinic))
     patient = make_patient(session, clinic)
     start = utcnow()
-    issued = accounts.invite_patient(session, staff, settings, patient_id=patient.id, now=start)
+    issued = users.invite_patient(session, staff, settings, patient_id=patient.id, now=start)
 
     stored = session.scalar(select(Invitation).where(Invitation.patient_id == patient.id))
     assert issued.code not in stored.code_hash
     assert stored.expires_at == start + timedelta(seconds=settings.invitation_ttl_s)
     with pytest.raises(InvalidCode):
-        accounts.activate_account(
+        users.activate_account(
             session,
             settings,
             code=issued.code,
@@ -127,23 +126,23 @@ def test_deactivated_patient_account_comes_back_through_a_new_invitation(session
     clinic = make_clinic(session)
     admin = actor_of(make_user(session, settings, clinic, "admin"))
     patient = make_patient(session, clinic, email="back@example.org")
-    code = accounts.invite_patient(session, admin, settings, patient_id=patient.id).code
-    accounts.activate_account(session, settings, code=code, password=NEW_PASSWORD)
+    code = users.invite_patient(session, admin, settings, patient_id=patient.id).code
+    users.activate_account(session, settings, code=code, password=NEW_PASSWORD)
     account = session.scalar(select(User).where(User.patient_id == patient.id))
     old_actor = actor_of(account)
-    old_token = accounts.log_in(
+    old_token = users.log_in(
         session, settings, username="back@example.org", password=NEW_PASSWORD
     ).tokens()
 
-    accounts.update_user(session, admin, account, {"is_active": False})
-    code = accounts.invite_patient(session, admin, settings, patient_id=patient.id).code
-    accounts.activate_account(session, settings, code=code, password="yet another passphrase")
+    users.update_user(session, admin, account, {"is_active": False})
+    code = users.invite_patient(session, admin, settings, patient_id=patient.id).code
+    users.activate_account(session, settings, code=code, password="yet another passphrase")
 
     assert account.is_active
     assert session.scalar(select(User.id).where(User.patient_id == patient.id)) == old_actor.user_id
     with pytest.raises(InvalidToken):
         authenticate(session, settings, old_token.access_token)
-    again = accounts.log_in(
+    again = users.log_in(
         session, settings, username="back@example.org", password="yet another passphrase"
     )
     assert again.tokens()
@@ -156,11 +155,9 @@ def test_invitation_needs_staff_and_the_account_must_not_exist(session, settings
     make_user(session, settings, clinic, "patient", patient=patient)
 
     with pytest.raises(AlreadyExists):
-        accounts.invite_patient(session, staff, settings, patient_id=patient.id)
+        users.invite_patient(session, staff, settings, patient_id=patient.id)
     with pytest.raises(NotFound):
-        accounts.invite_patient(
-            session, staff, settings, patient_id=make_patient(session, other).id
-        )
+        users.invite_patient(session, staff, settings, patient_id=make_patient(session, other).id)
 
 
 def test_create_clinic_with_its_admin(session, settings):
@@ -203,15 +200,15 @@ def committed_login(requires_postgres, settings):
     with Session(requires_postgres) as setup:
         clinic = make_clinic(setup)
         make_user(setup, settings, clinic, email="race@example.org")
-        pair = accounts.log_in(
+        pair = users.log_in(
             setup, settings, username="race@example.org", password=PASSWORD
         ).tokens()
         setup.commit()
         clinic_id = clinic.id
     yield pair.refresh_token
     with Session(requires_postgres) as cleanup:
-        users = select(User.id).where(User.clinic_id == clinic_id)
-        cleanup.execute(delete(RefreshToken).where(RefreshToken.user_id.in_(users)))
+        clinic_users = select(User.id).where(User.clinic_id == clinic_id)
+        cleanup.execute(delete(RefreshToken).where(RefreshToken.user_id.in_(clinic_users)))
         cleanup.execute(delete(User).where(User.clinic_id == clinic_id))
         cleanup.execute(delete(Clinic).where(Clinic.id == clinic_id))
         cleanup.commit()
@@ -229,7 +226,7 @@ def test_two_concurrent_refreshes_with_one_token_get_one_pair(
             # Both see the token unused before either claims it.
             session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
             both_loaded.wait(timeout=10)
-            outcome = accounts.refresh_session(session, settings, refresh_token=committed_login)
+            outcome = users.refresh_session(session, settings, refresh_token=committed_login)
             session.commit()
             outcomes.append("refused" if outcome.refusal else "pair")
 

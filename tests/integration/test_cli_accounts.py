@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from service import db as service_db
+from service.accounts.passwords import verify_password
 from service.cli import cli
 from service.config import Settings
 from service.db import SessionFactory, unit_of_work
 from service.models import Clinic, User
-from service.passwords import verify_password
 
 ADMIN_PASSWORD = "operator chose this one"
 

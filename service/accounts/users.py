@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from service.accounts.passwords import check_password_policy, hash_password, hasher, verify_password
+from service.accounts.tokens import create_access_token
 from service.config import Settings
 from service.core.access import Actor
 from service.core.paging import Page, paginate
@@ -31,9 +33,7 @@ from service.errors import (
 )
 from service.models import Clinic, Invitation, Patient, RefreshToken, User
 from service.models.user import STAFF_ROLES
-from service.passwords import check_password_policy, hash_password, hasher, verify_password
 from service.patients import get_patient
-from service.tokens import create_access_token
 
 MAX_FAILED_LOGINS = 10
 LOCK_DURATION = timedelta(minutes=15)

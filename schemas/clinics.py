@@ -9,7 +9,7 @@ from marshmallow import ValidationError, fields, validate
 
 from schemas.auth import new_password
 from schemas.common import PageArgsSchema, PartialMixin, StrictSchema, TimeZoneField, text
-from service.clinics import public_settings
+from service.clinics.settings import public_settings
 from service.models.user import ROLES, STAFF_ROLES
 
 MAX_SETTINGS_JSON = 20_000

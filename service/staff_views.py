@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from service.clinics import get_clinic
+from service.clinics.settings import get_clinic
 from service.core.access import Actor
 from service.db import utcnow
 from service.errors import NotFound

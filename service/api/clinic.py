@@ -16,9 +16,9 @@ from schemas.clinics import (
     UserUpdateSchema,
 )
 from schemas.common import page_of
-from service import clinics
 from service.accounts import users
 from service.api.context import actor, db, login_required, settings
+from service.clinics.settings import get_clinic, get_clinic_for_admin, update_clinic
 
 blp = Blueprint("clinic", __name__, description="The caller's clinic and its staff accounts")
 
@@ -31,16 +31,16 @@ class ClinicItem(MethodView):
     @blp.response(200, ClinicSchema)
     def get(self) -> Any:
         """Read the clinic (staff)."""
-        return clinics.get_clinic(db(), actor())
+        return get_clinic(db(), actor())
 
     @blp.etag
     @blp.arguments(ClinicUpdateSchema)
     @blp.response(200, ClinicSchema)
     def patch(self, changes: dict[str, Any]) -> Any:
         """Change the clinic's name, time zone or settings (admin)."""
-        clinic = clinics.get_clinic_for_admin(db(), actor())
+        clinic = get_clinic_for_admin(db(), actor())
         blp.check_etag(clinic, ClinicSchema)
-        clinics.update_clinic(db(), actor(), clinic, changes)
+        update_clinic(db(), actor(), clinic, changes)
         db().commit()
         return clinic
 

@@ -10,9 +10,9 @@ import click
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import clinics
 from service.accounts import users
 from service.cli.database import ensure_database
+from service.clinics.settings import check_time_zone, create_clinic
 from service.config import Settings
 from service.db import init_engine, unit_of_work
 from service.errors import DomainError
@@ -64,17 +64,17 @@ def clinic_group() -> None:
 @click.argument("name")
 @click.option("--time-zone", required=True, help="IANA time zone, e.g. Europe/Berlin.")
 @click.option("--admin-email", required=True, help="Login of the clinic's first admin.")
-def create_clinic(name: str, time_zone: str, admin_email: str) -> None:
+def create_clinic_command(name: str, time_zone: str, admin_email: str) -> None:
     """Create a clinic and its first admin.
 
     The admin's password comes from CD20_ADMIN_PASSWORD, or is asked for.
     """
     with report_refusals():  # checked before asking for a password
-        clinics.check_time_zone(time_zone)
+        check_time_zone(time_zone)
         users.normalise_email(admin_email)
     password = _password(ADMIN_PASSWORD_ENV)
     with _session() as (session, settings):
-        clinic, admin = clinics.create_clinic(
+        clinic, admin = create_clinic(
             session,
             settings,
             name=name,
@@ -95,7 +95,7 @@ def user_group() -> None:
 @click.option("--clinic", "clinic_id", required=True, type=int, help="The clinic's id.")
 @click.option("--role", required=True, type=click.Choice(STAFF_ROLES))
 @click.option("--email", required=True, help="The login.")
-def create_user(clinic_id: int, role: str, email: str) -> None:
+def create_user_command(clinic_id: int, role: str, email: str) -> None:
     """Create a staff account in a clinic.
 
     The password comes from CD20_USER_PASSWORD, or is asked for.

@@ -22,7 +22,7 @@ COMMANDS: list[click.Command] = []
 @click.command("demo")
 def demo() -> None:
     """Create a demo clinic, staff and patients on every regimen; print the logins."""
-    from service.demo import CLINIC_ZONE, seed_demo
+    from service.clinics.demo import CLINIC_ZONE, seed_demo
 
     settings = Settings.from_env()
     if settings.environment == "production":

@@ -124,7 +124,7 @@ def _unbounded_strings(schema: ma.Schema, prefix: str = "") -> list[str]:
     return problems
 
 
-# Free-form on the wire, bounded by the use case: service.clinics.validate_clinic_settings checks
+# Free-form on the wire, bounded by the use case: clinics.settings.validate_clinic_settings checks
 # each regimen's options against the catalog and caps `reminders` at 10,000 characters of JSON.
 CHECKED_BY_USE_CASE = {"PATCH /api/v1/clinic: settings{value} (free-form object)"}
 

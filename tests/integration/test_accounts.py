@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service import clinics
 from service.accounts import users
 from service.accounts.tokens import authenticate
+from service.clinics.settings import create_clinic, validate_clinic_settings
 from service.db import utcnow
 from service.errors import (
     AccountLocked,
@@ -161,7 +161,7 @@ def test_invitation_needs_staff_and_the_account_must_not_exist(session, settings
 
 
 def test_create_clinic_with_its_admin(session, settings):
-    clinic, admin = clinics.create_clinic(
+    clinic, admin = create_clinic(
         session,
         settings,
         name="  New Clinic ",
@@ -172,7 +172,7 @@ def test_create_clinic_with_its_admin(session, settings):
     assert clinic.name == "New Clinic"
     assert (admin.clinic_id, admin.role, admin.email) == (clinic.id, "admin", "head@example.org")
     with pytest.raises(ValidationFailed) as bad_zone:
-        clinics.create_clinic(
+        create_clinic(
             session,
             settings,
             name="X",
@@ -188,9 +188,9 @@ def test_clinic_settings_are_checked_against_the_catalog(session, settings):
         "ocrelizumab-iv": {"min_interval": "twenty_weeks"},
         "reminders": {"anything": ["goes", 1]},
     }
-    assert clinics.validate_clinic_settings(valid) == valid
+    assert validate_clinic_settings(valid) == valid
     with pytest.raises(ValidationFailed) as refused:
-        clinics.validate_clinic_settings({"ocrelizumab-iv": {"min_interval": "weekly"}})
+        validate_clinic_settings({"ocrelizumab-iv": {"min_interval": "weekly"}})
     assert set(refused.value.errors["settings"]["ocrelizumab-iv"]) == {"min_interval"}
 
 

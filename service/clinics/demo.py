@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import clinics, doses, patients, plans, screening
+from service import doses, patients, plans, screening
 from service.accounts import users
+from service.clinics.settings import create_clinic
 from service.config import Settings
 from service.core.access import Actor
 from service.models import TreatmentPlan, User
@@ -78,7 +79,7 @@ def seed_demo(session: Session, settings: Settings, *, password: str, today: dat
     existing = session.scalar(select(User).where(User.email == DEMO_ADMIN))
     if existing is not None:
         return DemoResult(False, existing.clinic_id, _logins())
-    clinic, _admin = clinics.create_clinic(
+    clinic, _admin = create_clinic(
         session,
         settings,
         name="Demo MS Infusion Clinic",

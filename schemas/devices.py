@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from schemas.common import StrictSchema, text
-from service.devices import PLATFORMS
+from service.patients.devices import PLATFORMS
 
 MAX_TOKEN_LENGTH = 4096
 

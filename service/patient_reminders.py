@@ -13,7 +13,7 @@ from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.models import Dose, Reminder, StaffAlert
-from service.patients import get_patient
+from service.patients.records import get_patient
 
 CHECKIN_KINDS = ("infection_checkin", "symptom_checkin")
 UPCOMING_LIMIT = 50

@@ -33,7 +33,7 @@ from service.errors import (
 )
 from service.models import Clinic, Invitation, Patient, RefreshToken, User
 from service.models.user import STAFF_ROLES
-from service.patients import get_patient
+from service.patients.records import get_patient
 
 MAX_FAILED_LOGINS = 10
 LOCK_DURATION = timedelta(minutes=15)

@@ -9,8 +9,8 @@ from flask_smorest import Blueprint
 
 from schemas.common import page_of
 from schemas.patients import PatientQueryArgsSchema, PatientSchema, PatientUpdateSchema
-from service import patients
 from service.api.context import actor, db, login_required
+from service.patients import records
 
 blp = Blueprint("patients", __name__, url_prefix="/patients", description="Patients")
 
@@ -23,13 +23,13 @@ class Patients(MethodView):
     @blp.response(200, page_of(PatientSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List the clinic's patients."""
-        return patients.list_patients(db(), actor(), **args)
+        return records.list_patients(db(), actor(), **args)
 
     @blp.arguments(PatientSchema)
     @blp.response(201, PatientSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Enrol a patient."""
-        patient = patients.enrol_patient(db(), actor(), **data)
+        patient = records.enrol_patient(db(), actor(), **data)
         db().commit()
         return patient
 
@@ -42,15 +42,15 @@ class PatientItem(MethodView):
     @blp.response(200, PatientSchema)
     def get(self, patient_id: int) -> Any:
         """Read a patient."""
-        return patients.get_patient(db(), actor(), patient_id)
+        return records.get_patient(db(), actor(), patient_id)
 
     @blp.etag
     @blp.arguments(PatientUpdateSchema)
     @blp.response(200, PatientSchema)
     def patch(self, changes: dict[str, Any], patient_id: int) -> Any:
         """Change a patient's details or reminder preferences."""
-        patient = patients.get_patient(db(), actor(), patient_id)
+        patient = records.get_patient(db(), actor(), patient_id)
         blp.check_etag(patient, PatientSchema)
-        patients.update_patient(db(), actor(), patient, changes)
+        records.update_patient(db(), actor(), patient, changes)
         db().commit()
         return patient

@@ -9,12 +9,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import doses, patients, plans, screening
+from service import doses, plans, screening
 from service.accounts import users
 from service.clinics.settings import create_clinic
 from service.config import Settings
 from service.core.access import Actor
 from service.models import TreatmentPlan, User
+from service.patients import records
 
 DEMO_ADMIN = "admin@demo.cd20.example"
 DEMO_CLINICIAN = "clinician@demo.cd20.example"
@@ -110,7 +111,7 @@ def _enrol(
     password: str,
     today: date,
 ) -> None:
-    patient = patients.enrol_patient(
+    patient = records.enrol_patient(
         session,
         staff,
         mrn=demo.mrn,

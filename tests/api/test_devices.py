@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from service.devices import MAX_DEVICES_PER_PATIENT
 from service.models import Device
+from service.patients.devices import MAX_DEVICES_PER_PATIENT
 from tests.factories import auth_headers, make_clinic, make_patient, make_user
 
 DEVICES = "/api/v1/me/devices"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from service.doses import record_administration, update_dose
 from service.models import Reminder
-from service.patients import update_patient
+from service.patients.records import update_patient
 from service.plans import update_plan
 from tests.factories import (
     actor_of,

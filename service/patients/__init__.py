@@ -1,0 +1,1 @@
+"""Patients: enrolment and records, and the push devices of their app."""

@@ -36,7 +36,7 @@ def dispatch_due_reminders() -> None:
 
 
 def mark_overdue_items() -> None:
-    from service.monitoring import mark_overdue
+    from service.treatment.monitoring import mark_overdue
 
     # Overdue doses and tasks reach staff as the dose_overdue / monitoring_overdue reminders.
     with unit_of_work() as session:
@@ -45,7 +45,7 @@ def mark_overdue_items() -> None:
 
 
 def extend_rolling_schedules() -> None:
-    from service.doses import extend_rolling_schedules as extend
+    from service.treatment.doses import extend_rolling_schedules as extend
 
     with unit_of_work() as session:
         added = extend(session, today=utcnow().date())

@@ -8,8 +8,8 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, text
-from service.labs import LAB_CODES, lab_code_problems
 from service.models.monitoring import LAB_FLAGS, RANGE_SOURCES
+from service.treatment.labs import LAB_CODES, lab_code_problems
 
 MAX_NOTES = 2000
 

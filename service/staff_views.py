@@ -26,9 +26,9 @@ from service.models import (
 )
 from service.models.dose import OPEN_DOSE_STATUSES
 from service.models.plan import OPEN_PLAN_STATUSES
-from service.monitoring import day_bounds, local_today
-from service.plans import as_planned
 from service.protocols import Regimen, expected_chair_minutes, get_regimen
+from service.treatment.monitoring import day_bounds, local_today
+from service.treatment.plans import as_planned
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14

@@ -160,7 +160,7 @@ def make_plan(
     With cleared=True every required checklist item gets a result that clears it, and the plan
     is made ready. `by` must be a staff user of the patient's clinic.
     """
-    from service.plans import create_plan, update_plan
+    from service.treatment.plans import create_plan, update_plan
 
     plan = create_plan(
         session,
@@ -180,7 +180,7 @@ def clear_checklist(session: Session, plan: Any, by: User) -> None:
     """Record a clearing result on every required item that has none."""
     from datetime import timedelta
 
-    from service.screening import record_screening_result
+    from service.treatment.screening import record_screening_result
 
     session.expire_all()  # the API may have changed the plan since this session read it
     for item in plan.screening_items:

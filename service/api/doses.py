@@ -15,8 +15,8 @@ from schemas.doses import (
     DoseSchema,
     DoseUpdateSchema,
 )
-from service import doses
 from service.api.context import actor, db, login_required
+from service.treatment import doses
 
 blp = Blueprint("doses", __name__, description="Doses")
 

@@ -9,8 +9,8 @@ from flask_smorest import Blueprint
 
 from schemas.common import page_of
 from schemas.labs import LabQueryArgsSchema, LabResultCreateSchema, LabResultSchema
-from service import labs
 from service.api.context import actor, db, login_required
+from service.treatment import labs
 
 blp = Blueprint("labs", __name__, description="Lab results")
 

@@ -13,8 +13,8 @@ from schemas.monitoring import (
     MonitoringTaskSchema,
     MonitoringTaskUpdateSchema,
 )
-from service import monitoring
 from service.api.context import actor, db, login_required
+from service.treatment import monitoring
 
 blp = Blueprint("monitoring", __name__, description="Monitoring tasks")
 

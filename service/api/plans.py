@@ -15,8 +15,8 @@ from schemas.plans import (
     PlanSchema,
     PlanUpdateSchema,
 )
-from service import plans
 from service.api.context import actor, db, login_required
+from service.treatment import plans
 
 blp = Blueprint("plans", __name__, description="Treatment plans")
 

@@ -13,8 +13,8 @@ from schemas.screening import (
     ScreeningOverrideCreateSchema,
     ScreeningResultSchema,
 )
-from service import screening
 from service.api.context import actor, db, login_required
+from service.treatment import screening
 
 blp = Blueprint("screening", __name__, url_prefix="/plans", description="Pre-treatment screening")
 

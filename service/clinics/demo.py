@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import doses, plans, screening
 from service.accounts import users
 from service.clinics.settings import create_clinic
 from service.config import Settings
 from service.core.access import Actor
 from service.models import TreatmentPlan, User
 from service.patients import records
+from service.treatment import doses, plans, screening
 
 DEMO_ADMIN = "admin@demo.cd20.example"
 DEMO_CLINICIAN = "clinician@demo.cd20.example"

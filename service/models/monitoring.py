@@ -68,7 +68,7 @@ class LabResult(Base):
     ref_low: Mapped[float | None] = mapped_column(Numeric(18, 4, asdecimal=False))
     ref_high: Mapped[float | None] = mapped_column(Numeric(18, 4, asdecimal=False))
     flag: Mapped[str] = mapped_column(String(8))
-    # Where the range came from: the request, a cited default (see service.labs), or none.
+    # Where the range came from: the request, a cited default (see service.treatment.labs), or none.
     range_source: Mapped[str | None] = mapped_column(String(16))
     range_reference: Mapped[str | None] = mapped_column(String(300))
     taken_at: Mapped[datetime]

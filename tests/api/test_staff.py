@@ -10,7 +10,7 @@ import pytest
 
 from service.db import utcnow
 from service.models import StaffAlert
-from service.screening import override_screening
+from service.treatment.screening import override_screening
 from tests.factories import (
     actor_of,
     auth_headers,

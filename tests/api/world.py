@@ -27,15 +27,15 @@ from service.accounts import users
 from service.accounts.tokens import create_access_token
 from service.config import Settings
 from service.db import utcnow
-from service.doses import record_administration, update_dose
 from service.inbox import post_to_inbox
-from service.labs import record_lab
 from service.models import Clinic, Delivery, Patient, StaffAlert, User
-from service.monitoring import update_task
 from service.patient_reminders import acknowledge
 from service.patients.devices import register_device
-from service.plans import create_plan, update_plan
-from service.screening import override_screening, record_screening_result
+from service.treatment.doses import record_administration, update_dose
+from service.treatment.labs import record_lab
+from service.treatment.monitoring import update_task
+from service.treatment.plans import create_plan, update_plan
+from service.treatment.screening import override_screening, record_screening_result
 from tests.factories import (
     PASSWORD,
     actor_of,

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from service.errors import InvalidTransition, ValidationFailed
-from service.labs import record_lab
 from service.models import MonitoringTask, StaffAlert
-from service.monitoring import derive_monitoring_tasks, mark_overdue, update_task
+from service.treatment.labs import record_lab
+from service.treatment.monitoring import derive_monitoring_tasks, mark_overdue, update_task
 from tests.factories import actor_of, make_clinic, make_patient, make_user, start_plan
 
 START = date(2027, 1, 4)

@@ -7,11 +7,15 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from service.doses import extend_rolling_schedules, update_dose
 from service.errors import ScreeningNotCleared
 from service.models import Dose, TreatmentPlan
-from service.plans import preview_plan, update_plan
-from service.screening import blocking_items_of, override_screening, record_screening_result
+from service.treatment.doses import extend_rolling_schedules, update_dose
+from service.treatment.plans import preview_plan, update_plan
+from service.treatment.screening import (
+    blocking_items_of,
+    override_screening,
+    record_screening_result,
+)
 from tests.factories import (
     actor_of,
     clear_checklist,

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from service.doses import record_administration, update_dose
 from service.models import Reminder
 from service.patients.records import update_patient
-from service.plans import update_plan
+from service.treatment.doses import record_administration, update_dose
+from service.treatment.plans import update_plan
 from tests.factories import (
     actor_of,
     clear_checklist,

@@ -23,7 +23,7 @@ from service.db import utcnow
 from service.errors import Conflict, Contraindicated, InvalidTransition, NotFound, ValidationFailed
 from service.models import ScreeningItem, ScreeningOverride, TreatmentPlan
 from service.models.plan import Checklist
-from service.plans import clinic_today, get_plan, schedule_changed, touch
+from service.treatment.plans import clinic_today, get_plan, schedule_changed, touch
 
 MIN_OVERRIDE_REASON = 10
 

@@ -24,8 +24,8 @@ from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
 from service.models import LabResult, MonitoringTask, Patient, StaffAlert, TreatmentPlan
-from service.monitoring import complete_task
 from service.reminders import sync_plan_reminders
+from service.treatment.monitoring import complete_task
 
 # A clinic's clock may run a little ahead of ours; more than this is "in the future".
 CLOCK_SKEW = timedelta(minutes=5)

@@ -22,7 +22,14 @@ from service.errors import (
     ValidationFailed,
 )
 from service.models import Dose, DoseAdministration, PremedicationGiven, TreatmentPlan
-from service.plans import (
+from service.protocols.catalog import Interval, Regimen, all_regimens
+from service.protocols.schedule import (
+    PlannedDose,
+    check_minimum_interval,
+    extend_doses,
+    shift_following,
+)
+from service.treatment.plans import (
     LIFE_THREATENING_HOLD,
     as_planned,
     clinic_today,
@@ -31,13 +38,6 @@ from service.plans import (
     new_dose,
     schedule_changed,
     touch,
-)
-from service.protocols.catalog import Interval, Regimen, all_regimens
-from service.protocols.schedule import (
-    PlannedDose,
-    check_minimum_interval,
-    extend_doses,
-    shift_following,
 )
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from service.config import Settings
 from service.db import get_engine, unit_of_work, utcnow
-from service.dispatch import (
+from service.reminders.dispatch import (
     BatchChannel,
     Outgoing,
     TickCounts,
@@ -22,7 +22,7 @@ from service.dispatch import (
     give_up_runner_lease,
     release_claims,
 )
-from service.metrics import record_batch
+from service.reminders.metrics import record_batch
 
 log = logging.getLogger("jobs.runner")
 

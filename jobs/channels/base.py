@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from service.dispatch import BatchChannel, Outgoing, backoff_delay
+from service.reminders.dispatch import BatchChannel, Outgoing, backoff_delay
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -38,7 +38,7 @@ class Result:
         return cls("failed", response_code, _clip(error), retryable)
 
 
-# The interface is the runner's: one definition, in service.dispatch.
+# The interface is the runner's: one definition, in service.reminders.dispatch.
 Channel = BatchChannel
 
 

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from jobs.channels.base import Outgoing, Result
 from service.config import Settings
-from service.messages import APP_HINT, GENERIC_TEXT, GENERIC_TITLE
 from service.models import Patient
+from service.reminders.messages import APP_HINT, GENERIC_TEXT, GENERIC_TITLE
 
 SUBJECT = GENERIC_TITLE
 BODY = f"{GENERIC_TEXT}.\n\n{APP_HINT}\n"

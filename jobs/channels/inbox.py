@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from jobs.channels.base import Outgoing, Result
 from service.core.bulk import among
-from service.inbox import InboxPost, post_many_to_inbox, post_to_inbox
-from service.messages import render
 from service.models import Patient
+from service.reminders.inbox import InboxPost, post_many_to_inbox, post_to_inbox
+from service.reminders.messages import render
 
 STAFF_SKIP = "staff reminders do not go to a patient inbox"
 GONE_SKIP = "the patient no longer exists"

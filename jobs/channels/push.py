@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from jobs.channels.base import Outgoing, Result, http_result
 from service.config import Settings
-from service.messages import GENERIC_TEXT, GENERIC_TITLE
 from service.models import Device
 from service.patients.devices import devices_of, forget_device
+from service.reminders.messages import GENERIC_TEXT, GENERIC_TITLE
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"

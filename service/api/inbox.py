@@ -9,9 +9,9 @@ from flask_smorest import Blueprint
 
 from schemas.devices import DeviceSchema
 from schemas.inbox import InboxChangesSchema, InboxMessageSchema, InboxQueryArgsSchema
-from service import inbox
 from service.api.context import actor, db, login_required
 from service.patients import devices
+from service.reminders import inbox
 
 blp = Blueprint("inbox", __name__, url_prefix="/me", description="Patient inbox and devices")
 

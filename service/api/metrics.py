@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from service.db import SessionFactory, utcnow
-from service.metrics import RunnerCollector
+from service.reminders.metrics import RunnerCollector
 
 blp = Blueprint("metrics", __name__, description="Runner metrics (Prometheus text format)")
 

@@ -9,8 +9,8 @@ from flask_smorest import Blueprint
 
 from schemas.common import PageArgsSchema, page_of
 from schemas.reminders import AckSchema, ReminderSchema, StaffReminderSchema, UpcomingSchema
-from service import patient_reminders
 from service.api.context import actor, db, login_required
+from service.reminders import acknowledgements
 
 blp = Blueprint("reminders", __name__, description="Reminders and check-ins")
 
@@ -22,7 +22,7 @@ class UpcomingReminders(MethodView):
     @blp.response(200, UpcomingSchema)
     def get(self) -> Any:
         """List my next reminders (for local notifications on the phone)."""
-        return {"items": patient_reminders.upcoming_reminders(db(), actor())}
+        return {"items": acknowledgements.upcoming_reminders(db(), actor())}
 
 
 @blp.route("/me/reminders/<bigint:reminder_id>/ack")
@@ -33,7 +33,7 @@ class AcknowledgeReminder(MethodView):
     @blp.response(200, ReminderSchema)
     def post(self, body: dict[str, Any], reminder_id: int) -> Any:
         """Acknowledge a reminder, answering a check-in if it is one."""
-        reminder = patient_reminders.acknowledge(
+        reminder = acknowledgements.acknowledge(
             db(), actor(), reminder_id, response=body.get("response")
         )
         db().commit()
@@ -48,4 +48,4 @@ class PatientReminders(MethodView):
     @blp.response(200, page_of(StaffReminderSchema))
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
         """List a patient's reminders with their delivery attempts."""
-        return patient_reminders.list_patient_reminders(db(), actor(), patient_id, **args)
+        return acknowledgements.list_patient_reminders(db(), actor(), patient_id, **args)

@@ -14,7 +14,7 @@ from service.core.access import Actor
 from service.errors import NotFound, ValidationFailed
 from service.models import Clinic, User
 from service.protocols import get_regimen
-from service.reminder_time import is_known_time_zone
+from service.reminders.timing import is_known_time_zone
 
 # Keys of Clinic.settings that are not regimen codes.
 REMINDERS_KEY = "reminders"

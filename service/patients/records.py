@@ -11,7 +11,7 @@ from service.core.access import Actor
 from service.core.paging import Page, paginate
 from service.errors import AlreadyExists, NotFound
 from service.models import Patient
-from service.reminders import sync_patient_reminders
+from service.reminders.derive import sync_patient_reminders
 
 # A change to any of these moves the patient's future reminders.
 REMINDER_PREFERENCES = frozenset(

@@ -24,7 +24,7 @@ from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
 from service.models import LabResult, MonitoringTask, Patient, StaffAlert, TreatmentPlan
-from service.reminders import sync_plan_reminders
+from service.reminders.derive import sync_plan_reminders
 from service.treatment.monitoring import complete_task
 
 # A clinic's clock may run a little ahead of ours; more than this is "in the future".

@@ -21,8 +21,8 @@ from service.models import Clinic, Dose, LabResult, MonitoringTask, TreatmentPla
 from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import PlannedDose, monitoring_due_dates
-from service.reminder_time import to_utc
-from service.reminders import sync_plan_reminders
+from service.reminders.derive import sync_plan_reminders
+from service.reminders.timing import to_utc
 
 # Doses that will not happen do not anchor monitoring.
 SKIPPED_DOSE_STATUSES = ("cancelled", "missed")

@@ -32,7 +32,7 @@ from service.models.dose import OPEN_DOSE_STATUSES
 from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import PlannedDose, monitoring_due_dates, plan_doses
-from service.reminders import sync_plan_reminders
+from service.reminders.derive import sync_plan_reminders
 from service.treatment.monitoring import derive_monitoring_tasks
 
 # The label's answer to a life-threatening infusion reaction is permanent discontinuation.

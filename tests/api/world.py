@@ -27,10 +27,10 @@ from service.accounts import users
 from service.accounts.tokens import create_access_token
 from service.config import Settings
 from service.db import utcnow
-from service.inbox import post_to_inbox
 from service.models import Clinic, Delivery, Patient, StaffAlert, User
-from service.patient_reminders import acknowledge
 from service.patients.devices import register_device
+from service.reminders.acknowledgements import acknowledge
+from service.reminders.inbox import post_to_inbox
 from service.treatment.doses import record_administration, update_dose
 from service.treatment.labs import record_lab
 from service.treatment.monitoring import update_task

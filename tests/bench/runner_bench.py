@@ -16,7 +16,7 @@ and measures, side by side in one run (report ratios: shared machines are noisy)
 - claim cost: median time to claim a batch of 500 due reminders (then rolled back) with 1,000
   and with all the future reminders present;
 - the naive design: one APScheduler DateTrigger job per reminder in a SQLAlchemyJobStore,
-  each posting its reminder through service.inbox.post_to_inbox, on the same N, with
+  each posting its reminder through service.reminders.inbox.post_to_inbox, on the same N, with
   APScheduler's default 10 threads (`--naive-threads 5`, the engine's pool size, avoids the
   reconnects of 10 threads on a pool of 5 and made it about 40% faster here).
 
@@ -336,7 +336,7 @@ def claim_cost_s(engine: Engine, samples: int, *, lease: bool = False) -> float:
     outside channels (claim_due_reminders: UPDATE ... RETURNING).
     """
     from service.db import utcnow
-    from service.dispatch import claim_due_reminders, take_due_reminders
+    from service.reminders.dispatch import claim_due_reminders, take_due_reminders
 
     timings = []
     for i in range(samples + 3):
@@ -566,9 +566,9 @@ def naive_phase(
 def naive_deliver(reminder_id: int) -> None:
     """One APScheduler job: what a user would write to post one reminder to the inbox."""
     from service.db import unit_of_work, utcnow
-    from service.inbox import post_to_inbox
-    from service.messages import render
     from service.models import Patient, Reminder
+    from service.reminders.inbox import post_to_inbox
+    from service.reminders.messages import render
 
     with unit_of_work() as session:
         reminder = session.get(Reminder, reminder_id)

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from jobs.channels import Outgoing, build_channels
 from jobs.channels.inbox import InboxChannel
-from service.inbox import post_to_inbox
 from service.models import Clinic, InboxCounter, InboxMessage, Patient, Reminder
+from service.reminders.inbox import post_to_inbox
 from tests.factories import make_clinic, make_patient, make_reminder
 
 DOSE_PAYLOAD = {

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.messages import GENERIC_TEXT, KINDS, render
+from service.reminders.messages import GENERIC_TEXT, KINDS, render
 
 PATIENT_KINDS = (
     "dose_upcoming",

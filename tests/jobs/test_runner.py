@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from jobs.channels import build_channels
 from jobs.channels.worklist import WorklistChannel
 from jobs.runner import Runner
-from service.dispatch import claim_due_reminders, deliver_claimed
 from service.models import Delivery, InboxMessage, MetricCounter, Reminder, StaffAlert
+from service.reminders.dispatch import claim_due_reminders, deliver_claimed
 from tests.factories import make_clinic, make_patient, make_reminder
 from tests.jobs.standins import Reply, StandInHTTPServer
 

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from jobs.channels import Outgoing, build_channels
 from jobs.channels.inbox import InboxChannel
-from service.dispatch import claim_and_deliver, deliver_claimed, take_due_reminders
-from service.inbox import InboxPost, post_many_to_inbox, post_to_inbox
-from service.messages import render
 from service.models import Clinic, InboxCounter, InboxMessage, Patient, Reminder
+from service.reminders.dispatch import claim_and_deliver, deliver_claimed, take_due_reminders
+from service.reminders.inbox import InboxPost, post_many_to_inbox, post_to_inbox
+from service.reminders.messages import render
 from tests.factories import make_clinic, make_patient, make_reminder
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)

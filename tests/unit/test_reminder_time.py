@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
-from service.reminder_time import (
+from service.reminders.timing import (
     QuietHours,
     exists,
     patient_fire_time,

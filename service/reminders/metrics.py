@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.dispatch import CLAIMABLE, TickCounts
 from service.models import MetricCounter, Reminder
+from service.reminders.dispatch import CLAIMABLE, TickCounts
 
 COUNTERS = ("claimed", "sent", "failed", "dead", "expired")
 LATENESS_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.core.bulk import among, insert_rows
 from service.models import Delivery, Patient, Reminder, StaffAlert
-from service.reminder_time import QuietHours, push_out_of_quiet_hours
+from service.reminders.timing import QuietHours, push_out_of_quiet_hours
 
 log = logging.getLogger(__name__)
 

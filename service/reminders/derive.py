@@ -15,7 +15,7 @@ from service.db import utcnow
 from service.models import Clinic, Dose, MonitoringTask, Patient, Reminder, TreatmentPlan
 from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols import get_regimen
-from service.reminder_time import QuietHours, push_out_of_quiet_hours, to_utc
+from service.reminders.timing import QuietHours, push_out_of_quiet_hours, to_utc
 
 DEFAULT_DOSE_LEAD_DAYS = (7, 1)
 DEFAULT_INFECTION_CHECKIN_DAYS = 2

@@ -14,8 +14,8 @@ from schemas.staff import (
     WorklistArgsSchema,
     WorklistSchema,
 )
-from service import staff_views
 from service.api.context import actor, db, login_required
+from service.staff import views
 
 blp = Blueprint("staff", __name__, url_prefix="/staff", description="Staff views")
 
@@ -28,7 +28,7 @@ class Schedule(MethodView):
     @blp.response(200, ScheduleSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List the day's doses with checklist state, premedication and chair time."""
-        return staff_views.staff_schedule(db(), actor(), day=args.get("date"))
+        return views.staff_schedule(db(), actor(), day=args.get("date"))
 
 
 @blp.route("/worklist")
@@ -39,7 +39,7 @@ class Worklist(MethodView):
     @blp.response(200, WorklistSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List blocked checklists, overdue doses and tasks, and open alerts."""
-        return staff_views.staff_worklist(db(), actor(), **args)
+        return views.staff_worklist(db(), actor(), **args)
 
 
 @blp.route("/alerts/<int:alert_id>/resolve")
@@ -49,6 +49,6 @@ class ResolveAlert(MethodView):
     @blp.response(200, StaffAlertSchema)
     def post(self, alert_id: int) -> Any:
         """Resolve a staff alert."""
-        alert = staff_views.resolve_alert(db(), actor(), alert_id)
+        alert = views.resolve_alert(db(), actor(), alert_id)
         db().commit()
         return alert

@@ -69,7 +69,7 @@ def purge_old_deliveries() -> None:
 
 def purge_expired_idempotency_keys(now: datetime | None = None) -> int:
     """Delete Idempotency-Keys past their 24 hours (`now` for tests)."""
-    from service.idempotency import purge_expired_keys
+    from service.trust.idempotency import purge_expired_keys
 
     with unit_of_work() as session:
         deleted = purge_expired_keys(session, now=now or utcnow())

@@ -9,8 +9,8 @@ from flask_smorest import Blueprint
 
 from schemas.audit import AuditEventSchema, AuditQueryArgsSchema
 from schemas.common import page_of
-from service import audit
 from service.api.context import actor, db, login_required
+from service.trust import audit
 
 blp = Blueprint("audit", __name__, url_prefix="/audit", description="Audit trail (admins)")
 

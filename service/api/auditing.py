@@ -19,12 +19,12 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from service import audit
 from service.accounts.tokens import actor_from_claims, decode_access_token
 from service.api.context import close_session, settings
 from service.core.access import Actor
 from service.db import unit_of_work, utcnow
 from service.errors import InvalidToken
+from service.trust import audit
 
 log = logging.getLogger(__name__)
 

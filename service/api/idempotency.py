@@ -16,11 +16,11 @@ from flask_smorest import Api
 from flask_smorest.spec.plugins import FlaskPlugin
 from sqlalchemy.exc import SQLAlchemyError
 
-from service import idempotency
 from service.accounts.tokens import authenticate
 from service.api.context import bearer_token, login_required, settings
 from service.db import SessionFactory, unit_of_work
-from service.idempotency import HEADER, StoredResponse
+from service.trust import idempotency
+from service.trust.idempotency import HEADER, StoredResponse
 
 log = logging.getLogger(__name__)
 

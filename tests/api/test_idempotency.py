@@ -13,12 +13,12 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from service import idempotency
 from service.accounts.passwords import hash_password
 from service.api.idempotency import creating_endpoints
 from service.db import create_db_engine, get_engine, init_engine, utcnow
 from service.migrations import upgrade_database
 from service.models import Clinic, IdempotencyKey, Patient, User
+from service.trust import idempotency
 from tests.factories import auth_headers, make_clinic, make_patient, make_user
 
 PATIENTS = "/api/v1/patients"

@@ -1,0 +1,1 @@
+"""Trust: the append-only audit trail and Idempotency-Key records."""

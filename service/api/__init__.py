@@ -1,195 +1,48 @@
-"""HTTP layer: the flask-smorest Api, problem+json errors, and blueprint registration."""
+"""HTTP layer: register the middleware and the resource blueprints on a Flask app.
+
+problems     errors as application/problem+json, and the Api that renders them
+converters   ids in paths
+context      the request's session, settings and acting user
+middleware/  request ids and audit, body limit, idempotency keys, rate limits, security headers
+resources/   one flask-smorest blueprint per resource, each a few thin views
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-from http import HTTPStatus
-from typing import Any
+from flask import Flask
 
-from flask import Flask, Response, request
-from flask_smorest import Api as SmorestApi
-from flask_smorest.utils import prepare_response
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException, InternalServerError
-from werkzeug.routing import IntegerConverter
+from service.api.converters import BigIdConverter, IdConverter
+from service.api.problems import Api
 
-from schemas.common import MAX_ID, MAX_INT_ID, ProblemSchema
-from service.errors import DomainError
-
-log = logging.getLogger(__name__)
-
-PROBLEM_MIMETYPE = "application/problem+json"
 API_PREFIX = "/api/v1"
-
-HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "conflict",
-    412: "stale_version",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_failed",
-    428: "precondition_required",
-    429: "rate_limited",
-    500: "internal_error",
-    503: "unavailable",
-}
-
-
-def problem(
-    status: int,
-    *,
-    code: str | None = None,
-    title: str | None = None,
-    detail: str | None = None,
-    errors: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> Response:
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title or phrase,
-        "status": status,
-        "code": code or HTTP_CODES.get(status, "error"),
-    }
-    if detail:
-        body["detail"] = detail
-    if errors:
-        body["errors"] = errors
-    body.update(extra)
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
-def _field_errors(messages: Any) -> dict[str, Any]:
-    """webargs nests errors by location; a single location is unwrapped to field -> messages."""
-    if isinstance(messages, dict) and len(messages) == 1:
-        ((location, errors),) = messages.items()
-        if location in ("json", "query", "querystring", "form", "headers", "files"):
-            return errors if isinstance(errors, dict) else {"_body": errors}
-    return messages if isinstance(messages, dict) else {"_body": messages}
-
-
-class Api(SmorestApi):
-    """flask-smorest's Api rendering every error as application/problem+json."""
-
-    ERROR_SCHEMA = ProblemSchema
-    DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
-
-    def _register_responses(self) -> None:
-        """flask-smorest's response components, with the content type errors are sent in."""
-        for status in HTTPStatus:
-            response: dict[str, Any] = {"description": status.phrase}
-            if not (100 <= status < 200) and status not in (204, 304):
-                response["schema"] = self.ERROR_SCHEMA
-            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
-            self.spec.components.response(status.name, response, lazy=True)
-        default = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
-        prepare_response(default, self.spec, PROBLEM_MIMETYPE)
-        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
-
-    def _register_error_handlers(self) -> None:
-        self._app.register_error_handler(HTTPException, self.handle_http_exception)
-        self._app.register_error_handler(DomainError, self.handle_domain_error)
-        self._app.register_error_handler(StaleDataError, self.handle_stale_data)
-        self._app.register_error_handler(IntegrityError, self.handle_integrity_error)
-        self._app.register_error_handler(Exception, self.handle_unexpected)
-
-    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
-        status = error.code or 500
-        data = getattr(error, "data", None) or {}
-        errors = data.get("errors") or data.get("messages")
-        detail = data.get("message")
-        code = None
-        if status == 422 or (status == 400 and errors):
-            errors = _field_errors(errors)
-            if errors.get("_body") == ["Invalid JSON body."] or errors.get("json") == [
-                "Invalid JSON body."
-            ]:
-                code, detail, errors = "malformed_json", "The body is not valid JSON.", None
-        if status >= 500:
-            detail = None
-        elif detail is None and status not in (404, 405):
-            detail = error.description
-        return problem(
-            status,
-            code=code,
-            detail=detail,
-            errors=errors,
-            headers=data.get("headers"),
-        )
-
-    def handle_domain_error(self, error: DomainError) -> Response:
-        return problem(
-            error.status,
-            code=error.code,
-            title=error.title,
-            detail=error.detail,
-            errors=error.errors,
-            headers=getattr(error, "headers", None),
-            **error.extra,
-        )
-
-    def handle_stale_data(self, error: StaleDataError) -> Response:
-        return problem(
-            412,
-            code="stale_version",
-            detail="The resource was changed by someone else; read it again and retry.",
-        )
-
-    def handle_integrity_error(self, error: IntegrityError) -> Response:
-        log.info("integrity error mapped to 409: %s", error.orig)
-        return problem(409, code="conflict", detail="Conflicts with data already stored.")
-
-    def handle_unexpected(self, error: Exception) -> Response:
-        if isinstance(error, HTTPException):
-            return self.handle_http_exception(error)
-        if isinstance(error, RecursionError) and _too_deep_json():
-            # json.loads refuses hostile nesting with RecursionError, not a JSONDecodeError.
-            return problem(400, code="malformed_json", detail="The body is nested too deeply.")
-        log.exception("unhandled error", exc_info=error)
-        return self.handle_http_exception(InternalServerError())
-
-
-def _too_deep_json() -> bool:
-    if not request.is_json:
-        return False
-    try:
-        json.loads(request.get_data(cache=True))
-    except RecursionError:
-        return True
-    except ValueError:
-        return False
-    return False
-
-
-class IdConverter(IntegerConverter):
-    """`<int:...>` ids of INTEGER keys: a larger id is a 404, never a database error."""
-
-    largest = MAX_INT_ID
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("max", self.largest)
-        super().__init__(*args, **kwargs)
-
-
-class BigIdConverter(IdConverter):
-    """`<bigint:...>` ids of BIGINT keys (reminders, inbox messages)."""
-
-    largest = MAX_ID
 
 
 def register_api(app: Flask) -> Api:
-    from service.api import auditing, health, metrics
+    from service.api.middleware import (
+        auditing,
+        body_limit,
+        idempotency,
+        ratelimit,
+        security_headers,
+    )
+    from service.api.resources import (
+        audit,
+        auth,
+        clinic,
+        doses,
+        health,
+        inbox,
+        labs,
+        me,
+        metrics,
+        monitoring,
+        patients,
+        plans,
+        regimens,
+        reminders,
+        screening,
+        staff,
+    )
 
     # Before any rule with an id is added.
     app.url_map.converters.update(int=IdConverter, bigint=BigIdConverter)
@@ -212,40 +65,28 @@ def register_api(app: Flask) -> Api:
     app.add_url_rule("/readyz", "readyz", health.Ready.as_view("readyz_root"))
     api.register_blueprint(metrics.blp, url_prefix=API_PREFIX)
     app.add_url_rule("/metrics", "metrics_root", metrics.Metrics.as_view("metrics_root"))
-    for blueprint in _resource_blueprints():
+    # In this order: registration order is the order of the docs.
+    for resource in (
+        auth,
+        me,
+        inbox,
+        clinic,
+        regimens,
+        patients,
+        plans,
+        screening,
+        doses,
+        monitoring,
+        labs,
+        staff,
+        reminders,
+        audit,
+    ):
+        blueprint = resource.blp
         api.register_blueprint(blueprint, url_prefix=API_PREFIX + (blueprint.url_prefix or ""))
-    from service.api import body_limit, idempotency, ratelimit, security_headers
 
     body_limit.install(app)
     idempotency.install(app, api)  # after every blueprint: it reads the URL map
     ratelimit.install(app, app.extensions["cd20_settings"])
     security_headers.install(app, app.extensions["cd20_settings"])
     return api
-
-
-def _resource_blueprints() -> list[Any]:
-    import importlib
-
-    blueprints = []
-    for name in RESOURCE_MODULES:
-        blueprints.append(importlib.import_module(f"service.api.{name}").blp)
-    return blueprints
-
-
-# Each module defines `blp`; listed here so registration order (and the docs) are stable.
-RESOURCE_MODULES: list[str] = [
-    "auth",
-    "me",
-    "inbox",
-    "clinic",
-    "regimens",
-    "patients",
-    "plans",
-    "screening",
-    "doses",
-    "monitoring",
-    "labs",
-    "staff",
-    "reminders",
-    "audit",
-]

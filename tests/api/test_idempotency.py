@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from service.accounts.passwords import hash_password
-from service.api.idempotency import creating_endpoints
+from service.api.middleware.idempotency import creating_endpoints
 from service.db import create_db_engine, get_engine, init_engine, utcnow
 from service.migrations import upgrade_database
 from service.models import Clinic, IdempotencyKey, Patient, User

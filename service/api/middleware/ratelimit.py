@@ -19,7 +19,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
-from service.api import problem
+from service.api.problems import problem
 from service.config import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)

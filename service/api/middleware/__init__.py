@@ -1,0 +1,1 @@
+"""Request middleware: request ids and audit, body limit, idempotency, rate limits, headers."""

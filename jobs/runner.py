@@ -12,9 +12,8 @@ from datetime import datetime, timedelta
 
 from service.config import Settings
 from service.db import get_engine, unit_of_work, utcnow
+from service.reminders.channels import Channel, Outgoing
 from service.reminders.dispatch import (
-    BatchChannel,
-    Outgoing,
     TickCounts,
     acquire_runner_lease,
     claim_and_deliver,
@@ -40,7 +39,7 @@ class Runner:
     def __init__(
         self,
         settings: Settings,
-        channels: Mapping[str, BatchChannel],
+        channels: Mapping[str, Channel],
         *,
         owner: str | None = None,
         clock: Callable[[], datetime] = utcnow,

@@ -10,9 +10,9 @@ from email.utils import formatdate
 
 from sqlalchemy.orm import Session
 
-from jobs.channels.base import Outgoing, Result
 from service.config import Settings
 from service.models import Patient
+from service.reminders.channels import Channel, Outgoing, Result
 from service.reminders.messages import APP_HINT, GENERIC_TEXT, GENERIC_TITLE
 
 SUBJECT = GENERIC_TITLE
@@ -34,7 +34,7 @@ def build_email(sender: str, recipient: str, idempotency_key: str) -> EmailMessa
     return email
 
 
-class EmailChannel:
+class EmailChannel(Channel):
     name = "email"
 
     def __init__(self, settings: Settings) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.channels.base import Outgoing, Result
 from service.core.bulk import among
 from service.models import Patient
+from service.reminders.channels import Channel, Outgoing, Result
 from service.reminders.inbox import InboxPost, post_many_to_inbox, post_to_inbox
 from service.reminders.messages import render
 
@@ -17,7 +17,7 @@ STAFF_SKIP = "staff reminders do not go to a patient inbox"
 GONE_SKIP = "the patient no longer exists"
 
 
-class InboxChannel:
+class InboxChannel(Channel):
     name = "inbox"
     # Writes only in the runner's transaction: delivered without a lease.
     in_transaction = True

@@ -14,10 +14,10 @@ import jwt
 import requests
 from sqlalchemy.orm import Session
 
-from jobs.channels.base import Outgoing, Result, http_result
 from service.config import Settings
 from service.models import Device
 from service.patients.devices import devices_of, forget_device
+from service.reminders.channels import Channel, Outgoing, Result, http_result
 from service.reminders.messages import GENERIC_TEXT, GENERIC_TITLE
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -66,7 +66,7 @@ def push_body(device_token: str, message: Outgoing) -> dict[str, Any]:
     }
 
 
-class PushChannel:
+class PushChannel(Channel):
     name = "push"
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:

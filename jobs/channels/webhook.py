@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import requests
 from sqlalchemy.orm import Session
 
-from jobs.channels.base import Outgoing, Result, http_result
 from service.db import utcnow
 from service.models import Clinic
+from service.reminders.channels import Channel, Outgoing, Result, http_result
 
 SIGNATURE_HEADER = "X-CD20-Signature"
 TIMESTAMP_HEADER = "X-CD20-Timestamp"
@@ -44,7 +44,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-class WebhookChannel:
+class WebhookChannel(Channel):
     name = "webhook"
 
     def __init__(self, *, timeout_s: float, clock: Callable[[], datetime] = utcnow) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.channels.base import Outgoing, Result
 from service.models import StaffAlert
+from service.reminders.channels import Channel, Outgoing, Result
 
 
-class WorklistChannel:
+class WorklistChannel(Channel):
     name = "worklist"
     # Writes only in the runner's transaction: delivered without a lease.
     in_transaction = True

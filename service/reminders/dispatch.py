@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.core.bulk import among, insert_rows
 from service.models import Delivery, Patient, Reminder, StaffAlert
+from service.reminders.channels import Channel, Outgoing, Result
+from service.reminders.retry import backoff_delay
 from service.reminders.timing import QuietHours, push_out_of_quiet_hours
 
 log = logging.getLogger(__name__)
@@ -24,59 +26,6 @@ CLAIMABLE = ("pending", "failed", "claimed")
 # Channels that interrupt the patient: they wait for the end of the patient's quiet hours.
 INTERRUPTING = ("push", "email")
 QUIET_SKIP = "the quiet hours last past the reminder's relevance"
-_RNG = random.Random()
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One claimed reminder as plain values: what every channel delivers."""
-
-    reminder_id: int
-    idempotency_key: str
-    kind: str
-    audience: str
-    clinic_id: int
-    patient_id: int
-    subject_type: str
-    subject_id: int
-    fire_at: datetime
-    payload: Mapping[str, Any]
-    expires_at: datetime | None = None
-    channels: tuple[str, ...] = ("inbox",)
-    attempts: int = 0
-    # When the runner took it: messages count "tomorrow" from here (None: from the lead time).
-    now: datetime | None = None
-
-    @classmethod
-    def from_reminder(cls, reminder: Reminder) -> Outgoing:
-        return cls(
-            reminder_id=reminder.id,
-            idempotency_key=reminder.idempotency_key,
-            kind=reminder.kind,
-            audience=reminder.audience,
-            clinic_id=reminder.clinic_id,
-            patient_id=reminder.patient_id,
-            subject_type=reminder.subject_type,
-            subject_id=reminder.subject_id,
-            fire_at=reminder.fire_at,
-            payload=dict(reminder.payload or {}),
-            expires_at=reminder.expires_at,
-            channels=tuple(reminder.channels or ("inbox",)),
-            attempts=reminder.attempts,
-        )
-
-
-def backoff_delay(attempt: int, settings: Settings, rng: random.Random | None = None) -> timedelta:
-    """How long to wait after failed attempt number `attempt` (1 for the first failure).
-
-    Full jitter: uniform between zero and base * 2**(attempt - 1), that ceiling capped at the
-    maximum delay, so many failed reminders do not all come back at the same moment.
-    """
-    base = max(0.0, float(settings.retry_base_delay_s))
-    cap = max(0.0, float(settings.retry_max_delay_s))
-    exponent = min(max(attempt, 1) - 1, 62)
-    ceiling = min(cap, base * (2**exponent))
-    return timedelta(seconds=(rng or _RNG).uniform(0.0, ceiling))
 
 
 @dataclass
@@ -99,30 +48,6 @@ class TickCounts:
             name: getattr(self, name)
             for name in ("claimed", "sent", "failed", "dead", "expired", "lost_lease")
         }
-
-
-class ChannelResult(Protocol):
-    @property
-    def outcome(self) -> str: ...
-    @property
-    def response_code(self) -> int | None: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def retryable(self) -> bool: ...
-
-
-class BatchChannel(Protocol):
-    """A delivery channel; the inbox and worklist write in the runner's transaction.
-
-    Optional: `deliver_many(session, messages) -> results in order` takes a whole batch, and
-    `in_transaction = True` says that everything the channel does is in that transaction
-    (nothing leaves the database), so the runner may deliver such reminders without a lease.
-    """
-
-    name: str
-
-    def deliver(self, session: Session, message: Outgoing) -> ChannelResult: ...
 
 
 _OUTGOING_COLUMNS = (
@@ -225,7 +150,7 @@ def take_due_reminders(session: Session, *, now: datetime, limit: int) -> list[O
 
 def claim_and_deliver(
     session: Session,
-    channels: Mapping[str, BatchChannel],
+    channels: Mapping[str, Channel],
     *,
     owner: str,
     now: datetime,
@@ -261,9 +186,9 @@ def claim_and_deliver(
     return counts, leased
 
 
-def _stays_in_database(channel: BatchChannel | None) -> bool:
+def _stays_in_database(channel: Channel | None) -> bool:
     # A channel that is not configured is only recorded as skipped.
-    return channel is None or bool(getattr(channel, "in_transaction", False))
+    return channel is None or channel.in_transaction
 
 
 def _channels_to_try(message: Outgoing, already: Mapping[int, set[str]]) -> list[str]:
@@ -308,7 +233,7 @@ def _channels_already_sent(session: Session, messages: Sequence[Outgoing]) -> di
 def deliver_claimed(
     session: Session,
     claimed: Sequence[Outgoing],
-    channels: Mapping[str, BatchChannel],
+    channels: Mapping[str, Channel],
     *,
     owner: str,
     now: datetime,
@@ -328,7 +253,7 @@ def deliver_claimed(
 def _deliver(
     session: Session,
     messages: Sequence[Outgoing],
-    channels: Mapping[str, BatchChannel],
+    channels: Mapping[str, Channel],
     already: Mapping[int, set[str]],
     counts: TickCounts,
     *,
@@ -444,23 +369,19 @@ def _quiet_hours_end(
 def _deliver_by_channel(
     session: Session,
     live: Sequence[tuple[Outgoing, Sequence[str]]],
-    channels: Mapping[str, BatchChannel],
-) -> dict[tuple[int, str], ChannelResult]:
+    channels: Mapping[str, Channel],
+) -> dict[tuple[int, str], Result]:
     """Each channel's result per (reminder id, channel name); unconfigured channels have none."""
     wanted: dict[str, list[Outgoing]] = defaultdict(list)
     for message, names in live:
         for name in names:
             wanted[name].append(message)
-    results: dict[tuple[int, str], ChannelResult] = {}
+    results: dict[tuple[int, str], Result] = {}
     for name, messages in wanted.items():
         channel = channels.get(name)
         if channel is None:
             continue
-        deliver_many = getattr(channel, "deliver_many", None)
-        if deliver_many is not None:
-            outcomes = list(deliver_many(session, messages))
-        else:
-            outcomes = [channel.deliver(session, message) for message in messages]
+        outcomes = channel.deliver_many(session, messages)
         for message, result in zip(messages, outcomes, strict=True):
             results[(message.reminder_id, name)] = result
     return results

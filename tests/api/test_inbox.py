@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from jobs.channels import Outgoing
 from jobs.channels.inbox import InboxChannel
+from service.reminders.channels import Outgoing
 from tests.factories import auth_headers, make_clinic, make_patient, make_reminder, make_user
 
 INBOX = "/api/v1/me/inbox"

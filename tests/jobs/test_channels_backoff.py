@@ -6,8 +6,8 @@ import itertools
 import random
 from datetime import timedelta
 
-from jobs.channels import backoff_delay
-from jobs.channels.base import http_result
+from service.reminders.channels import http_result
+from service.reminders.retry import backoff_delay
 
 
 def test_delays_stay_under_an_exponential_ceiling(settings):

@@ -6,8 +6,8 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from jobs.channels import Outgoing
 from jobs.channels.email import EmailChannel
+from service.reminders.channels import Outgoing
 from tests.factories import make_clinic, make_patient, make_reminder
 from tests.jobs.standins import StandInSMTPServer, free_port
 

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from jobs.channels import Outgoing, build_channels
+from jobs.channels import build_channels
 from jobs.channels.inbox import InboxChannel
 from service.models import Clinic, InboxCounter, InboxMessage, Patient, Reminder
+from service.reminders.channels import Outgoing
 from service.reminders.inbox import post_to_inbox
 from tests.factories import make_clinic, make_patient, make_reminder
 

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from jobs.channels import Outgoing
 from jobs.channels.push import JWT_BEARER_GRANT, SCOPE, PushChannel
 from service.models import Device
 from service.patients.devices import token_hash
+from service.reminders.channels import Outgoing
 from tests.factories import make_clinic, make_patient, make_reminder
 from tests.jobs.standins import Recorded, Reply, StandInHTTPServer, free_port
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobs.channels import Outgoing
 from jobs.channels.webhook import WebhookChannel
+from service.reminders.channels import Outgoing
 from tests.factories import make_clinic, make_patient, make_reminder
 from tests.jobs.standins import Reply, StandInHTTPServer, free_port
 

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from jobs.channels import Outgoing, build_channels
+from jobs.channels import build_channels
 from jobs.channels.inbox import InboxChannel
 from service.models import Clinic, InboxCounter, InboxMessage, Patient, Reminder
+from service.reminders.channels import Outgoing
 from service.reminders.dispatch import claim_and_deliver, deliver_claimed, take_due_reminders
 from service.reminders.inbox import InboxPost, post_many_to_inbox, post_to_inbox
 from service.reminders.messages import render

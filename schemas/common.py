@@ -9,7 +9,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from service.reminders.timing import is_known_time_zone
+from service.core.wall_clock import is_known_time_zone
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from service.accounts.users import add_staff_user, normalise_email
 from service.config import Settings
 from service.core.access import Actor
+from service.core.wall_clock import is_known_time_zone
 from service.errors import NotFound, ValidationFailed
 from service.models import Clinic, User
 from service.protocols import get_regimen
-from service.reminders.timing import is_known_time_zone
 
 # Keys of Clinic.settings that are not regimen codes.
 REMINDERS_KEY = "reminders"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
+from service.protocols.schedule import PlannedDose
 
 DOSE_KINDS = ("initial", "maintenance", "self_injection")
 DOSE_STATUSES = ("planned", "booked", "administered", "missed", "cancelled")
@@ -47,6 +49,22 @@ class Dose(Base):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_DOSE_STATUSES
+
+    def as_planned(self, *, given_day_in: str | None = None) -> PlannedDose:
+        """This dose as the schedule arithmetic sees it. With `given_day_in` (a zone), an
+        administered dose counts from the day it was given there rather than its due date."""
+        when = self.due_date
+        if given_day_in is not None and self.status == "administered" and self.administration:
+            when = self.administration.administered_at.astimezone(ZoneInfo(given_day_in)).date()
+        return PlannedDose(
+            sequence=self.sequence,
+            course=self.course,
+            kind=self.kind,
+            amount_mg=self.amount_mg,
+            due_date=when,
+            earliest_date=self.earliest_date,
+            rule_key=self.rule_key,
+        )
 
 
 class DoseAdministration(Base):

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.core.wall_clock import to_utc
 from service.db import utcnow
 from service.models import Clinic, Dose, MonitoringTask, Patient, Reminder, TreatmentPlan
 from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols import get_regimen
-from service.reminders.timing import QuietHours, push_out_of_quiet_hours, to_utc
+from service.reminders.timing import QuietHours, patient_fire_time, push_out_of_quiet_hours
 
 DEFAULT_DOSE_LEAD_DAYS = (7, 1)
 DEFAULT_INFECTION_CHECKIN_DAYS = 2
@@ -106,9 +107,8 @@ class _Context:
         )
 
     def at_preferred_time(self, day: date) -> datetime:
-        zone = self.patient.time_zone
-        return push_out_of_quiet_hours(
-            to_utc(day, self.patient.reminder_time, zone), zone, self.quiet
+        return patient_fire_time(
+            day, self.patient.reminder_time, self.patient.time_zone, self.quiet
         )
 
 

@@ -1,41 +1,12 @@
-"""Wall-clock reminder times to UTC instants: DST gaps and folds, and quiet hours, on purpose."""
+"""When a patient's reminder fires: the preferred local time, moved out of quiet hours."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
-from zoneinfo import ZoneInfo, available_timezones
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-
-@cache
-def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
-def is_known_time_zone(name: str) -> bool:
-    """An IANA name the zone database has (not a file path, not an abbreviation like CET)."""
-    return name in _zone_names()
-
-
-def exists(local: datetime) -> bool:
-    """False for a wall-clock time inside a spring-forward gap (it never shows on a clock)."""
-    round_trip = local.astimezone(UTC).astimezone(local.tzinfo)
-    return round_trip.replace(tzinfo=None) == local.replace(tzinfo=None)
-
-
-def to_utc(day: date, at: time, zone: str) -> datetime:
-    """The instant a wall clock in `zone` shows `at` on `day`.
-
-    In a spring-forward gap the time does not exist: we fire as far after the gap's start as
-    `at` was, i.e. shifted forward by the gap (02:30 becomes 03:30), never before the intended
-    time. In a fall-back fold the time shows twice: we fire at the first showing (fold=0), so the
-    reminder is not an hour late.
-    """
-    # zoneinfo resolves fold=0 with the offset in force before a transition: in a fold that is
-    # the first showing, in a gap it is exactly the forward shift by the gap's length.
-    local = datetime.combine(day, at).replace(tzinfo=ZoneInfo(zone), fold=0)
-    return local.astimezone(UTC)
+from service.core.wall_clock import to_utc
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from service.clinics.settings import get_clinic
 from service.core.access import Actor
+from service.core.wall_clock import day_bounds, local_today
 from service.db import utcnow
 from service.errors import NotFound
 from service.models import (
@@ -27,8 +28,6 @@ from service.models import (
 from service.models.dose import OPEN_DOSE_STATUSES
 from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols import Regimen, expected_chair_minutes, get_regimen
-from service.treatment.monitoring import day_bounds, local_today
-from service.treatment.plans import as_planned
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14
@@ -83,7 +82,7 @@ def _premedications(regimen: Regimen) -> list[dict[str, Any]]:
 
 
 def _chair_minutes(regimen: Regimen, dose: Dose) -> int | None:
-    return expected_chair_minutes(regimen, as_planned(dose))
+    return expected_chair_minutes(regimen, dose.as_planned())
 
 
 def _dose_summary(dose: Dose) -> dict[str, Any]:

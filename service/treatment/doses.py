@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
+from service.core.wall_clock import clinic_today, clinic_zone
 from service.db import utcnow
 from service.errors import (
     InvalidTransition,
@@ -31,9 +33,6 @@ from service.protocols.schedule import (
 )
 from service.treatment.plans import (
     LIFE_THREATENING_HOLD,
-    as_planned,
-    clinic_today,
-    clinic_zone,
     get_plan,
     new_dose,
     schedule_changed,
@@ -148,7 +147,7 @@ def _close_dose(
 def _book_or_move(
     session: Session, plan: TreatmentPlan, dose: Dose, changes: dict[str, Any], change: DoseChange
 ) -> None:
-    zone = clinic_zone(session, plan.clinic_id)
+    zone = ZoneInfo(clinic_zone(session, plan.clinic_id))
     booking_appointment = "appointment_at" in changes
     appointment: datetime | None = changes.get("appointment_at")
     new_due: date | None = changes.get("due_date")
@@ -208,7 +207,7 @@ def _move(
     _refuse_before_earliest(regimen, plan, taking_place, dose, new_due, doing="be")
     if not cascade:
         _check_next_spacing(regimen, plan, taking_place, dose, new_due)
-    planned = [as_planned(d) for d in taking_place]
+    planned = [d.as_planned() for d in taking_place]
     if cascade:
         planned = shift_following(
             planned, dose.sequence, new_due, regimen=regimen, settings=plan.settings
@@ -376,7 +375,7 @@ def record_administration(
         )
     reaction = reaction or {"grade": "none"}
     _check_administration_times(administered_at, premedications, reaction, now or utcnow())
-    day = administered_at.astimezone(clinic_zone(session, plan.clinic_id)).date()
+    day = administered_at.astimezone(ZoneInfo(clinic_zone(session, plan.clinic_id))).date()
     regimen = plan.regimen
     taking_place = _taking_place(plan)
     _refuse_before_earliest(regimen, plan, taking_place, dose, day, doing="be given")
@@ -391,7 +390,7 @@ def record_administration(
         )
     if day != dose.due_date:
         planned = shift_following(
-            [as_planned(d) for d in taking_place],
+            [d.as_planned() for d in taking_place],
             dose.sequence,
             day,
             regimen=regimen,
@@ -499,7 +498,7 @@ def extend_rolling_schedules(session: Session, *, today: date) -> int:
             new = extend_doses(
                 regimen,
                 plan.variant,
-                [as_planned(d) for d in doses],
+                [d.as_planned() for d in doses],
                 settings=plan.settings,
                 until=until,
             )

@@ -6,31 +6,25 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
+from service.core.wall_clock import clinic_zone, local_today
 from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
 from service.models import Clinic, Dose, LabResult, MonitoringTask, TreatmentPlan
 from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols.catalog import Interval, Regimen, get_regimen
-from service.protocols.schedule import PlannedDose, monitoring_due_dates
+from service.protocols.schedule import monitoring_due_dates
 from service.reminders.derive import sync_plan_reminders
-from service.reminders.timing import to_utc
 
 # Doses that will not happen do not anchor monitoring.
 SKIPPED_DOSE_STATUSES = ("cancelled", "missed")
-
-
-def local_today(zone: str, now: datetime | None = None) -> date:
-    """The calendar date a wall clock in `zone` shows at `now` (default: the current instant)."""
-    return (now or utcnow()).astimezone(ZoneInfo(zone)).date()
 
 
 # --- derivation -------------------------------------------------------------------------------
@@ -60,7 +54,7 @@ def derive_monitoring_tasks(session: Session, plan: TreatmentPlan) -> None:
     """
     session.flush()  # doses need their ids
     regimen = get_regimen(plan.regimen_code)
-    zone = _clinic_zone(session, plan.clinic_id)
+    zone = clinic_zone(session, plan.clinic_id)
     wanted = _wanted_tasks(regimen, plan, zone)
 
     existing = list(plan.monitoring_tasks)
@@ -110,7 +104,7 @@ def derive_monitoring_tasks(session: Session, plan: TreatmentPlan) -> None:
 def _wanted_tasks(regimen: Regimen, plan: TreatmentPlan, zone: str) -> list[_Wanted]:
     settings = regimen.resolve_settings(plan.settings)
     doses = [d for d in plan.doses if d.status not in SKIPPED_DOSE_STATUSES]
-    planned = [_as_planned(d, zone) for d in doses]
+    planned = [d.as_planned(given_day_in=zone) for d in doses]
     anti_hbc_positive = any(
         item.code == "anti_hbc" and item.result == "positive" for item in plan.screening_items
     )
@@ -157,28 +151,6 @@ def _course_starting_maintenance(doses: list[Dose]) -> list[Dose]:
             result.append(dose)
         previous = dose
     return result
-
-
-def _as_planned(dose: Dose, zone: str) -> PlannedDose:
-    when = dose.due_date
-    if dose.status == "administered" and dose.administration is not None:
-        when = dose.administration.administered_at.astimezone(ZoneInfo(zone)).date()
-    return PlannedDose(
-        sequence=dose.sequence,
-        course=dose.course,
-        kind=dose.kind,
-        amount_mg=dose.amount_mg,
-        due_date=when,
-        earliest_date=dose.earliest_date,
-        rule_key=dose.rule_key,
-    )
-
-
-def _clinic_zone(session: Session, clinic_id: int) -> str:
-    zone = session.scalar(select(Clinic.time_zone).where(Clinic.id == clinic_id))
-    if zone is None:
-        raise NotFound("Clinic not found")
-    return zone
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -280,7 +252,7 @@ def update_task(
         task.lab_result_id = None
         task.status = "due"
     if task.is_open:
-        today = local_today(_clinic_zone(session, task.plan.clinic_id))
+        today = local_today(clinic_zone(session, task.plan.clinic_id))
         task.status = "overdue" if task.due_date < today else "due"
     session.flush()
     sync_plan_reminders(session, task.plan)
@@ -341,10 +313,3 @@ def mark_overdue(
         marked += cast("CursorResult[Any]", result).rowcount or 0
     session.flush()
     return {"overdue": marked, "clinics": len(clinics)}
-
-
-def day_bounds(day: date, zone: str) -> tuple[datetime, datetime]:
-    """The UTC instants at which `day` starts and ends on a wall clock in `zone`."""
-    start = to_utc(day, time(0), zone)
-    end = to_utc(day + timedelta(days=1), time(0), zone)
-    return start, end

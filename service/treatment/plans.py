@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -59,30 +58,6 @@ def plan_loader_options() -> list[Any]:
         selectinload(TreatmentPlan.doses),
         selectinload(TreatmentPlan.monitoring_tasks),
     ]
-
-
-def clinic_zone(session: Session, clinic_id: int) -> ZoneInfo:
-    zone = session.scalar(select(Clinic.time_zone).where(Clinic.id == clinic_id))
-    if zone is None:
-        raise NotFound("Clinic not found")
-    return ZoneInfo(zone)
-
-
-def clinic_today(session: Session, clinic_id: int, *, now: datetime | None = None) -> date:
-    """Today's date on the clinic's wall clock."""
-    return (now or utcnow()).astimezone(clinic_zone(session, clinic_id)).date()
-
-
-def as_planned(dose: Dose) -> PlannedDose:
-    return PlannedDose(
-        sequence=dose.sequence,
-        course=dose.course,
-        kind=dose.kind,
-        amount_mg=dose.amount_mg,
-        due_date=dose.due_date,
-        earliest_date=dose.earliest_date,
-        rule_key=dose.rule_key,
-    )
 
 
 def new_dose(planned: PlannedDose) -> Dose:
@@ -166,7 +141,7 @@ def preview_plan(
         session, actor, patient_id, regimen, start_date, variant, notes, settings, lock=False
     )
     chosen = plan.settings
-    planned = [as_planned(d) for d in plan.doses]
+    planned = [d.as_planned() for d in plan.doses]
     horizon = Interval(months=catalog_entry.horizon_months(chosen)).add_to(start_date)
     until = max([horizon, *(d.due_date for d in planned)])
     for kind, due in monitoring_due_dates(

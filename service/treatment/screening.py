@@ -19,11 +19,12 @@ from datetime import date
 from sqlalchemy.orm import Session
 
 from service.core.access import Actor
+from service.core.wall_clock import clinic_today
 from service.db import utcnow
 from service.errors import Conflict, Contraindicated, InvalidTransition, NotFound, ValidationFailed
 from service.models import ScreeningItem, ScreeningOverride, TreatmentPlan
 from service.models.plan import Checklist
-from service.treatment.plans import clinic_today, get_plan, schedule_changed, touch
+from service.treatment.plans import get_plan, schedule_changed, touch
 
 MIN_OVERRIDE_REASON = 10
 

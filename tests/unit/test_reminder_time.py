@@ -6,13 +6,8 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
-from service.reminders.timing import (
-    QuietHours,
-    exists,
-    patient_fire_time,
-    push_out_of_quiet_hours,
-    to_utc,
-)
+from service.core.wall_clock import exists, to_utc
+from service.reminders.timing import QuietHours, patient_fire_time, push_out_of_quiet_hours
 
 NIGHT = QuietHours(time(21, 0), time(8, 0))
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.models import StaffAlert
 from service.reminders.channels import Channel, Outgoing, Result
+from service.staff.alerts import raise_alert
 
 
 class WorklistChannel(Channel):
@@ -17,25 +16,16 @@ class WorklistChannel(Channel):
     def deliver(self, session: Session, message: Outgoing) -> Result:
         if message.audience != "staff":
             return Result.skipped("not a staff reminder")
-        exists = session.scalar(
-            select(StaffAlert.id).where(
-                StaffAlert.kind == message.kind,
-                StaffAlert.subject_type == "reminder",
-                StaffAlert.subject_id == message.reminder_id,
-            )
+        raise_alert(
+            session,
+            clinic_id=message.clinic_id,
+            patient_id=message.patient_id,
+            kind=message.kind,
+            subject=("reminder", message.reminder_id),
+            details={
+                "about": {"type": message.subject_type, "id": message.subject_id},
+                **{k: v for k, v in message.payload.items() if k != "notes"},
+            },
+            once=True,
         )
-        if exists is None:
-            session.add(
-                StaffAlert(
-                    clinic_id=message.clinic_id,
-                    patient_id=message.patient_id,
-                    kind=message.kind,
-                    subject_type="reminder",
-                    subject_id=message.reminder_id,
-                    details={
-                        "about": {"type": message.subject_type, "id": message.subject_id},
-                        **{k: v for k, v in message.payload.items() if k != "notes"},
-                    },
-                )
-            )
         return Result.sent()

@@ -12,8 +12,9 @@ from service.core.access import Actor
 from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import Conflict, NotFound, ValidationFailed
-from service.models import Dose, Reminder, StaffAlert
+from service.models import Dose, Reminder
 from service.patients.records import get_patient
+from service.staff.alerts import raise_alert
 
 CHECKIN_KINDS = ("infection_checkin", "symptom_checkin")
 UPCOMING_LIMIT = 50
@@ -90,20 +91,18 @@ def _report_to_staff(
             dose.needs_review = True
             flagged_dose = dose.id
     # Codes only: the patient's own words stay on the reminder, behind staff access.
-    session.add(
-        StaffAlert(
-            clinic_id=reminder.clinic_id,
-            patient_id=reminder.patient_id,
-            kind="patient_reported",
-            subject_type="reminder",
-            subject_id=reminder.id,
-            details={
-                "reminder_kind": reminder.kind,
-                "symptoms": list(response.get("symptoms") or []),
-                "dose_flagged_for_review": flagged_dose,
-            },
-            created_at=now,
-        )
+    raise_alert(
+        session,
+        clinic_id=reminder.clinic_id,
+        patient_id=reminder.patient_id,
+        kind="patient_reported",
+        subject=("reminder", reminder.id),
+        details={
+            "reminder_kind": reminder.kind,
+            "symptoms": list(response.get("symptoms") or []),
+            "dose_flagged_for_review": flagged_dose,
+        },
+        now=now,
     )
 
 

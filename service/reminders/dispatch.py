@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.core.bulk import among, insert_rows
-from service.models import Delivery, Patient, Reminder, StaffAlert
+from service.models import Delivery, Patient, Reminder
 from service.reminders.channels import Channel, Outgoing, Result
 from service.reminders.retry import backoff_delay
 from service.reminders.timing import QuietHours, push_out_of_quiet_hours
+from service.staff.alerts import raise_alert
 
 log = logging.getLogger(__name__)
 
@@ -432,16 +433,14 @@ def _attempt(
 
 
 def _alert_dead(session: Session, message: Outgoing, now: datetime) -> None:
-    session.add(
-        StaffAlert(
-            clinic_id=message.clinic_id,
-            patient_id=message.patient_id,
-            kind="reminder_dead",
-            subject_type="reminder",
-            subject_id=message.reminder_id,
-            details={"reminder_kind": message.kind},
-            created_at=now,
-        )
+    raise_alert(
+        session,
+        clinic_id=message.clinic_id,
+        patient_id=message.patient_id,
+        kind="reminder_dead",
+        subject=("reminder", message.reminder_id),
+        details={"reminder_kind": message.kind},
+        now=now,
     )
 
 

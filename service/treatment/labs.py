@@ -23,8 +23,9 @@ from service.core.access import Actor
 from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
-from service.models import LabResult, MonitoringTask, Patient, StaffAlert, TreatmentPlan
+from service.models import LabResult, MonitoringTask, Patient, TreatmentPlan
 from service.reminders.derive import sync_plan_reminders
+from service.staff.alerts import raise_alert
 from service.treatment.monitoring import complete_task
 
 # A clinic's clock may run a little ahead of ours; more than this is "in the future".
@@ -195,15 +196,13 @@ def record_lab(
     session.add(result)
     session.flush()
     if result.flag in ("low", "high"):
-        session.add(
-            StaffAlert(
-                clinic_id=patient.clinic_id,
-                patient_id=patient.id,
-                kind=f"lab_{result.flag}",
-                subject_type="lab_result",
-                subject_id=result.id,
-                details={"code": code, "flag": result.flag},
-            )
+        raise_alert(
+            session,
+            clinic_id=patient.clinic_id,
+            patient_id=patient.id,
+            kind=f"lab_{result.flag}",
+            subject=("lab_result", result.id),
+            details={"code": code, "flag": result.flag},
         )
     if task is not None:
         complete_task(session, actor, task, lab_result=result)

@@ -160,15 +160,13 @@ def make_plan(
     With cleared=True every required checklist item gets a result that clears it, and the plan
     is made ready. `by` must be a staff user of the patient's clinic.
     """
-    from service.treatment.plans import create_plan, update_plan
+    from service.treatment.plans import PlanRequest, create_plan, update_plan
 
     plan = create_plan(
         session,
         actor_of(by),
         patient.id,
-        regimen=regimen,
-        start_date=start_date or date(2027, 1, 4),
-        **fields,
+        PlanRequest(regimen=regimen, start_date=start_date or date(2027, 1, 4), **fields),
     )
     if cleared:
         clear_checklist(session, plan, by)

@@ -123,9 +123,8 @@ def _enrol(
         reminder_channels=[],
     )
     start = today + timedelta(days=1 if demo.book_tomorrow else 21)
-    plan = plans.create_plan(
-        session, staff, patient.id, regimen=demo.regimen, start_date=start, variant=demo.variant
-    )
+    request = plans.PlanRequest(regimen=demo.regimen, start_date=start, variant=demo.variant)
+    plan = plans.create_plan(session, staff, patient.id, request)
     results = dict(demo.results)
     if demo.clear:
         results = {**_clearing_results(plan), **results}

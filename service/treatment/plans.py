@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -92,21 +93,23 @@ def touch(plan: TreatmentPlan) -> None:
 # --- creating ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PlanRequest:
+    """What staff ask for when they start (or preview) a plan."""
+
+    regimen: str
+    start_date: date
+    variant: str | None = None
+    notes: str | None = None
+    # Option names for the regimen's settings; unnamed ones come from the clinic or the catalog.
+    settings: Mapping[str, str] | None = None
+
+
 def create_plan(
-    session: Session,
-    actor: Actor,
-    patient_id: int,
-    *,
-    regimen: str,
-    start_date: date,
-    variant: str | None = None,
-    notes: str | None = None,
-    settings: Mapping[str, str] | None = None,
+    session: Session, actor: Actor, patient_id: int, request: PlanRequest
 ) -> TreatmentPlan:
     """Start a plan: status screening, the regimen's checklist, its doses and monitoring."""
-    plan, _ = _draft_plan(
-        session, actor, patient_id, regimen, start_date, variant, notes, settings, lock=True
-    )
+    plan, _ = _draft_plan(session, actor, patient_id, request, lock=True)
     open_plan = session.scalar(
         select(TreatmentPlan.id).where(
             TreatmentPlan.patient_id == patient_id,
@@ -126,20 +129,11 @@ def create_plan(
 
 
 def preview_plan(
-    session: Session,
-    actor: Actor,
-    patient_id: int,
-    *,
-    regimen: str,
-    start_date: date,
-    variant: str | None = None,
-    notes: str | None = None,
-    settings: Mapping[str, str] | None = None,
+    session: Session, actor: Actor, patient_id: int, request: PlanRequest
 ) -> TreatmentPlan:
     """The plan create_plan would make, with its monitoring, never added to the session."""
-    plan, catalog_entry = _draft_plan(
-        session, actor, patient_id, regimen, start_date, variant, notes, settings, lock=False
-    )
+    plan, catalog_entry = _draft_plan(session, actor, patient_id, request, lock=False)
+    start_date = request.start_date
     chosen = plan.settings
     planned = [d.as_planned() for d in plan.doses]
     horizon = Interval(months=catalog_entry.horizon_months(chosen)).add_to(start_date)
@@ -154,29 +148,20 @@ def preview_plan(
 
 
 def _draft_plan(
-    session: Session,
-    actor: Actor,
-    patient_id: int,
-    regimen: str,
-    start_date: date,
-    variant: str | None,
-    notes: str | None,
-    settings: Mapping[str, str] | None,
-    *,
-    lock: bool,
+    session: Session, actor: Actor, patient_id: int, request: PlanRequest, *, lock: bool
 ) -> tuple[TreatmentPlan, Regimen]:
     """A plan built from the catalog for a patient the actor may treat (not yet in the session)."""
     actor.require_staff()
     patient = _visible_patient(session, actor, patient_id, lock=lock)
-    catalog_entry = _regimen(regimen)
-    chosen = _chosen_settings(session, patient.clinic_id, catalog_entry, settings)
+    catalog_entry = _regimen(request.regimen)
+    chosen = _chosen_settings(session, patient.clinic_id, catalog_entry, request.settings)
     plan = _build_plan(
         patient,
         catalog_entry,
-        variant=variant,
-        start_date=start_date,
+        variant=request.variant,
+        start_date=request.start_date,
         settings=chosen,
-        notes=notes,
+        notes=request.notes,
         prescriber_id=actor.user_id,
     )
     return plan, catalog_entry

@@ -34,7 +34,7 @@ from service.reminders.inbox import post_to_inbox
 from service.treatment.doses import record_administration, update_dose
 from service.treatment.labs import record_lab
 from service.treatment.monitoring import update_task
-from service.treatment.plans import create_plan, update_plan
+from service.treatment.plans import PlanRequest, create_plan, update_plan
 from service.treatment.screening import override_screening, record_screening_result
 from tests.factories import (
     PASSWORD,
@@ -274,7 +274,9 @@ def _party(
     )
 
     start = date.today() - PLAN_AGE
-    plan = create_plan(session, staff, patient.id, regimen=REGIMEN, start_date=start, notes=text)
+    plan = create_plan(
+        session, staff, patient.id, PlanRequest(regimen=REGIMEN, start_date=start, notes=text)
+    )
     required = [item for item in plan.screening_items if item.required and item.rule]
     pending, *recorded = required
     for item in recorded:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from service.errors import ScreeningNotCleared
 from service.models import Dose, TreatmentPlan
 from service.treatment.doses import extend_rolling_schedules, update_dose
-from service.treatment.plans import preview_plan, update_plan
+from service.treatment.plans import PlanRequest, preview_plan, update_plan
 from service.treatment.screening import (
     blocking_items_of,
     override_screening,
@@ -95,7 +95,10 @@ def test_preview_adds_nothing_to_the_session(session, staff):
     patient = _patient(session, staff)
     before = session.scalar(select(func.count()).select_from(Dose))
     plan = preview_plan(
-        session, actor_of(staff), patient.id, regimen="ocrelizumab-iv", start_date=date(2027, 1, 4)
+        session,
+        actor_of(staff),
+        patient.id,
+        PlanRequest(regimen="ocrelizumab-iv", start_date=date(2027, 1, 4)),
     )
     assert plan not in session
     assert not session.new

@@ -38,8 +38,8 @@ class PatientPlans(MethodView):
     def post(self, query: dict[str, Any], data: dict[str, Any], patient_id: int) -> Any:
         """Start a treatment plan from a regimen (or preview it)."""
         if query["preview"]:
-            return plans.preview_plan(db(), actor(), patient_id, **data), 200
-        plan = plans.create_plan(db(), actor(), patient_id, **data)
+            return plans.preview_plan(db(), actor(), patient_id, plans.PlanRequest(**data)), 200
+        plan = plans.create_plan(db(), actor(), patient_id, plans.PlanRequest(**data))
         db().commit()
         return plan
 

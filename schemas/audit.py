@@ -7,7 +7,10 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema
-from service.models.audit import ACTIONS, OUTCOMES
+from service.vocabulary import AuditAction, AuditOutcome, values
+
+ACTIONS = values(AuditAction)
+OUTCOMES = values(AuditOutcome)
 
 
 class AuditEventSchema(StrictSchema):

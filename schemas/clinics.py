@@ -10,7 +10,7 @@ from marshmallow import ValidationError, fields, validate
 from schemas.auth import new_password
 from schemas.common import PageArgsSchema, PartialMixin, StrictSchema, TimeZoneField, text
 from service.clinics.settings import public_settings
-from service.models.user import ROLES, STAFF_ROLES
+from service.vocabulary import STAFF_ROLES, Role, values
 
 MAX_SETTINGS_JSON = 20_000
 
@@ -50,7 +50,7 @@ class UserSchema(StrictSchema):
     clinic_id = fields.Integer(dump_only=True)
     email = fields.Email(required=True, validate=validate.Length(max=254))
     # Patients' app accounts are listed too; only staff accounts are made here (UserCreateSchema).
-    role = fields.String(dump_only=True, metadata={"enum": list(ROLES)})
+    role = fields.String(dump_only=True, metadata={"enum": list(values(Role))})
     patient_id = fields.Integer(dump_only=True, allow_none=True)
     is_active = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
@@ -68,6 +68,6 @@ class UserUpdateSchema(StrictSchema):
 
 class UserQueryArgsSchema(PageArgsSchema):
     role = fields.String(
-        validate=validate.OneOf(ROLES),
+        validate=validate.OneOf(values(Role)),
         metadata={"description": "Only this role (default: staff, i.e. admin and clinician)"},
     )

@@ -7,10 +7,11 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.common import PageArgsSchema, StrictSchema, text
+from service.vocabulary import SKIPPED_DOSE_STATUSES, Booking, DoseStatus, ReactionGrade, values
 
-DOSE_STATUSES = ["planned", "booked", "administered", "missed", "cancelled"]
-BOOKINGS = ["tentative", "confirmed"]
-REACTION_GRADES = ["none", "mild_moderate", "severe", "life_threatening"]
+DOSE_STATUSES = values(DoseStatus)
+BOOKINGS = values(Booking)
+REACTION_GRADES = values(ReactionGrade)
 MAX_AMOUNT_MG = 2000
 
 
@@ -97,7 +98,7 @@ class DoseUpdateSchema(StrictSchema):
     cascade = fields.Boolean(
         metadata={"description": "Move the later open doses by the same days (default true)"}
     )
-    status = fields.String(validate=validate.OneOf(["missed", "cancelled"]))
+    status = fields.String(validate=validate.OneOf(SKIPPED_DOSE_STATUSES))
 
     @validates_schema
     def _one_kind_of_change(self, data: dict[str, Any], **_kwargs: Any) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, text
-from service.models.monitoring import LAB_FLAGS, RANGE_SOURCES
 from service.treatment.labs import LAB_CODES, lab_code_problems
+from service.vocabulary import LabFlag, RangeSource, values
 
 MAX_NOTES = 2000
 
@@ -36,13 +36,16 @@ class LabResultSchema(StrictSchema):
     ref_high = fields.Float(dump_only=True, allow_none=True)
     flag = fields.String(
         dump_only=True,
-        metadata={"enum": list(LAB_FLAGS), "description": "unknown: no reference range known"},
+        metadata={
+            "enum": list(values(LabFlag)),
+            "description": "unknown: no reference range known",
+        },
     )
     range_source = fields.String(
         dump_only=True,
         allow_none=True,
         metadata={
-            "enum": list(RANGE_SOURCES),
+            "enum": list(values(RangeSource)),
             "description": "request: the range sent with the result; default: a cited default "
             "(see range_reference); null: no range",
         },

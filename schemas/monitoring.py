@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, text
-from service.models.monitoring import TASK_STATUSES
+from service.vocabulary import TaskStatus, values
 
 MAX_NOTES = 2000
 
@@ -22,7 +22,7 @@ class MonitoringTaskSchema(StrictSchema):
         dump_only=True,
         metadata={"description": "The date the catalog rule gives; staff may move due_date"},
     )
-    status = fields.String(dump_only=True, metadata={"enum": list(TASK_STATUSES)})
+    status = fields.String(dump_only=True, metadata={"enum": list(values(TaskStatus))})
     dose_id = fields.Integer(
         dump_only=True, allow_none=True, metadata={"description": "The dose this task precedes"}
     )
@@ -55,4 +55,4 @@ class MonitoringTaskUpdateSchema(StrictSchema):
 
 
 class MonitoringQueryArgsSchema(PageArgsSchema):
-    status = fields.String(validate=validate.OneOf(TASK_STATUSES))
+    status = fields.String(validate=validate.OneOf(values(TaskStatus)))

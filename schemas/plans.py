@@ -9,8 +9,9 @@ from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.common import PageArgsSchema, StrictSchema, text
 from schemas.screening import ScreeningChecklistSchema
+from service.vocabulary import PlanStatus, values
 
-PLAN_STATUSES = ["draft", "screening", "ready", "active", "on_hold", "completed", "discontinued"]
+PLAN_STATUSES = values(PlanStatus)
 # A plan may be entered for someone already on treatment, but not for another century.
 EARLIEST_START = date(2000, 1, 1)
 LATEST_START_AHEAD = timedelta(days=3 * 366)

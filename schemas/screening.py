@@ -8,9 +8,10 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.common import StrictSchema, text
+from service.vocabulary import ScreeningOutcome, values
 
 SCREENING_RESULTS = ["negative", "positive", "indeterminate", "done", "low", "normal"]
-OUTCOMES = ["cleared", "pending", "needs_review", "contraindicated"]
+OUTCOMES = values(ScreeningOutcome)
 MIN_OVERRIDE_REASON = 10
 
 

@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from schemas.common import StrictSchema
+from service.vocabulary import ScreeningOutcome, values
 
 MAX_WORKLIST_LIMIT = 500
 
@@ -67,7 +68,7 @@ class StaffPremedicationSchema(_Out):
     note = fields.String(allow_none=True)
 
 
-OUTCOMES = ["cleared", "pending", "needs_review", "contraindicated"]
+OUTCOMES = list(values(ScreeningOutcome))
 
 
 class StaffBlockingItemSchema(_Out):

@@ -32,8 +32,8 @@ from service.errors import (
     ValidationFailed,
 )
 from service.models import Clinic, Invitation, Patient, RefreshToken, User
-from service.models.user import STAFF_ROLES
 from service.patients.records import get_patient
+from service.vocabulary import STAFF_ROLES
 
 MAX_FAILED_LOGINS = 10
 LOCK_DURATION = timedelta(minutes=15)

@@ -16,7 +16,7 @@ from service.clinics.settings import check_time_zone, create_clinic
 from service.config import Settings
 from service.db import init_engine, unit_of_work
 from service.errors import DomainError
-from service.models.user import STAFF_ROLES
+from service.vocabulary import STAFF_ROLES
 
 ADMIN_PASSWORD_ENV = "CD20_ADMIN_PASSWORD"
 # Its own variable: an exported admin password must never silently become a clinician's.

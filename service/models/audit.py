@@ -9,11 +9,10 @@ from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, Integer, SmallI
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, utcnow
+from service.vocabulary import AuditAction, AuditOutcome, values
 
-ACTIONS = ("create", "read", "update", "delete", "execute")
 # success: 1xx-3xx; denied: refused for who is asking (401, 403, 404, 429);
 # failed: refused for what was sent (other 4xx); error: the server failed (5xx).
-OUTCOMES = ("success", "denied", "failed", "error")
 # 64-bit ids on PostgreSQL; SQLite only autoincrements an INTEGER primary key.
 AUDIT_ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -47,8 +46,8 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
-        CheckConstraint(f"action IN {ACTIONS!r}", name="action"),
-        CheckConstraint(f"outcome IN {OUTCOMES!r}", name="outcome"),
+        CheckConstraint(f"action IN {values(AuditAction)!r}", name="action"),
+        CheckConstraint(f"outcome IN {values(AuditOutcome)!r}", name="outcome"),
         # The admin's queries: the clinic's events, or one patient's, or one actor's, by time.
         Index("ix_audit_event_clinic_time", "clinic_id", "occurred_at"),
         Index("ix_audit_event_patient_time", "patient_id", "occurred_at"),

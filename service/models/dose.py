@@ -10,12 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
 from service.protocols.schedule import PlannedDose
-
-DOSE_KINDS = ("initial", "maintenance", "self_injection")
-DOSE_STATUSES = ("planned", "booked", "administered", "missed", "cancelled")
-OPEN_DOSE_STATUSES = ("planned", "booked")
-BOOKINGS = ("tentative", "confirmed")
-REACTION_GRADES = ("none", "mild_moderate", "severe", "life_threatening")
+from service.vocabulary import OPEN_DOSE_STATUSES, DoseStatus
 
 
 class Dose(Base):
@@ -54,7 +49,11 @@ class Dose(Base):
         """This dose as the schedule arithmetic sees it. With `given_day_in` (a zone), an
         administered dose counts from the day it was given there rather than its due date."""
         when = self.due_date
-        if given_day_in is not None and self.status == "administered" and self.administration:
+        if (
+            given_day_in is not None
+            and self.status == DoseStatus.ADMINISTERED
+            and self.administration
+        ):
             when = self.administration.administered_at.astimezone(ZoneInfo(given_day_in)).date()
         return PlannedDose(
             sequence=self.sequence,

@@ -9,12 +9,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
-
-TASK_STATUSES = ("due", "done", "overdue", "waived")
-OPEN_TASK_STATUSES = ("due", "overdue")
-# "unknown": no reference range was given and the catalog cites no default for the code.
-LAB_FLAGS = ("low", "normal", "high", "unknown")
-RANGE_SOURCES = ("request", "default")
+from service.vocabulary import OPEN_TASK_STATUSES
 
 
 class MonitoringTask(Base):

@@ -12,12 +12,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from service.db import Base, utcnow
 from service.errors import NotFound, ScreeningNotCleared
 from service.protocols.catalog import Regimen, ScreeningRule, get_regimen
+from service.vocabulary import OPEN_PLAN_STATUSES, DoseStatus, ScreeningOutcome
 
-PLAN_STATUSES = ("draft", "screening", "ready", "active", "on_hold", "completed", "discontinued")
-OPEN_PLAN_STATUSES = ("draft", "screening", "ready", "active", "on_hold")
-SCREENING_OUTCOMES = ("cleared", "pending", "needs_review", "contraindicated")
 # How bad an outcome is: an override covers an item only at or below the severity it listed.
-OUTCOME_SEVERITY = {"cleared": 0, "pending": 1, "needs_review": 2, "contraindicated": 3}
+OUTCOME_SEVERITY = {outcome.value: rank for rank, outcome in enumerate(ScreeningOutcome)}
 
 
 class TreatmentPlan(Base):
@@ -68,7 +66,7 @@ class TreatmentPlan(Base):
 
     @property
     def has_administered_dose(self) -> bool:
-        return any(dose.status == "administered" for dose in self.doses)
+        return any(dose.status == DoseStatus.ADMINISTERED for dose in self.doses)
 
     @property
     def checklist(self) -> Checklist:

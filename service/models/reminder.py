@@ -10,11 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
 
-AUDIENCES = ("patient", "staff")
-REMINDER_STATUSES = ("pending", "claimed", "sent", "failed", "dead", "cancelled", "expired")
-# Statuses the runner still has work for.
-ACTIVE_REMINDER_STATUSES = ("pending", "claimed", "failed")
-CHANNELS = ("inbox", "webhook", "email", "push")
 # 64-bit ids on PostgreSQL; SQLite only autoincrements an INTEGER primary key.
 BIG_ID = BigInteger().with_variant(Integer, "sqlite")
 

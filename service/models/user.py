@@ -8,9 +8,7 @@ from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
-
-ROLES = ("admin", "clinician", "patient")
-STAFF_ROLES = ("admin", "clinician")
+from service.vocabulary import STAFF_ROLES
 
 
 class User(Base):

@@ -15,7 +15,6 @@ from service.db import utcnow
 from service.errors import Forbidden, NotFound
 from service.models import Device
 
-PLATFORMS = ("ios", "android", "web")
 # Enough for a phone, a tablet and a browser or two; older registrations are dropped beyond it.
 MAX_DEVICES_PER_PATIENT = 10
 

@@ -15,6 +15,7 @@ import yaml
 from dateutil.relativedelta import relativedelta
 
 from service.errors import NotFound, ValidationFailed
+from service.vocabulary import RULE_OUTCOMES, DoseKind, values
 
 SCREENING_CODES = frozenset(
     {
@@ -33,8 +34,8 @@ SCREENING_CODES = frozenset(
     }
 )
 SCREENING_RESULTS = frozenset({"negative", "positive", "indeterminate", "done", "low", "normal"})
-OUTCOMES = frozenset({"cleared", "needs_review", "contraindicated"})
-DOSE_KINDS = frozenset({"initial", "maintenance", "self_injection"})
+OUTCOMES = frozenset(RULE_OUTCOMES)
+DOSE_KINDS = frozenset(values(DoseKind))
 LABEL_STATUSES = frozenset({"approved", "off_label"})
 STATUSES = frozenset({"confirmed", "unconfirmed", "conflict", "operational"})
 MONITORING_SCHEDULES = frozenset({"before_maintenance_course", "periodic"})

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from service.core.wall_clock import to_utc
 from service.db import utcnow
 from service.models import Clinic, Dose, MonitoringTask, Patient, Reminder, TreatmentPlan
-from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols import get_regimen
 from service.reminders.timing import QuietHours, patient_fire_time, push_out_of_quiet_hours
+from service.vocabulary import ACTIVE_REMINDER_STATUSES, OPEN_PLAN_STATUSES
 
 DEFAULT_DOSE_LEAD_DAYS = (7, 1)
 DEFAULT_INFECTION_CHECKIN_DAYS = 2
@@ -31,7 +31,6 @@ MORNING_OF_BEFORE_APPOINTMENT = timedelta(minutes=90)
 SELF_INJECTION_RELEVANT_DAYS = 7
 LAB_TASK_KINDS = ("ig_quant", "hbv_dna", "lft", "cbc", "neutrophils")
 # Reminders the runner may still be working on: re-derivation may change or cancel them.
-CHANGEABLE = ("pending", "failed", "claimed")
 
 
 @dataclass(frozen=True)
@@ -380,7 +379,7 @@ def sync_plan_reminders(
     stored = {r.idempotency_key: r for r in session.scalars(stored_rows)}
     counts = SyncCounts()
     for key, reminder in stored.items():
-        if reminder.status not in CHANGEABLE and reminder.status != "cancelled":
+        if reminder.status not in ACTIVE_REMINDER_STATUSES and reminder.status != "cancelled":
             counts.kept += 1
             continue
         spec = wanted.get(key)

@@ -20,10 +20,11 @@ from service.reminders.channels import Channel, Outgoing, Result
 from service.reminders.retry import backoff_delay
 from service.reminders.timing import QuietHours, push_out_of_quiet_hours
 from service.staff.alerts import raise_alert
+from service.vocabulary import ACTIVE_REMINDER_STATUSES
 
 log = logging.getLogger(__name__)
 
-CLAIMABLE = ("pending", "failed", "claimed")
+CLAIMABLE = ACTIVE_REMINDER_STATUSES
 # Channels that interrupt the patient: they wait for the end of the patient's quiet hours.
 INTERRUPTING = ("push", "email")
 QUIET_SKIP = "the quiet hours last past the reminder's relevance"

@@ -25,13 +25,12 @@ from service.models import (
     StaffAlert,
     TreatmentPlan,
 )
-from service.models.dose import OPEN_DOSE_STATUSES
-from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols import Regimen, expected_chair_minutes, get_regimen
+from service.vocabulary import OPEN_DOSE_STATUSES, OPEN_PLAN_STATUSES, PlanStatus, values
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14
-CHECKLIST_PLAN_STATUSES = ("draft", "screening", "ready")
+CHECKLIST_PLAN_STATUSES = values(PlanStatus.DRAFT, PlanStatus.SCREENING, PlanStatus.READY)
 OUTCOME_URGENCY = {"contraindicated": 0, "needs_review": 1, "pending": 2, "cleared": 3}
 DEFAULT_WORKLIST_LIMIT = 100
 

@@ -38,15 +38,15 @@ from service.treatment.plans import (
     schedule_changed,
     touch,
 )
+from service.vocabulary import SKIPPED_DOSE_STATUSES, PlanStatus, values
 
 log = logging.getLogger(__name__)
 
 # Doses that did not and will not happen: they anchor neither intervals nor the cascade.
-SKIPPED = ("missed", "cancelled")
 # A client clock a little ahead of ours is not a dose recorded in the future.
 CLOCK_SKEW = timedelta(minutes=5)
 # Plans whose schedule the nightly run extends; a plan on hold waits for a decision.
-EXTENDABLE_PLAN_STATUSES = ("screening", "ready", "active")
+EXTENDABLE_PLAN_STATUSES = values(PlanStatus.SCREENING, PlanStatus.READY, PlanStatus.ACTIVE)
 
 
 @dataclass
@@ -261,7 +261,9 @@ def _apply(
 
 
 def _taking_place(plan: TreatmentPlan) -> list[Dose]:
-    return sorted((d for d in plan.doses if d.status not in SKIPPED), key=lambda d: d.sequence)
+    return sorted(
+        (d for d in plan.doses if d.status not in SKIPPED_DOSE_STATUSES), key=lambda d: d.sequence
+    )
 
 
 def _earliest_allowed(

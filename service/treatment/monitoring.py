@@ -18,14 +18,10 @@ from service.core.wall_clock import clinic_zone, local_today
 from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
 from service.models import Clinic, Dose, LabResult, MonitoringTask, TreatmentPlan
-from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import monitoring_due_dates
 from service.reminders.derive import sync_plan_reminders
-
-# Doses that will not happen do not anchor monitoring.
-SKIPPED_DOSE_STATUSES = ("cancelled", "missed")
-
+from service.vocabulary import OPEN_PLAN_STATUSES, SKIPPED_DOSE_STATUSES
 
 # --- derivation -------------------------------------------------------------------------------
 

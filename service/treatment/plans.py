@@ -28,12 +28,11 @@ from service.models import (
     ScreeningItem,
     TreatmentPlan,
 )
-from service.models.dose import OPEN_DOSE_STATUSES
-from service.models.plan import OPEN_PLAN_STATUSES
 from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import PlannedDose, monitoring_due_dates, plan_doses
 from service.reminders.derive import sync_plan_reminders
 from service.treatment.monitoring import derive_monitoring_tasks
+from service.vocabulary import OPEN_DOSE_STATUSES, OPEN_PLAN_STATUSES, PlanStatus, values
 
 # The label's answer to a life-threatening infusion reaction is permanent discontinuation.
 LIFE_THREATENING_HOLD = "life_threatening_infusion_reaction"
@@ -48,7 +47,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "completed": (),
     "discontinued": (),
 }
-GATED_TARGETS = ("ready", "active")
+GATED_TARGETS = values(PlanStatus.READY, PlanStatus.ACTIVE)
 
 
 def plan_loader_options() -> list[Any]:

@@ -25,7 +25,7 @@ class Dose(Base):
     amount_mg: Mapped[int]
     due_date: Mapped[date] = mapped_column(index=True)
     earliest_date: Mapped[date | None]
-    status: Mapped[str] = mapped_column(String(16), default="planned")
+    status: Mapped[str] = mapped_column(String(16), default=DoseStatus.PLANNED.value)
     booking: Mapped[str | None] = mapped_column(String(16))
     appointment_at: Mapped[datetime | None] = mapped_column(index=True)
     location: Mapped[str | None] = mapped_column(String(200))

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
-from service.vocabulary import OPEN_TASK_STATUSES
+from service.vocabulary import OPEN_TASK_STATUSES, TaskStatus
 
 
 class MonitoringTask(Base):
@@ -24,7 +24,7 @@ class MonitoringTask(Base):
     # The date the catalog rule gave when last derived. Staff may move due_date; re-derivation
     # only moves the task again when the rule's date itself changes (e.g. the dose moved).
     rule_date: Mapped[date]
-    status: Mapped[str] = mapped_column(String(16), default="due", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.DUE.value, index=True)
     # The dose a "before the course" task belongs to, so it moves with a reschedule.
     dose_id: Mapped[int | None] = mapped_column(
         ForeignKey("dose.id", ondelete="SET NULL"), index=True

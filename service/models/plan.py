@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from service.db import Base, utcnow
 from service.errors import NotFound, ScreeningNotCleared
 from service.protocols.catalog import Regimen, ScreeningRule, get_regimen
-from service.vocabulary import OPEN_PLAN_STATUSES, DoseStatus, ScreeningOutcome
+from service.vocabulary import OPEN_PLAN_STATUSES, DoseStatus, PlanStatus, ScreeningOutcome
 
 # How bad an outcome is: an override covers an item only at or below the severity it listed.
 OUTCOME_SEVERITY = {outcome.value: rank for rank, outcome in enumerate(ScreeningOutcome)}
@@ -26,7 +26,7 @@ class TreatmentPlan(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
     regimen_code: Mapped[str] = mapped_column(String(64))
     variant: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="screening")
+    status: Mapped[str] = mapped_column(String(16), default=PlanStatus.SCREENING.value)
     start_date: Mapped[date]
     prescriber_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     # The options chosen where sources conflict, fixed when the plan is made.
@@ -96,7 +96,7 @@ class Checklist:
         elif "needs_review" in outcomes:
             outcome = "needs_review"
         elif any(item.required and item.result is None for item in items):
-            outcome = "pending"
+            outcome = ScreeningOutcome.PENDING
         else:
             outcome = "cleared"
         blocking = [
@@ -176,7 +176,7 @@ class ScreeningItem(Base):
     def outcome(self) -> str:
         rule = self.rule
         if self.result is None:
-            return "pending"
+            return ScreeningOutcome.PENDING
         if rule is None or self.result not in rule.allowed_results:
             return "needs_review"
         return rule.outcome_for(self.result)
@@ -186,7 +186,7 @@ class ScreeningItem(Base):
         """A finding that needs review, or a required item still without a result."""
         outcome = self.outcome
         return outcome in ("needs_review", "contraindicated") or (
-            outcome == "pending" and self.required
+            outcome == ScreeningOutcome.PENDING and self.required
         )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
+from service.vocabulary import ReminderStatus
 
 # 64-bit ids on PostgreSQL; SQLite only autoincrements an INTEGER primary key.
 BIG_ID = BigInteger().with_variant(Integer, "sqlite")
@@ -37,7 +38,7 @@ class Reminder(Base):
     # After this instant the reminder has stopped mattering and is expired, never sent late.
     expires_at: Mapped[datetime | None]
     channels: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["inbox"])
-    status: Mapped[str] = mapped_column(String(12), default="pending")
+    status: Mapped[str] = mapped_column(String(12), default=ReminderStatus.PENDING.value)
     # When the runner should next look at it: fire_at, then the retry backoff.
     due_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(default=0)

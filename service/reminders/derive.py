@@ -16,7 +16,15 @@ from service.db import utcnow
 from service.models import Clinic, Dose, MonitoringTask, Patient, Reminder, TreatmentPlan
 from service.protocols import get_regimen
 from service.reminders.timing import QuietHours, patient_fire_time, push_out_of_quiet_hours
-from service.vocabulary import ACTIVE_REMINDER_STATUSES, OPEN_PLAN_STATUSES
+from service.vocabulary import (
+    ACTIVE_REMINDER_STATUSES,
+    OPEN_PLAN_STATUSES,
+    DoseKind,
+    DoseStatus,
+    PlanStatus,
+    ReminderStatus,
+    TaskStatus,
+)
 
 DEFAULT_DOSE_LEAD_DAYS = (7, 1)
 DEFAULT_INFECTION_CHECKIN_DAYS = 2
@@ -147,7 +155,7 @@ def _dose_specs(ctx: _Context, dose: Dose) -> Iterable[ReminderSpec]:
     subject = ("dose", dose.id)
     payload = _dose_payload(ctx, dose)
 
-    if dose.kind == "self_injection":
+    if dose.kind == DoseKind.SELF_INJECTION:
         expires = to_utc(day + timedelta(days=SELF_INJECTION_RELEVANT_DAYS + 1), time(0), zone)
         yield ctx.patient_spec(
             "self_injection_due", subject, ctx.at_preferred_time(day), expires, payload, str(day)
@@ -204,7 +212,7 @@ def _morning_of_time(ctx: _Context, appointment_at: datetime) -> datetime:
 
 
 def _symptom_checkin(ctx: _Context, dose: Dose) -> ReminderSpec | None:
-    if dose.administration is None or dose.kind == "self_injection":
+    if dose.administration is None or dose.kind == DoseKind.SELF_INJECTION:
         return None
     given = dose.administration.administered_at
     fire_at = push_out_of_quiet_hours(
@@ -221,7 +229,7 @@ def _symptom_checkin(ctx: _Context, dose: Dose) -> ReminderSpec | None:
 
 
 def _task_specs(ctx: _Context, task: MonitoringTask) -> Iterable[ReminderSpec]:
-    if task.status != "due" or task.kind not in LAB_TASK_KINDS:
+    if task.status != TaskStatus.DUE or task.kind not in LAB_TASK_KINDS:
         return
     zone = ctx.clinic.time_zone
     expires = to_utc(task.due_date + timedelta(days=1), time(0), zone)
@@ -335,7 +343,7 @@ def derive_plan_reminders(
     plan: TreatmentPlan, patient: Patient, clinic: Clinic, *, blocking_items: Sequence[str]
 ) -> list[ReminderSpec]:
     """Every reminder the plan calls for now, sent or not (pure: no database)."""
-    if plan.status not in OPEN_PLAN_STATUSES or plan.status == "on_hold":
+    if plan.status not in OPEN_PLAN_STATUSES or plan.status == PlanStatus.ON_HOLD:
         return []
     ctx = _Context(plan, patient, clinic)
     specs: list[ReminderSpec] = []
@@ -343,7 +351,7 @@ def derive_plan_reminders(
         if dose.status in ("planned", "booked"):
             specs.extend(_dose_specs(ctx, dose))
             specs.append(_overdue_specs(ctx, dose))
-        elif dose.status == "administered":
+        elif dose.status == DoseStatus.ADMINISTERED:
             checkin = _symptom_checkin(ctx, dose)
             if checkin is not None:
                 specs.append(checkin)
@@ -379,13 +387,16 @@ def sync_plan_reminders(
     stored = {r.idempotency_key: r for r in session.scalars(stored_rows)}
     counts = SyncCounts()
     for key, reminder in stored.items():
-        if reminder.status not in ACTIVE_REMINDER_STATUSES and reminder.status != "cancelled":
+        if (
+            reminder.status not in ACTIVE_REMINDER_STATUSES
+            and reminder.status != ReminderStatus.CANCELLED
+        ):
             counts.kept += 1
             continue
         spec = wanted.get(key)
         if spec is None:
-            if reminder.status != "cancelled":
-                reminder.status = "cancelled"
+            if reminder.status != ReminderStatus.CANCELLED:
+                reminder.status = ReminderStatus.CANCELLED
                 reminder.lease_owner = None
                 counts.cancelled += 1
             continue
@@ -410,14 +421,14 @@ def _apply(reminder: Reminder, spec: ReminderSpec) -> bool:
         "channels": list(spec.channels),
         "payload": spec.payload,
     }
-    changed = reminder.status == "cancelled" or any(
+    changed = reminder.status == ReminderStatus.CANCELLED or any(
         getattr(reminder, name) != value for name, value in changes.items()
     )
     if not changed:
         return False
     for name, value in changes.items():
         setattr(reminder, name, value)
-    reminder.status = "pending"
+    reminder.status = ReminderStatus.PENDING
     reminder.due_at = spec.fire_at
     reminder.lease_owner = None
     reminder.lease_expires_at = None
@@ -440,7 +451,7 @@ def _new_reminder(plan: TreatmentPlan, spec: ReminderSpec) -> Reminder:
         fire_at=spec.fire_at,
         expires_at=spec.expires_at,
         channels=list(spec.channels),
-        status="pending",
+        status=ReminderStatus.PENDING,
         due_at=spec.fire_at,
         payload=spec.payload,
     )

@@ -26,12 +26,20 @@ from service.models import (
     TreatmentPlan,
 )
 from service.protocols import Regimen, expected_chair_minutes, get_regimen
-from service.vocabulary import OPEN_DOSE_STATUSES, OPEN_PLAN_STATUSES, PlanStatus, values
+from service.vocabulary import (
+    OPEN_DOSE_STATUSES,
+    OPEN_PLAN_STATUSES,
+    DoseStatus,
+    PlanStatus,
+    ScreeningOutcome,
+    TaskStatus,
+    values,
+)
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14
 CHECKLIST_PLAN_STATUSES = values(PlanStatus.DRAFT, PlanStatus.SCREENING, PlanStatus.READY)
-OUTCOME_URGENCY = {"contraindicated": 0, "needs_review": 1, "pending": 2, "cleared": 3}
+OUTCOME_URGENCY = {outcome.value: rank for rank, outcome in enumerate(reversed(ScreeningOutcome))}
 DEFAULT_WORKLIST_LIMIT = 100
 
 
@@ -122,7 +130,7 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
             TreatmentPlan.clinic_id == clinic.id,
             Dose.appointment_at >= start,
             Dose.appointment_at < end,
-            Dose.status != "cancelled",
+            Dose.status != DoseStatus.CANCELLED,
         )
         .options(*plan_loads)
         .order_by(Dose.appointment_at, Dose.id)
@@ -133,7 +141,7 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
         .where(
             TreatmentPlan.clinic_id == clinic.id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status == "planned",
+            Dose.status == DoseStatus.PLANNED,
             Dose.appointment_at.is_(None),
             Dose.due_date == day,
         )
@@ -319,8 +327,8 @@ def _overdue_tasks(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
             or_(
-                MonitoringTask.status == "overdue",
-                and_(MonitoringTask.status == "due", MonitoringTask.due_date < today),
+                MonitoringTask.status == TaskStatus.OVERDUE,
+                and_(MonitoringTask.status == TaskStatus.DUE, MonitoringTask.due_date < today),
             ),
         )
     )

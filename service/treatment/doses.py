@@ -38,7 +38,7 @@ from service.treatment.plans import (
     schedule_changed,
     touch,
 )
-from service.vocabulary import SKIPPED_DOSE_STATUSES, PlanStatus, values
+from service.vocabulary import SKIPPED_DOSE_STATUSES, Booking, DoseStatus, PlanStatus, values
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +159,14 @@ def _book_or_move(
                 f"Falls on {day.isoformat()} at the clinic, not on due_date {new_due.isoformat()}."
             ]
         new_due = day
-    elif new_due is not None and dose.status == "booked" and not booking_appointment:
+    elif new_due is not None and dose.status == DoseStatus.BOOKED and not booking_appointment:
         problems["due_date"] = [
             "The dose is booked: change appointment_at, or drop the booking with "
             "appointment_at null in the same request."
         ]
-    booked_after = appointment is not None if booking_appointment else dose.status == "booked"
+    booked_after = (
+        appointment is not None if booking_appointment else dose.status == DoseStatus.BOOKED
+    )
     if "booking" in changes and not booked_after:
         problems["booking"] = ["Only a dose with an appointment_at has a booking."]
     if problems:
@@ -175,11 +177,11 @@ def _book_or_move(
         default = "tentative" if booking_appointment else dose.booking
         booking_after = changes.get("booking") or default
     newly_confirmed = booking_after == "confirmed" and (
-        dose.booking != "confirmed" or booking_appointment
+        dose.booking != Booking.CONFIRMED or booking_appointment
     )
     if newly_confirmed:
         plan.checklist.ensure_passes("confirm the booking")
-        if plan.status == "on_hold":
+        if plan.status == PlanStatus.ON_HOLD:
             raise PlanOnHold(
                 f"The plan is on hold ({plan.hold_reason}); a booking cannot be confirmed."
             )
@@ -188,9 +190,9 @@ def _book_or_move(
 
     if booking_appointment:
         if appointment is None:
-            dose.status, dose.booking, dose.appointment_at = "planned", None, None
+            dose.status, dose.booking, dose.appointment_at = DoseStatus.PLANNED, None, None
         else:
-            dose.status, dose.booking = "booked", booking_after
+            dose.status, dose.booking = DoseStatus.BOOKED, booking_after
             dose.appointment_at = appointment.astimezone(UTC)
     elif "booking" in changes:
         dose.booking = booking_after
@@ -237,9 +239,13 @@ def _apply(
         if dose.sequence < moved.sequence or not dose.is_open:
             continue
         target = by_sequence[dose.sequence]
-        if dose is not moved and dose.due_date != target.due_date and dose.status == "booked":
+        if (
+            dose is not moved
+            and dose.due_date != target.due_date
+            and dose.status == DoseStatus.BOOKED
+        ):
             # The appointment no longer falls on the dose's day: it must be booked again.
-            dose.status, dose.booking, dose.appointment_at = "planned", None, None
+            dose.status, dose.booking, dose.appointment_at = DoseStatus.PLANNED, None, None
             shifted_booked.append(dose.sequence)
         if dose.due_date != target.due_date and dose is not moved:
             change.warnings.append(
@@ -362,7 +368,7 @@ def record_administration(
     plan = dose.plan
     _ensure_changeable(plan, dose)
     plan.checklist.ensure_passes("record the dose as given")
-    if plan.status == "on_hold":
+    if plan.status == PlanStatus.ON_HOLD:
         raise PlanOnHold(f"The plan is on hold ({plan.hold_reason}); no dose can be recorded.")
     if plan.status not in ("ready", "active"):
         raise InvalidTransition(
@@ -415,12 +421,12 @@ def record_administration(
             for p in sorted(premedications, key=lambda p: p["given_at"])
         ],
     )
-    dose.status = "administered"
+    dose.status = DoseStatus.ADMINISTERED
     dose.due_date = day
-    if plan.status == "ready":
-        plan.status = "active"
+    if plan.status == PlanStatus.READY:
+        plan.status = PlanStatus.ACTIVE
     if reaction["grade"] == "life_threatening":
-        plan.status = "on_hold"
+        plan.status = PlanStatus.ON_HOLD
         plan.hold_reason = LIFE_THREATENING_HOLD
         change.warnings.append(
             {

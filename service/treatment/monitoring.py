@@ -21,7 +21,7 @@ from service.models import Clinic, Dose, LabResult, MonitoringTask, TreatmentPla
 from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import monitoring_due_dates
 from service.reminders.derive import sync_plan_reminders
-from service.vocabulary import OPEN_PLAN_STATUSES, SKIPPED_DOSE_STATUSES
+from service.vocabulary import OPEN_PLAN_STATUSES, SKIPPED_DOSE_STATUSES, DoseKind, TaskStatus
 
 # --- derivation -------------------------------------------------------------------------------
 
@@ -81,14 +81,14 @@ def derive_monitoring_tasks(session: Session, plan: TreatmentPlan) -> None:
                     due_date=w.rule_date,
                     rule_date=w.rule_date,
                     dose_id=w.dose_id,
-                    status="due",
+                    status=TaskStatus.DUE,
                 )
             )
         elif task.is_open and task.rule_date != w.rule_date:
             task.rule_date = w.rule_date
             task.due_date = w.rule_date
             # mark_overdue decides again from the new date.
-            task.status = "due"
+            task.status = TaskStatus.DUE
     stale = leftovers + [t for k, t in by_key.items() if k not in wanted_keys]
     for task in stale:
         if task.is_open:
@@ -143,7 +143,9 @@ def _course_starting_maintenance(doses: list[Dose]) -> list[Dose]:
     result = []
     previous: Dose | None = None
     for dose in ordered:
-        if (previous is None or previous.course != dose.course) and dose.kind == "maintenance":
+        if (
+            previous is None or previous.course != dose.course
+        ) and dose.kind == DoseKind.MAINTENANCE:
             result.append(dose)
         previous = dose
     return result
@@ -207,14 +209,14 @@ def update_task(
     status = changes.get("status")
     notes = changes.get("notes", task.notes)
     problems: dict[str, list[str]] = {}
-    if status == "waived" and not (notes or "").strip():
+    if status == TaskStatus.WAIVED and not (notes or "").strip():
         problems["notes"] = ["Give the reason for waiving the task."]
     lab_result = None
     if changes.get("lab_result_id") is not None:
         lab_result = session.get(LabResult, changes["lab_result_id"])
         if lab_result is None or lab_result.patient_id != task.plan.patient_id:
             problems["lab_result_id"] = ["No such lab result for this patient."]
-        elif status not in (None, "done"):
+        elif status not in (None, TaskStatus.DONE):
             problems["lab_result_id"] = ["A linked lab result completes the task (status done)."]
         else:
             taken = session.scalar(
@@ -224,12 +226,12 @@ def update_task(
             )
             if taken is not None:
                 problems["lab_result_id"] = ["Already completes another task."]
-    if "due_date" in changes and not task.is_open and status != "due":
+    if "due_date" in changes and not task.is_open and status != TaskStatus.DUE:
         problems["due_date"] = [f"A {task.status} task keeps its date; reopen it first."]
     if problems:
         raise ValidationFailed(errors=problems)
-    completes = status == "done" or (status is None and lab_result is not None)
-    if (completes or status == "waived") and not task.is_open:
+    completes = status == TaskStatus.DONE or (status is None and lab_result is not None)
+    if (completes or status == TaskStatus.WAIVED) and not task.is_open:
         raise InvalidTransition(f"The task is already {task.status}")
 
     if "notes" in changes:
@@ -238,18 +240,18 @@ def update_task(
         task.due_date = changes["due_date"]
     if completes:
         complete_task(session, actor, task, lab_result=lab_result)
-    elif status == "waived":
-        task.status = "waived"
+    elif status == TaskStatus.WAIVED:
+        task.status = TaskStatus.WAIVED
         task.done_at = utcnow()
         task.completed_by_id = actor.user_id
-    elif status == "due":
+    elif status == TaskStatus.DUE:
         task.done_at = None
         task.completed_by_id = None
         task.lab_result_id = None
-        task.status = "due"
+        task.status = TaskStatus.DUE
     if task.is_open:
         today = local_today(clinic_zone(session, task.plan.clinic_id))
-        task.status = "overdue" if task.due_date < today else "due"
+        task.status = TaskStatus.OVERDUE if task.due_date < today else TaskStatus.DUE
     session.flush()
     sync_plan_reminders(session, task.plan)
     return task
@@ -258,7 +260,7 @@ def update_task(
 def complete_task(
     session: Session, actor: Actor, task: MonitoringTask, *, lab_result: LabResult | None
 ) -> MonitoringTask:
-    task.status = "done"
+    task.status = TaskStatus.DONE
     task.done_at = utcnow()
     task.completed_by_id = actor.user_id
     if lab_result is not None:
@@ -295,12 +297,12 @@ def mark_overdue(
         result = session.execute(
             update(MonitoringTask)
             .where(
-                MonitoringTask.status == "due",
+                MonitoringTask.status == TaskStatus.DUE,
                 MonitoringTask.due_date < day,
                 MonitoringTask.plan_id.in_(open_plans),
             )
             .values(
-                status="overdue",
+                status=TaskStatus.OVERDUE,
                 version=MonitoringTask.version + 1,
                 updated_at=utcnow(),
             )

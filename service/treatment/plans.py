@@ -32,20 +32,28 @@ from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import PlannedDose, monitoring_due_dates, plan_doses
 from service.reminders.derive import sync_plan_reminders
 from service.treatment.monitoring import derive_monitoring_tasks
-from service.vocabulary import OPEN_DOSE_STATUSES, OPEN_PLAN_STATUSES, PlanStatus, values
+from service.vocabulary import (
+    OPEN_DOSE_STATUSES,
+    OPEN_PLAN_STATUSES,
+    Booking,
+    DoseStatus,
+    PlanStatus,
+    TaskStatus,
+    values,
+)
 
 # The label's answer to a life-threatening infusion reaction is permanent discontinuation.
 LIFE_THREATENING_HOLD = "life_threatening_infusion_reaction"
 
 # Targets a PATCH may ask for from each status; resuming from on_hold is worked out below.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "draft": ("screening", "discontinued"),
-    "screening": ("ready", "discontinued"),
-    "ready": ("on_hold", "discontinued"),
-    "active": ("on_hold", "completed", "discontinued"),
-    "on_hold": ("ready", "active", "discontinued"),
-    "completed": (),
-    "discontinued": (),
+    PlanStatus.DRAFT: values(PlanStatus.SCREENING, PlanStatus.DISCONTINUED),
+    PlanStatus.SCREENING: values(PlanStatus.READY, PlanStatus.DISCONTINUED),
+    PlanStatus.READY: values(PlanStatus.ON_HOLD, PlanStatus.DISCONTINUED),
+    PlanStatus.ACTIVE: values(PlanStatus.ON_HOLD, PlanStatus.COMPLETED, PlanStatus.DISCONTINUED),
+    PlanStatus.ON_HOLD: values(PlanStatus.READY, PlanStatus.ACTIVE, PlanStatus.DISCONTINUED),
+    PlanStatus.COMPLETED: (),
+    PlanStatus.DISCONTINUED: (),
 }
 GATED_TARGETS = values(PlanStatus.READY, PlanStatus.ACTIVE)
 
@@ -69,7 +77,7 @@ def new_dose(planned: PlannedDose) -> Dose:
         amount_mg=planned.amount_mg,
         due_date=planned.due_date,
         earliest_date=planned.earliest_date,
-        status="planned",
+        status=DoseStatus.PLANNED,
         booking=None,
         appointment_at=None,
         location=None,
@@ -141,7 +149,7 @@ def preview_plan(
         catalog_entry, planned, start_date, settings=chosen, anti_hbc_positive=False, until=until
     ):
         plan.monitoring_tasks.append(
-            MonitoringTask(kind=kind, due_date=due, rule_date=due, status="due")
+            MonitoringTask(kind=kind, due_date=due, rule_date=due, status=TaskStatus.DUE)
         )
     return plan
 
@@ -222,7 +230,7 @@ def _build_plan(
         patient_id=patient.id,
         regimen_code=regimen.code,
         variant=variant_code,
-        status="screening",
+        status=PlanStatus.SCREENING,
         start_date=start_date,
         settings=settings,
         notes=notes,
@@ -290,7 +298,7 @@ def update_plan(
         _check_transition(plan, target)
     status_after = target
     hold_reason = (changes.get("hold_reason") or "").strip() or None
-    if status_after == "on_hold":
+    if status_after == PlanStatus.ON_HOLD:
         if (moving or "hold_reason" in changes) and hold_reason is None:
             raise ValidationFailed(errors={"hold_reason": ["Say why the plan is on hold."]})
         if not moving and "hold_reason" in changes and plan.hold_reason == LIFE_THREATENING_HOLD:
@@ -309,7 +317,7 @@ def update_plan(
         plan.notes = changes["notes"]
     if replan:
         replan_from_start(plan, new_start)
-    if "hold_reason" in changes and status_after == "on_hold":
+    if "hold_reason" in changes and status_after == PlanStatus.ON_HOLD:
         plan.hold_reason = hold_reason
     if moving:
         _apply_transition(plan, target, hold_reason)
@@ -322,7 +330,7 @@ def update_plan(
 
 def _check_transition(plan: TreatmentPlan, target: str) -> None:
     allowed = list(TRANSITIONS[plan.status])
-    if plan.status == "on_hold":
+    if plan.status == PlanStatus.ON_HOLD:
         if plan.hold_reason == LIFE_THREATENING_HOLD:
             raise InvalidTransition(
                 "The plan is on hold after a life-threatening infusion reaction: the label says "
@@ -347,7 +355,8 @@ def _check_start_date_change(plan: TreatmentPlan) -> None:
     fixed = [
         d.sequence
         for d in plan.doses
-        if d.status == "administered" or (d.status == "booked" and d.booking == "confirmed")
+        if d.status == DoseStatus.ADMINISTERED
+        or (d.status == DoseStatus.BOOKED and d.booking == Booking.CONFIRMED)
     ]
     if fixed:
         raise InvalidTransition(
@@ -358,14 +367,14 @@ def _check_start_date_change(plan: TreatmentPlan) -> None:
 
 
 def _apply_transition(plan: TreatmentPlan, target: str, hold_reason: str | None) -> None:
-    if target == "on_hold":
+    if target == PlanStatus.ON_HOLD:
         plan.hold_reason = hold_reason
-    elif plan.status == "on_hold":
+    elif plan.status == PlanStatus.ON_HOLD:
         plan.hold_reason = None
     if target in ("completed", "discontinued"):
         for dose in plan.doses:
             if dose.status in OPEN_DOSE_STATUSES:
-                dose.status = "cancelled"
+                dose.status = DoseStatus.CANCELLED
     plan.status = target
 
 
@@ -384,8 +393,8 @@ def replan_from_start(plan: TreatmentPlan, new_start: date) -> None:
     for dose, new in zip(doses, planned, strict=False):
         dose.due_date = new.due_date
         dose.earliest_date = new.earliest_date
-        if dose.status == "booked":
-            dose.status, dose.booking, dose.appointment_at = "planned", None, None
+        if dose.status == DoseStatus.BOOKED:
+            dose.status, dose.booking, dose.appointment_at = DoseStatus.PLANNED, None, None
     for new in planned[len(doses) :]:
         plan.doses.append(new_dose(new))
     for dose in doses[len(planned) :]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
@@ -11,6 +12,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from service.db import Base, utcnow
 from service.protocols.schedule import PlannedDose
 from service.vocabulary import OPEN_DOSE_STATUSES, DoseStatus
+
+if TYPE_CHECKING:
+    from service.models.plan import TreatmentPlan
 
 
 class Dose(Base):
@@ -33,7 +37,7 @@ class Dose(Base):
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    plan = relationship("TreatmentPlan", back_populates="doses")
+    plan: Mapped[TreatmentPlan] = relationship(back_populates="doses")
     administration: Mapped[DoseAdministration | None] = relationship(
         back_populates="dose", cascade="all, delete-orphan", uselist=False
     )

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
 from service.vocabulary import OPEN_TASK_STATUSES, TaskStatus
+
+if TYPE_CHECKING:
+    from service.models.dose import Dose
+    from service.models.patient import Patient
+    from service.models.plan import TreatmentPlan
 
 
 class MonitoringTask(Base):
@@ -39,8 +44,8 @@ class MonitoringTask(Base):
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    plan = relationship("TreatmentPlan", back_populates="monitoring_tasks")
-    dose = relationship("Dose")
+    plan: Mapped[TreatmentPlan] = relationship(back_populates="monitoring_tasks")
+    dose: Mapped[Dose | None] = relationship()
     lab_result: Mapped[LabResult | None] = relationship(foreign_keys=[lab_result_id])
 
     __mapper_args__ = {"version_id_col": version}
@@ -97,7 +102,7 @@ class StaffAlert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(index=True)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
-    patient = relationship("Patient")
+    patient: Mapped[Patient] = relationship()
 
     @property
     def is_resolved(self) -> bool:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
+
+if TYPE_CHECKING:
+    from service.models.clinic import Clinic
+    from service.models.plan import TreatmentPlan
+
 
 DEFAULT_REMINDER_TIME = time(9, 0)
 DEFAULT_QUIET_START = time(21, 0)
@@ -38,9 +44,9 @@ class Patient(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    clinic = relationship("Clinic")
-    plans = relationship(
-        "TreatmentPlan", back_populates="patient", order_by="TreatmentPlan.id", viewonly=True
+    clinic: Mapped[Clinic] = relationship()
+    plans: Mapped[list[TreatmentPlan]] = relationship(
+        back_populates="patient", order_by="TreatmentPlan.id", viewonly=True
     )
 
     __table_args__ = (UniqueConstraint("clinic_id", "mrn"),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -13,6 +13,12 @@ from service.db import Base, utcnow
 from service.errors import NotFound, ScreeningNotCleared
 from service.protocols.catalog import Regimen, ScreeningRule, get_regimen
 from service.vocabulary import OPEN_PLAN_STATUSES, DoseStatus, PlanStatus, ScreeningOutcome
+
+if TYPE_CHECKING:
+    from service.models.dose import Dose
+    from service.models.monitoring import MonitoringTask
+    from service.models.patient import Patient
+
 
 # How bad an outcome is: an override covers an item only at or below the severity it listed.
 OUTCOME_SEVERITY = {outcome.value: rank for rank, outcome in enumerate(ScreeningOutcome)}
@@ -37,18 +43,17 @@ class TreatmentPlan(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    patient = relationship("Patient", back_populates="plans")
+    patient: Mapped[Patient] = relationship(back_populates="plans")
     screening_items: Mapped[list[ScreeningItem]] = relationship(
         back_populates="plan", order_by="ScreeningItem.id", cascade="all, delete-orphan"
     )
     overrides: Mapped[list[ScreeningOverride]] = relationship(
         back_populates="plan", order_by="ScreeningOverride.id", cascade="all, delete-orphan"
     )
-    doses = relationship(
-        "Dose", back_populates="plan", order_by="Dose.sequence", cascade="all, delete-orphan"
+    doses: Mapped[list[Dose]] = relationship(
+        back_populates="plan", order_by="Dose.sequence", cascade="all, delete-orphan"
     )
-    monitoring_tasks = relationship(
-        "MonitoringTask",
+    monitoring_tasks: Mapped[list[MonitoringTask]] = relationship(
         back_populates="plan",
         order_by="MonitoringTask.due_date, MonitoringTask.id",
         cascade="all, delete-orphan",

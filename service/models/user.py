@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
 from service.vocabulary import STAFF_ROLES
+
+if TYPE_CHECKING:
+    from service.models.clinic import Clinic
+    from service.models.patient import Patient
 
 
 class User(Base):
@@ -28,8 +33,8 @@ class User(Base):
     token_generation: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    clinic = relationship("Clinic")
-    patient = relationship("Patient", foreign_keys=[patient_id])
+    clinic: Mapped[Clinic] = relationship()
+    patient: Mapped[Patient | None] = relationship(foreign_keys=[patient_id])
 
     @property
     def is_staff(self) -> bool:

@@ -73,8 +73,8 @@ def derive_monitoring_tasks(session: Session, plan: TreatmentPlan) -> None:
 
     wanted_keys = {w.key for w in wanted}
     for w in wanted:
-        task = by_key.get(w.key)
-        if task is None:
+        found = by_key.get(w.key)
+        if found is None:
             plan.monitoring_tasks.append(
                 MonitoringTask(
                     kind=w.kind,
@@ -84,11 +84,11 @@ def derive_monitoring_tasks(session: Session, plan: TreatmentPlan) -> None:
                     status=TaskStatus.DUE,
                 )
             )
-        elif task.is_open and task.rule_date != w.rule_date:
-            task.rule_date = w.rule_date
-            task.due_date = w.rule_date
+        elif found.is_open and found.rule_date != w.rule_date:
+            found.rule_date = w.rule_date
+            found.due_date = w.rule_date
             # mark_overdue decides again from the new date.
-            task.status = TaskStatus.DUE
+            found.status = TaskStatus.DUE
     stale = leftovers + [t for k, t in by_key.items() if k not in wanted_keys]
     for task in stale:
         if task.is_open:

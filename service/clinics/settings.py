@@ -14,12 +14,10 @@ from service.core.access import Actor
 from service.core.wall_clock import is_known_time_zone
 from service.errors import NotFound, ValidationFailed
 from service.models import Clinic, User
+from service.models.clinic import REMINDERS_KEY, WEBHOOK_KEY
 from service.protocols import get_regimen
 
-# Keys of Clinic.settings that are not regimen codes.
-REMINDERS_KEY = "reminders"
-# {"url", "secret"}: where reminders are POSTed, signed with HMAC-SHA256 of the secret.
-WEBHOOK_KEY = "webhook"
+# The webhook {"url", "secret"}: where reminders are POSTed, signed with HMAC-SHA256 of the secret.
 MIN_WEBHOOK_SECRET = 16
 SECRET_MASK = "********"
 MAX_REMINDERS_JSON = 10_000

@@ -27,9 +27,6 @@ from service.vocabulary import (
 )
 
 DEFAULT_DOSE_LEAD_DAYS = (7, 1)
-DEFAULT_INFECTION_CHECKIN_DAYS = 2
-DEFAULT_LABS_LEAD_DAYS = 3
-DEFAULT_STAFF_TIME = time(8, 0)
 CHECKLIST_ALERT_DAYS = (14, 7)
 # The labels: infusion reactions can still occur up to 24 h after an infusion.
 SYMPTOM_CHECKIN_AFTER = timedelta(hours=24)
@@ -77,17 +74,16 @@ class _Context:
         self.patient = patient
         self.clinic = clinic
         self.regimen = get_regimen(plan.regimen_code)
-        prefs = (clinic.settings or {}).get("reminders", {})
+        defaults = clinic.reminder_defaults
         self.dose_lead_days = tuple(
-            patient.dose_lead_days or prefs.get("dose_lead_days") or DEFAULT_DOSE_LEAD_DAYS
+            patient.dose_lead_days or defaults.dose_lead_days or DEFAULT_DOSE_LEAD_DAYS
         )
-        self.infection_checkin_days = int(
-            prefs.get("infection_checkin_days", DEFAULT_INFECTION_CHECKIN_DAYS)
-        )
-        self.labs_lead_days = int(prefs.get("labs_lead_days", DEFAULT_LABS_LEAD_DAYS))
+        self.infection_checkin_days = defaults.infection_checkin_days
+        self.labs_lead_days = defaults.labs_lead_days
+        self.staff_time = defaults.staff_time
         self.quiet = QuietHours(patient.quiet_start, patient.quiet_end)
         channels = ["inbox", *(c for c in patient.reminder_channels or [] if c != "inbox")]
-        if (clinic.settings or {}).get("webhook", {}).get("url"):
+        if clinic.webhook is not None:
             channels.append("webhook")
         self.patient_channels = tuple(channels)
         self.staff_channels = ("worklist",)
@@ -244,11 +240,6 @@ def _task_specs(ctx: _Context, task: MonitoringTask) -> Iterable[ReminderSpec]:
     )
 
 
-def _staff_time(ctx: _Context) -> time:
-    configured = (ctx.clinic.settings or {}).get("reminders", {}).get("staff_time")
-    return time.fromisoformat(configured) if configured else DEFAULT_STAFF_TIME
-
-
 def _staff_spec(
     ctx: _Context,
     kind: str,
@@ -259,7 +250,7 @@ def _staff_spec(
     key_detail: str,
 ) -> ReminderSpec:
     zone = ctx.clinic.time_zone
-    fire_at = to_utc(day, _staff_time(ctx), zone)
+    fire_at = to_utc(day, ctx.staff_time, zone)
     return _spec(
         kind, "staff", subject, fire_at, zone, expires_at, ctx.staff_channels, payload, key_detail
     )

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
+from jobs.runner import Runner
 from service.db import unit_of_work, utcnow
 from service.models import Delivery, Reminder
 
@@ -14,10 +15,10 @@ log = logging.getLogger("jobs")
 
 DELIVERY_RETENTION = timedelta(days=90)
 
-_runner = None
+_runner: Runner | None = None
 
 
-def use_runner(runner) -> None:  # type: ignore[no-untyped-def]
+def use_runner(runner: Runner) -> None:
     global _runner
     _runner = runner
 

@@ -17,7 +17,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
-class InboxCursor(fields.Field):
+class InboxCursor(fields.Field[int]):
     """An opaque string a phone hands back to get what changed after it (a change number inside)."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:

@@ -142,7 +142,7 @@ def _locked(until: datetime, now: datetime) -> AccountLocked:
 
 def _count_failed_login(session: Session, user: User, now: datetime) -> DomainError:
     # Incremented in SQL: concurrent failures each count.
-    user.failed_logins = User.failed_logins + 1  # type: ignore[assignment]
+    user.failed_logins = User.failed_logins + 1
     session.flush()
     if user.failed_logins < MAX_FAILED_LOGINS:
         return InvalidCredentials()

@@ -102,7 +102,7 @@ class Api(SmorestApi):
         self._app.register_error_handler(IntegrityError, self.handle_integrity_error)
         self._app.register_error_handler(Exception, self.handle_unexpected)
 
-    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500
         data = getattr(error, "data", None) or {}
         errors = data.get("errors") or data.get("messages")

@@ -39,8 +39,12 @@ def among(session: Session, column_: Any, ids: Iterable[int]) -> ColumnElement[b
     PostgreSQL."""
     if on_postgres(session):
         literal = "{" + ",".join(str(int(i)) for i in ids) + "}"
-        return column_ == any_(cast(bindparam(None, literal, String), ARRAY(column_.type)))
-    return column_.in_(list(ids))
+        matches: ColumnElement[bool] = column_ == any_(
+            cast(bindparam(None, literal, String), ARRAY(column_.type))
+        )
+        return matches
+    listed: ColumnElement[bool] = column_.in_(list(ids))
+    return listed
 
 
 def rows_select(table: FromClause, rows: Sequence[Mapping[str, Any]]) -> Select[Any]:

@@ -1,1 +1,1 @@
-"""Shared building blocks of the use cases: the acting user, paging, portable SQL."""
+"""Shared building blocks of the use cases: the acting user, paging, portable SQL, wall clocks."""

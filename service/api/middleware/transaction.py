@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.context import RequestSession
-from service.api.problems import problem
+from service.api.problems import constraint_name, log_failure, problem
 from service.db import unit_of_work
 from service.errors import DomainError
 
@@ -77,8 +77,10 @@ def finish_request(response: Response) -> Response:
         try:
             with unit_of_work() as own:
                 record(own, with_changes=False)
-        except Exception:  # the response is decided; a lost record must be loud in the logs
-            log.exception("request record %s NOT written", getattr(record, "__name__", record))
+        except Exception as error:  # the response is decided; a lost record must be loud
+            log_failure(
+                log, f"request record {getattr(record, '__name__', '?')} NOT written", error
+            )
     return response
 
 
@@ -106,19 +108,5 @@ def _refusal(error: Exception) -> Response:
     if isinstance(error, IntegrityError):
         log.info("commit refused by constraint %s", constraint_name(error))
         return problem(409, code="conflict", detail="Conflicts with data already stored.")
-    log.error("request not committed: %s", type(error).__name__)
+    log_failure(log, "request not committed", error)
     return problem(500)
-
-
-def constraint_name(error: IntegrityError) -> str:
-    """The violated constraint's name, never the values (PostgreSQL's message quotes them)."""
-    diag = getattr(error.orig, "diag", None)
-    name = getattr(diag, "constraint_name", None)
-    if isinstance(name, str) and name:
-        return name
-    # SQLite says e.g. "UNIQUE constraint failed: patient.clinic_id, patient.mrn": columns only.
-    text = str(error.orig)
-    head, _, columns = text.partition(" failed: ")
-    if columns and "constraint" in head:
-        return f"{head.split()[0].lower()}({columns})"
-    return type(error.orig).__name__

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
+from marshmallow import Schema
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -252,12 +253,32 @@ def _matched_rule() -> tuple[str | None, dict[str, Any]]:
 
 
 def _query_ids() -> dict[str, int]:
-    """Filters by id (?patient_id=5) are kept; every other query value may be free text."""
+    """Filters by id the route reads (/audit?patient_id=5) are kept; a parameter the route does
+    not declare was ignored, and recording it would name a patient the request never touched.
+    Every other query value may be free text."""
+    used = _query_parameters()
     return {
         name: int(value)
         for name, value in request.args.items()
-        if name.endswith("_id") and len(name) <= 32 and _NUMBER.fullmatch(value)
+        if name in used and name.endswith("_id") and len(name) <= 32 and _NUMBER.fullmatch(value)
     }
+
+
+def _query_parameters() -> frozenset[str]:
+    """The query parameters the matched view declares (flask-smorest's @blp.arguments)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    method = getattr(getattr(view, "view_class", None), request.method.lower(), None)
+    apidoc: dict[str, Any] = getattr(method, "_apidoc", {})
+    names: set[str] = set()
+    for parameter in apidoc.get("arguments", {}).get("parameters", ()):
+        if parameter.get("in") != "query":
+            continue
+        schema = parameter.get("schema")
+        if isinstance(schema, type) and issubclass(schema, Schema):
+            schema = schema()
+        if isinstance(schema, Schema):
+            names.update(field.data_key or name for name, field in schema.fields.items())
+    return frozenset(names)
 
 
 def _json(response: Response) -> dict[str, Any] | None:

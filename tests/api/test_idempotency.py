@@ -534,3 +534,27 @@ def test_a_write_whose_records_cannot_be_stored_is_not_stored_either(
     event = session.scalar(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1))
     assert (event.request_id, event.status_code) == (answer.headers["X-Request-ID"], 500)
     assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+
+
+def test_a_view_that_fails_after_its_commit_stores_nothing(session, settings, clinic, staff):
+    """A 5xx after the view's commit: the change is not kept, so the retry runs it once."""
+    from service.app import create_app
+
+    app = create_app(settings)
+    real_view = app.view_functions["patients.Patients"]
+
+    def failing_after_commit(*args, **kwargs):
+        real_view(*args, **kwargs)
+        raise RuntimeError("serialisation exploded")
+
+    app.view_functions["patients.Patients"] = failing_after_commit
+    client = app.test_client()
+    headers = auth_headers(settings, staff, **{"Idempotency-Key": "after-commit"})
+    assert client.post(PATIENTS, json=NEW_PATIENT, headers=headers).status_code == 500
+    assert _count_patients(session, clinic.id) == 0
+
+    app.view_functions["patients.Patients"] = real_view
+    retry = client.post(PATIENTS, json=NEW_PATIENT, headers=headers)
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry.headers
+    assert _count_patients(session, clinic.id) == 1

@@ -150,7 +150,8 @@ def _document(app: Flask, api: Api, endpoints: frozenset[str]) -> None:
                 "Recommended. A retry with the same key returns the first response (with "
                 f"`{REPLAYED_HEADER}: true`) instead of creating a second object; the same key "
                 "with another body is 422 idempotency_key_reused, and 409 idempotency_in_flight "
-                "while the first request runs. Keys are per user and kept 24 hours."
+                "while the first request runs (at most a short lease: if it never finished, the "
+                "retry after the lease runs the request). Keys are per user and kept 24 hours."
             ),
         },
     )

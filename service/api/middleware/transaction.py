@@ -58,10 +58,16 @@ def finish_request(response: Response) -> Response:
     records: list[RequestRecord] = []
     try:
         records = [record for record in (make(response) for make in factories) if record]
-        if isinstance(session, RequestSession) and session.commit_held:
+        # A view that committed, then failed (a 5xx, or a database error after its commit),
+        # already answered with the error: its transaction is rolled back whole below, so a
+        # retry finds nothing half done.
+        if (
+            isinstance(session, RequestSession)
+            and session.commit_held
+            and _active(session)
+            and response.status_code < 500
+        ):
             try:
-                if not _active(session):
-                    raise RuntimeError("the request's transaction failed after its commit")
                 for record in records:
                     record(session, with_changes=True)
                 session.commit_request()

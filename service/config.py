@@ -69,6 +69,10 @@ class Settings:
     rate_limit_key_prefix: str = "cd20"
     # How long a retry with the same Idempotency-Key gets the first response.
     idempotency_key_ttl_s: int = 24 * 3600
+    # How long a claimed key waits for its request: a few seconds beyond the longest a request
+    # runs (gunicorn's default timeout is 30 s). A retry after it runs the request again if the
+    # first one stored nothing (its process died), instead of being refused.
+    idempotency_lease_s: float = 35.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -155,4 +159,5 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_LOGIN_LIMIT_PER_ACCOUNT", "login_limit_per_account", str),
     ("CD20_RATE_LIMIT_PREFIX", "rate_limit_key_prefix", str),
     ("CD20_IDEMPOTENCY_TTL", "idempotency_key_ttl_s", int),
+    ("CD20_IDEMPOTENCY_LEASE", "idempotency_lease_s", float),
 )

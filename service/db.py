@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -62,17 +63,32 @@ def utcnow() -> datetime:
 
 
 def create_db_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine that never writes a statement's values into a log or an error message: they
+    are names, birth dates, e-mail addresses and MRNs (hide_parameters)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            echo=echo,
+            hide_parameters=True,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
+
+
+class _NoResultRows(logging.Filter):
+    """SQLAlchemy logs every result row at DEBUG: patient data. Statements still get through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and "Row %r" in record.msg)
+
+
+logging.getLogger("sqlalchemy.engine.Engine").addFilter(_NoResultRows())
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:

@@ -3,7 +3,8 @@
 problems     errors as application/problem+json, and the Api that renders them
 converters   ids in paths
 context      the request's session, settings and acting user
-middleware/  request ids and audit, body limit, idempotency keys, rate limits, security headers
+middleware/  request ids and audit, body limit, idempotency keys, rate limits, security headers,
+             and the request's one commit (with its audit event and idempotency record)
 resources/   one flask-smorest blueprint per resource, each a few thin views
 """
 
@@ -24,6 +25,7 @@ def register_api(app: Flask) -> Api:
         idempotency,
         ratelimit,
         security_headers,
+        transaction,
     )
     from service.api.resources import (
         audit,
@@ -89,4 +91,6 @@ def register_api(app: Flask) -> Api:
     idempotency.install(app, api)  # after every blueprint: it reads the URL map
     ratelimit.install(app, app.extensions["cd20_settings"])
     security_headers.install(app, app.extensions["cd20_settings"])
+    # Last: it runs first after the view, so the answer it gives is the one the others see.
+    transaction.install(app)
     return api

@@ -18,10 +18,28 @@ from service.errors import Unauthenticated
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+class RequestSession(Session):
+    """The request's session. A view's `commit()` is held: it flushes (ids are assigned, the
+    constraints checked) and the transaction commits once the response is known, together with
+    the request's audit event and idempotency record (service.api.middleware.transaction).
+    A crash in between leaves neither the change nor its records."""
+
+    commit_held = False
+
+    def commit(self) -> None:
+        self.flush()
+        self.commit_held = True
+
+    def commit_request(self) -> None:
+        """Commit the request's transaction: the one real commit of a request."""
+        super().commit()
+        self.commit_held = False
+
+
 def db() -> Session:
     """The request's session; the view commits it, teardown closes it."""
     if "db_session" not in g:
-        g.db_session = SessionFactory()
+        g.db_session = RequestSession(**SessionFactory.kw)
         if request.method not in SAFE_METHODS and g.db_session.get_bind().dialect.name == "sqlite":
             # See service.db.WRITE_TRANSACTION: a write request reads and writes one snapshot.
             g.db_session.connection(execution_options=WRITE_TRANSACTION)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from http import HTTPStatus
 from typing import Any
 
 from flask import Response, request
 from flask_smorest import Api as SmorestApi
 from flask_smorest.utils import prepare_response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -145,7 +146,7 @@ class Api(SmorestApi):
         )
 
     def handle_integrity_error(self, error: IntegrityError) -> Response:
-        log.info("integrity error mapped to 409: %s", error.orig)
+        log.info("integrity error mapped to 409: constraint %s", constraint_name(error))
         return problem(409, code="conflict", detail="Conflicts with data already stored.")
 
     def handle_unexpected(self, error: Exception) -> Response:
@@ -154,8 +155,50 @@ class Api(SmorestApi):
         if isinstance(error, RecursionError) and _too_deep_json():
             # json.loads refuses hostile nesting with RecursionError, not a JSONDecodeError.
             return problem(400, code="malformed_json", detail="The body is nested too deeply.")
-        log.exception("unhandled error", exc_info=error)
+        log_failure(log, "unhandled error", error)
         return self.handle_http_exception(InternalServerError())
+
+
+def log_failure(logger: logging.Logger, message: str, error: BaseException) -> None:
+    """Log an exception with its traceback; a database error without its text, which may quote
+    the values (PostgreSQL: "Failing row contains (...)", "Key (mrn)=(...) already exists")."""
+    database_error = next(
+        (e for e in _chain(error) if isinstance(e, DBAPIError)),
+        None,
+    )
+    if database_error is None:
+        logger.error(message, exc_info=error)
+        return
+    orig = database_error.orig
+    logger.error(
+        "%s: database error %s (SQLSTATE %s)\n%s",
+        message,
+        type(orig).__name__,
+        getattr(orig, "sqlstate", None) or "-",
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def constraint_name(error: IntegrityError) -> str:
+    """The violated constraint's name, never the values (PostgreSQL's message quotes them)."""
+    diag = getattr(error.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if isinstance(name, str) and name:
+        return name
+    # SQLite names the columns, never the values: "UNIQUE constraint failed: patient.mrn".
+    head, _, columns = str(error.orig).partition(" constraint failed: ")
+    if columns:
+        return f"{head.strip().lower()} ({columns})"
+    return type(error.orig).__name__
 
 
 def _too_deep_json() -> bool:

@@ -1,8 +1,18 @@
-"""The runner process that `cd20 serve` starts beside the API, restarted if it dies."""
+"""The runner process that `cd20 serve` starts beside the API, restarted if it dies, and gone
+when `cd20 serve` is: even after kill -9, which leaves no chance to stop it.
+
+On Linux the child asks the kernel for SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG),
+then becomes the runner (`python -m service.cli.supervise PARENT_PID COMMAND...` execs COMMAND;
+the setting survives exec). SIGTERM is the runner's graceful stop: it finishes or releases the
+batch in hand and gives up its SQLite lease, and nothing it does not own.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -11,11 +21,31 @@ log = logging.getLogger("cd20.serve")
 
 RESTART_DELAY_S = 5.0
 STOP_TIMEOUT_S = 60.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def ends_with_parent(command: list[str]) -> list[str]:
+    """`command`, run so that it gets SIGTERM when the process starting it dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-m", "service.cli.supervise", str(os.getpid()), *command]
+
+
+def exec_ending_with_parent(parent_pid: int, command: list[str]) -> None:
+    """In the child: ask for SIGTERM when the parent dies, then become `command`."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before prctl: there is nobody to serve
+        sys.exit(0)
+    os.execv(command[0], command)
 
 
 class RunnerProcess:
     def __init__(self, command: list[str] | None = None) -> None:
-        self.command = command or [sys.executable, "-m", "service.cli", "jobs", "run"]
+        self.command = ends_with_parent(
+            command or [sys.executable, "-m", "service.cli", "jobs", "run"]
+        )
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="runner-watch", daemon=True)
@@ -53,3 +83,7 @@ class RunnerProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+if __name__ == "__main__":
+    exec_ending_with_parent(int(sys.argv[1]), sys.argv[2:])

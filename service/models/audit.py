@@ -20,10 +20,11 @@ AUDIT_ID = BigInteger().with_variant(Integer, "sqlite")
 class AuditEvent(Base):
     """Who did what to which resource (and whose data), when, from where, with what outcome.
 
-    Rows are only ever inserted: no code updates or deletes them, and on PostgreSQL a trigger
-    (migration 0002) refuses UPDATE, DELETE and TRUNCATE. Actor, clinic and patient ids carry no
-    foreign keys, so removing a user or a patient never touches the trail. `details` holds codes
-    and ids only, never free text from a request.
+    Rows are only ever inserted: no code updates or deletes them, and the database refuses it
+    too: on PostgreSQL a trigger refuses UPDATE, DELETE and TRUNCATE (migration 0002), on
+    SQLite row triggers refuse UPDATE and DELETE (0003_audit). Actor, clinic and patient ids
+    carry no foreign keys, so removing a user or a patient never touches the trail. `details`
+    holds codes and ids only, never free text from a request.
     """
 
     __tablename__ = "audit_event"

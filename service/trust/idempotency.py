@@ -17,6 +17,9 @@ from service.models import IdempotencyKey
 from service.models.idempotency import DONE, IN_FLIGHT, MAX_KEY_LENGTH
 
 KEY_TTL = timedelta(hours=24)
+# How long a claimed key's request may run: after it, a claim that stored nothing is abandoned
+# (its process died, its transaction never committed) and a retry may run the request again.
+CLAIM_LEASE = timedelta(seconds=35)
 HEADER = "Idempotency-Key"
 
 
@@ -29,9 +32,11 @@ class StoredResponse:
 
 @dataclass(frozen=True)
 class Claim:
-    """The key is ours to run the request (`record_id`), or `replay` holds the first answer."""
+    """The key is ours to run the request (`record_id`, claimed at `claimed_at`: a claim taken
+    over by a retry is another one), or `replay` holds the first answer."""
 
     record_id: int | None = None
+    claimed_at: datetime | None = None
     replay: StoredResponse | None = None
 
 
@@ -69,6 +74,7 @@ def claim_key(
     path: str,
     request_hash: str,
     ttl: timedelta = KEY_TTL,
+    lease: timedelta = CLAIM_LEASE,
     now: datetime | None = None,
 ) -> Claim:
     """Insert the key as in_flight, or say what became of the request that holds it.
@@ -76,7 +82,8 @@ def claim_key(
     The caller commits right away, before running the request, so that another process
     retrying with the same key sees the claim: the unique (user_id, key) decides the race.
     Raises IdempotencyKeyReused for another request under the same key, IdempotencyInFlight
-    while the first one is still running.
+    while the first one is still running. A claim older than `lease` that is still in flight
+    stored nothing (the response commits with the request's writes): it is taken over.
     """
     now = now or utcnow()
     for _ in range(3):
@@ -96,7 +103,7 @@ def claim_key(
         except IntegrityError:
             pass
         else:
-            return Claim(record_id=record.id)
+            return Claim(record_id=record.id, claimed_at=now)
         existing = session.scalar(
             select(IdempotencyKey).where(
                 IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
@@ -111,6 +118,9 @@ def claim_key(
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used for a different request: use a new key"
             )
+        if not existing.is_done and existing.created_at <= now - lease:
+            _take_over(session, existing.id, claimed_before=now - lease)
+            continue
         if not existing.is_done or existing.response_status is None:
             raise IdempotencyInFlight(
                 "A request with this Idempotency-Key is still in progress: retry later"
@@ -125,11 +135,34 @@ def claim_key(
     raise IdempotencyInFlight("A request with this Idempotency-Key is still in progress")
 
 
-def record_response(session: Session, record_id: int, response: StoredResponse) -> None:
-    """Keep the request's response on its claimed key, to replay it to retries."""
+def _take_over(session: Session, record_id: int, *, claimed_before: datetime) -> None:
+    """Drop an abandoned claim, unless its request finished meanwhile (then it is replayed)."""
     session.execute(
+        delete(IdempotencyKey)
+        .where(
+            IdempotencyKey.id == record_id,
+            IdempotencyKey.status == IN_FLIGHT,
+            IdempotencyKey.created_at <= claimed_before,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.expire_all()
+
+
+def record_response(
+    session: Session, record_id: int, response: StoredResponse, *, claimed_at: datetime
+) -> bool:
+    """Keep the request's response on its claimed key, to replay it to retries.
+
+    False when the claim is gone: it lapsed and a retry took the key over.
+    """
+    result = session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.id == record_id, IdempotencyKey.status == IN_FLIGHT)
+        .where(
+            IdempotencyKey.id == record_id,
+            IdempotencyKey.status == IN_FLIGHT,
+            IdempotencyKey.created_at == claimed_at,
+        )
         .values(
             status=DONE,
             response_status=response.status,
@@ -138,13 +171,18 @@ def record_response(session: Session, record_id: int, response: StoredResponse) 
         )
         .execution_options(synchronize_session=False)
     )
+    return bool(getattr(result, "rowcount", 0))
 
 
-def release_key(session: Session, record_id: int) -> None:
+def release_key(session: Session, record_id: int, *, claimed_at: datetime) -> None:
     """The request failed without being processed (5xx): a retry may run it again."""
     session.execute(
         delete(IdempotencyKey)
-        .where(IdempotencyKey.id == record_id, IdempotencyKey.status == IN_FLIGHT)
+        .where(
+            IdempotencyKey.id == record_id,
+            IdempotencyKey.status == IN_FLIGHT,
+            IdempotencyKey.created_at == claimed_at,
+        )
         .execution_options(synchronize_session=False)
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -606,3 +607,47 @@ def test_bad_audit_queries_are_422(client, session, world, query):
     response = client.get(AUDIT, query_string=query, headers=world.admin_headers)
     assert response.status_code == 422
     assert response.content_type == "application/problem+json"
+
+
+def test_a_query_parameter_the_route_ignores_is_not_recorded(client, session, world):
+    other = make_patient(session, world.clinic)
+    # /patients has no patient_id filter: the request read the list, not that patient.
+    event, response = _one_event(
+        session,
+        lambda: client.get(
+            f"/api/v1/patients?patient_id={other.id}&plan_id=7", headers=world.staff_headers
+        ),
+    )
+    assert response.status_code == 200
+    assert event.details == {}
+    assert event.patient_id is None
+    # The URL names the patient; a query id beside it changes nothing.
+    event, _ = _one_event(
+        session,
+        lambda: client.get(
+            f"/api/v1/patients/{world.patient.id}/plans?patient_id={other.id}",
+            headers=world.staff_headers,
+        ),
+    )
+    assert event.patient_id == world.patient.id
+    assert event.details == {"patient_id": world.patient.id}
+    # A filter the route reads is kept.
+    event, _ = _one_event(
+        session,
+        lambda: client.get(f"{AUDIT}?patient_id={other.id}", headers=world.admin_headers),
+    )
+    assert event.details == {"patient_id": other.id}
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["a b", "x" * 65, "line\r\nX-Injected: 1", "caf\u00e9", "", "../../etc", "a;b", "%00"],
+)
+def test_a_malformed_request_id_never_reaches_the_trail(client, session, world, given):
+    try:
+        headers = {**world.staff_headers, "X-Request-ID": given}
+        event, response = _one_event(session, lambda: client.get("/api/v1/me", headers=headers))
+    except ValueError:  # werkzeug refuses a header with a newline before it is sent
+        return
+    assert event.request_id == response.headers["X-Request-ID"] != given
+    assert re.fullmatch(r"[0-9a-f]{32}", event.request_id)

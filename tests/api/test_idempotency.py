@@ -417,3 +417,144 @@ def test_two_edits_of_one_plan_with_the_same_etag_give_exactly_one_success(race_
     assert sorted(statuses) == [200, 412]
     stored = requests.get(url, headers=headers, timeout=30).json()
     assert stored["notes"] in ("first", "second")
+
+
+# --- crash consistency: the answer is stored with the change, abandoned claims lapse ----------
+
+
+def _claim(session, staff, key: str, *, age: timedelta) -> None:
+    """What a process killed mid-request leaves: the key claimed `age` ago, nothing stored."""
+    idempotency.claim_key(
+        session,
+        user_id=staff.id,
+        key=key,
+        method="POST",
+        path=PATIENTS,
+        request_hash=idempotency.request_fingerprint(
+            "POST", PATIENTS, json.dumps(NEW_PATIENT).encode()
+        ),
+        now=utcnow() - age,
+    )
+    session.commit()
+
+
+def test_a_claim_older_than_the_lease_is_run_again_once(client, session, settings, clinic, staff):
+    lease = timedelta(seconds=settings.idempotency_lease_s)
+    _claim(session, staff, "abandoned-1", age=lease + timedelta(seconds=1))
+    headers = auth_headers(settings, staff, **{"Idempotency-Key": "abandoned-1"})
+
+    retry = client.post(PATIENTS, json=NEW_PATIENT, headers=headers)
+    assert retry.status_code == 201, retry.get_json()
+    assert "Idempotent-Replayed" not in retry.headers
+    again = client.post(PATIENTS, json=NEW_PATIENT, headers=headers)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_data() == retry.get_data()
+    assert _count_patients(session, clinic.id) == 1
+
+
+def test_a_claim_within_its_lease_still_answers_409(client, session, settings, clinic, staff):
+    lease = timedelta(seconds=settings.idempotency_lease_s)
+    _claim(session, staff, "busy-2", age=lease - timedelta(seconds=5))
+    retry = client.post(
+        PATIENTS,
+        json=NEW_PATIENT,
+        headers=auth_headers(settings, staff, **{"Idempotency-Key": "busy-2"}),
+    )
+    assert retry.status_code == 409
+    assert retry.get_json()["code"] == "idempotency_in_flight"
+
+
+def test_the_lease_is_a_setting():
+    from service.config import Settings
+
+    assert Settings.from_env({"CD20_IDEMPOTENCY_LEASE": "7.5"}).idempotency_lease_s == 7.5
+    assert Settings.from_env({}).idempotency_lease_s == 35.0
+
+
+def test_a_request_whose_claim_was_taken_over_stores_nothing(session, settings, clinic, staff):
+    """A request that outlived its lease: a retry took the key over while it ran. Its change is
+    not committed (the retry's is the one that counts), and it answers 409."""
+    from service.app import create_app
+    from service.db import SessionFactory
+
+    app = create_app(settings)
+    real_view = app.view_functions["patients.Patients"]
+    lease = timedelta(seconds=settings.idempotency_lease_s)
+
+    def overtaken_view(*args, **kwargs):
+        with SessionFactory() as other:  # the retry, one lease later
+            claim = idempotency.claim_key(
+                other,
+                user_id=staff.id,
+                key="slow-1",
+                method="POST",
+                path=PATIENTS,
+                request_hash=idempotency.request_fingerprint(
+                    "POST", PATIENTS, json.dumps(NEW_PATIENT).encode()
+                ),
+                now=utcnow() + lease + timedelta(seconds=1),
+            )
+            assert claim.record_id is not None
+            other.commit()
+        return real_view(*args, **kwargs)
+
+    app.view_functions["patients.Patients"] = overtaken_view
+    headers = auth_headers(settings, staff, **{"Idempotency-Key": "slow-1"})
+    answer = app.test_client().post(PATIENTS, json=NEW_PATIENT, headers=headers)
+    assert answer.status_code == 409, answer.get_json()
+    assert answer.get_json()["code"] == "idempotency_in_flight"
+    assert _count_patients(session, clinic.id) == 0
+
+
+def test_a_write_whose_records_cannot_be_stored_is_not_stored_either(
+    session, settings, clinic, staff
+):
+    """The change, its audit event and its idempotency answer commit together or not at all."""
+    from service.api.middleware import transaction
+    from service.app import create_app
+    from service.models import AuditEvent
+
+    app = create_app(settings)
+
+    def failing_record(response):
+        def write(session, *, with_changes):
+            if with_changes:
+                raise RuntimeError("disk full")
+
+        return write
+
+    transaction.add_record(app, failing_record)
+    headers = auth_headers(settings, staff, **{"Idempotency-Key": "atomic-1"})
+    answer = app.test_client().post(PATIENTS, json=NEW_PATIENT, headers=headers)
+    assert answer.status_code == 500
+    assert answer.get_json()["code"] == "internal_error"
+    assert _count_patients(session, clinic.id) == 0
+    # The failure is audited, and the key is free for a retry.
+    event = session.scalar(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1))
+    assert (event.request_id, event.status_code) == (answer.headers["X-Request-ID"], 500)
+    assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+
+
+def test_a_view_that_fails_after_its_commit_stores_nothing(session, settings, clinic, staff):
+    """A 5xx after the view's commit: the change is not kept, so the retry runs it once."""
+    from service.app import create_app
+
+    app = create_app(settings)
+    real_view = app.view_functions["patients.Patients"]
+
+    def failing_after_commit(*args, **kwargs):
+        real_view(*args, **kwargs)
+        raise RuntimeError("serialisation exploded")
+
+    app.view_functions["patients.Patients"] = failing_after_commit
+    client = app.test_client()
+    headers = auth_headers(settings, staff, **{"Idempotency-Key": "after-commit"})
+    assert client.post(PATIENTS, json=NEW_PATIENT, headers=headers).status_code == 500
+    assert _count_patients(session, clinic.id) == 0
+
+    app.view_functions["patients.Patients"] = real_view
+    retry = client.post(PATIENTS, json=NEW_PATIENT, headers=headers)
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry.headers
+    assert _count_patients(session, clinic.id) == 1

@@ -1,8 +1,9 @@
 """Request ids, and the one audit event every API request leaves behind (45 CFR 164.312(b)).
 
 Written here, once, after the response is made, not in the views: a view cannot forget it, and
-an error response is audited like a success. The event goes in a transaction of its own, after
-the request's: a refused or rolled-back request still leaves its event.
+an error response is audited like a success. A write's event commits in the same transaction as
+the write (service.api.middleware.transaction); a read, or a refused or rolled-back request,
+gets a transaction of its own, so it still leaves its event.
 
 The source address is `request.remote_addr`. Behind a reverse proxy that is the proxy's address;
 deploy with werkzeug's ProxyFix (trusting exactly the proxies in front) to record the client's.
@@ -10,23 +11,23 @@ deploy with werkzeug's ProxyFix (trusting exactly the proxies in front) to recor
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
+from marshmallow import Schema
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from service.accounts.tokens import actor_from_claims, decode_access_token
-from service.api.context import close_session, settings
+from service.api.context import settings
+from service.api.middleware import transaction
 from service.core.access import Actor
-from service.db import unit_of_work, utcnow
+from service.db import utcnow
 from service.errors import InvalidToken
 from service.trust import audit
-
-log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -76,7 +77,8 @@ METHOD_ACTIONS = {
 
 def init_app(app: Flask) -> None:
     app.before_request(assign_request_id)
-    app.after_request(audit_request)
+    app.after_request(echo_request_id)
+    transaction.add_record(app, audit_record)
 
 
 def assign_request_id() -> None:
@@ -85,20 +87,29 @@ def assign_request_id() -> None:
     g.request_started = utcnow()
 
 
-def audit_request(response: Response) -> Response:
-    request_id = g.get("request_id") or uuid.uuid4().hex
-    response.headers[REQUEST_ID_HEADER] = request_id
-    if not _is_audited():
-        return response
-    who = _actor(response)
-    seen = _describe(response, request_id, who)
-    close_session()  # the request's own transaction ends before the audit's begins
-    try:
-        with unit_of_work() as session:
-            audit.record_event(session, who, seen)
-    except Exception:  # the response is already decided; the failure must be loud in the logs
-        log.exception("audit event NOT written for request %s", request_id)
+def _request_id() -> str:
+    if "request_id" not in g:
+        g.request_id = uuid.uuid4().hex
+    request_id: str = g.request_id
+    return request_id
+
+
+def echo_request_id(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = _request_id()
     return response
+
+
+def audit_record(response: Response) -> transaction.RequestRecord | None:
+    """The request's audit event, for the response about to be sent."""
+    if not _is_audited():
+        return None
+    who = _actor(response)
+    seen = _describe(response, _request_id(), who)
+
+    def audit_event(session: Session, *, with_changes: bool) -> None:
+        audit.record_event(session, who, seen)
+
+    return audit_event
 
 
 def _is_audited() -> bool:
@@ -242,12 +253,32 @@ def _matched_rule() -> tuple[str | None, dict[str, Any]]:
 
 
 def _query_ids() -> dict[str, int]:
-    """Filters by id (?patient_id=5) are kept; every other query value may be free text."""
+    """Filters by id the route reads (/audit?patient_id=5) are kept; a parameter the route does
+    not declare was ignored, and recording it would name a patient the request never touched.
+    Every other query value may be free text."""
+    used = _query_parameters()
     return {
         name: int(value)
         for name, value in request.args.items()
-        if name.endswith("_id") and len(name) <= 32 and _NUMBER.fullmatch(value)
+        if name in used and name.endswith("_id") and len(name) <= 32 and _NUMBER.fullmatch(value)
     }
+
+
+def _query_parameters() -> frozenset[str]:
+    """The query parameters the matched view declares (flask-smorest's @blp.arguments)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    method = getattr(getattr(view, "view_class", None), request.method.lower(), None)
+    apidoc: dict[str, Any] = getattr(method, "_apidoc", {})
+    names: set[str] = set()
+    for parameter in apidoc.get("arguments", {}).get("parameters", ()):
+        if parameter.get("in") != "query":
+            continue
+        schema = parameter.get("schema")
+        if isinstance(schema, type) and issubclass(schema, Schema):
+            schema = schema()
+        if isinstance(schema, Schema):
+            names.update(field.data_key or name for name, field in schema.fields.items())
+    return frozenset(names)
 
 
 def _json(response: Response) -> dict[str, Any] | None:

@@ -2,7 +2,10 @@
 
 The creating routes are found in the URL map (POST answering 201, behind login), so a new one
 is covered without a decorator. The key is claimed in its own committed transaction before the
-view runs, so a retry in another process sees it; the response is stored on it afterwards.
+view runs, so a retry in another process sees it. The response is stored on it in the request's
+own transaction when the view wrote something (service.api.middleware.transaction): the change
+and the answer to replay are committed together or not at all. A claim older than its lease
+whose request stored nothing is taken over by the retry.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
 from flask_smorest.spec.plugins import FlaskPlugin
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from service.accounts.tokens import authenticate
 from service.api.context import bearer_token, login_required, settings
+from service.api.middleware import transaction
 from service.db import SessionFactory, unit_of_work
+from service.errors import IdempotencyInFlight
 from service.trust import idempotency
 from service.trust.idempotency import HEADER, StoredResponse
 
@@ -39,7 +44,7 @@ def install(app: Flask, api: Api) -> None:
     endpoints = creating_endpoints(app)
     app.extensions[EXTENSION] = endpoints
     app.before_request(claim_idempotency_key)
-    app.after_request(record_idempotent_response)
+    transaction.add_record(app, idempotency_record)
     _document(app, api, endpoints)
 
 
@@ -83,44 +88,39 @@ def claim_idempotency_key() -> Response | None:
             path=path,
             request_hash=fingerprint,
             ttl=timedelta(seconds=settings().idempotency_key_ttl_s),
+            lease=timedelta(seconds=settings().idempotency_lease_s),
         )
     if claim.replay is not None:
         return _replay(claim.replay)
-    g.idempotency_record_id = claim.record_id
+    g.idempotency_claim = claim
     return None
 
 
-def record_idempotent_response(response: Response) -> Response:
+def idempotency_record(response: Response) -> transaction.RequestRecord | None:
     """After the view: keep its response on the key, or free the key if it failed (5xx)."""
-    record_id = g.pop("idempotency_record_id", None)
-    if record_id is None:
-        return response
-    request_session = g.get("db_session")
-    if request_session is not None:
-        # Views commit on success; what is left is what teardown would roll back. Ending it
-        # now keeps SQLite's write lock free for the write below.
-        request_session.rollback()
+    claim: idempotency.Claim | None = g.get("idempotency_claim")
+    if claim is None or claim.record_id is None or claim.claimed_at is None:
+        return None
+    record_id, claimed_at = claim.record_id, claim.claimed_at
     status = response.status_code
-    try:
-        with unit_of_work() as session:
-            if status >= 500 or status in NOT_STORED_STATUSES or response.is_streamed:
-                idempotency.release_key(session, record_id)
-            else:
-                kept = {
-                    name: response.headers[name]
-                    for name in REPLAYED_HEADERS
-                    if name in response.headers
-                }
-                idempotency.record_response(
-                    session,
-                    record_id,
-                    StoredResponse(status=status, body=response.get_data(), headers=kept),
-                )
-    except SQLAlchemyError:
-        # The client still gets its answer; a retry meets the in-flight key (409) until expiry
-        # rather than creating a second object.
-        log.exception("could not store the response of idempotency key %s", record_id)
-    return response
+    if status >= 500 or status in NOT_STORED_STATUSES or response.is_streamed:
+
+        def release(session: Session, *, with_changes: bool) -> None:
+            idempotency.release_key(session, record_id, claimed_at=claimed_at)
+
+        return release
+    kept = {name: response.headers[name] for name in REPLAYED_HEADERS if name in response.headers}
+    stored = StoredResponse(status=status, body=response.get_data(), headers=kept)
+
+    def keep(session: Session, *, with_changes: bool) -> None:
+        ours = idempotency.record_response(session, record_id, stored, claimed_at=claimed_at)
+        if not ours and with_changes:
+            # The claim lapsed and a retry took the key over: its outcome stands, not ours.
+            raise IdempotencyInFlight(
+                "Another request with this Idempotency-Key took over: retry to get its answer"
+            )
+
+    return keep
 
 
 def _replay(stored: StoredResponse) -> Response:
@@ -150,7 +150,8 @@ def _document(app: Flask, api: Api, endpoints: frozenset[str]) -> None:
                 "Recommended. A retry with the same key returns the first response (with "
                 f"`{REPLAYED_HEADER}: true`) instead of creating a second object; the same key "
                 "with another body is 422 idempotency_key_reused, and 409 idempotency_in_flight "
-                "while the first request runs. Keys are per user and kept 24 hours."
+                "while the first request runs (at most a short lease: if it never finished, the "
+                "retry after the lease runs the request). Keys are per user and kept 24 hours."
             ),
         },
     )

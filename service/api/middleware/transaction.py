@@ -1,0 +1,118 @@
+"""The request's transaction ends here, once the response is known.
+
+A view's `db().commit()` only flushes (see `RequestSession`). After the view, every record the
+request leaves behind (its audit event, the response kept on its Idempotency-Key) is added to
+the same transaction and it commits once: a write, its audit event and its idempotency record
+are all stored or none is, whenever the process dies.
+
+A request whose view did not commit (a read, a refusal, a failure) is rolled back first; its
+records are then written in transactions of their own, as they must be whatever became of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from flask import Flask, Response, current_app, g
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.api.context import RequestSession
+from service.api.problems import constraint_name, log_failure, problem
+from service.db import unit_of_work
+from service.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "cd20_request_records"
+
+
+class RequestRecord(Protocol):
+    def __call__(self, session: Session, *, with_changes: bool) -> None:
+        """Add the record to `session`; `with_changes` when it commits with the request's writes.
+
+        Raising refuses the commit: the request's writes are then not stored either.
+        """
+
+
+# Given the response about to be sent, the record to write for it (None: nothing to write).
+RecordFactory = Callable[[Response], RequestRecord | None]
+
+
+def add_record(app: Flask, factory: RecordFactory) -> None:
+    """Have `factory`'s record written with every request, in the order they were added."""
+    app.extensions.setdefault(EXTENSION, []).append(factory)
+
+
+def install(app: Flask) -> None:
+    """Register last: the response it may replace still passes the other after-request hooks."""
+    app.extensions.setdefault(EXTENSION, [])
+    app.after_request(finish_request)
+
+
+def finish_request(response: Response) -> Response:
+    factories: list[RecordFactory] = _app_factories()
+    session = g.pop("db_session", None)
+    records: list[RequestRecord] = []
+    try:
+        records = [record for record in (make(response) for make in factories) if record]
+        # A view that committed, then failed (a 5xx, or a database error after its commit),
+        # already answered with the error: its transaction is rolled back whole below, so a
+        # retry finds nothing half done.
+        if (
+            isinstance(session, RequestSession)
+            and session.commit_held
+            and _active(session)
+            and response.status_code < 500
+        ):
+            try:
+                for record in records:
+                    record(session, with_changes=True)
+                session.commit_request()
+                return response
+            except Exception as error:
+                session.rollback()
+                response = _refusal(error)
+                records = [record for record in (make(response) for make in factories) if record]
+    finally:
+        if session is not None:
+            session.close()  # ends the request's transaction (and SQLite's write lock) if open
+    for record in records:
+        try:
+            with unit_of_work() as own:
+                record(own, with_changes=False)
+        except Exception as error:  # the response is decided; a lost record must be loud
+            log_failure(
+                log, f"request record {getattr(record, '__name__', '?')} NOT written", error
+            )
+    return response
+
+
+def _app_factories() -> list[RecordFactory]:
+    factories: list[RecordFactory] = current_app.extensions.get(EXTENSION, [])
+    return factories
+
+
+def _active(session: Session) -> bool:
+    transaction = session.get_transaction()
+    return transaction is not None and transaction.is_active
+
+
+def _refusal(error: Exception) -> Response:
+    """The answer when the request's writes could not be committed: nothing was stored."""
+    if isinstance(error, DomainError):
+        return problem(
+            error.status,
+            code=error.code,
+            title=error.title,
+            detail=error.detail,
+            errors=error.errors,
+            **error.extra,
+        )
+    if isinstance(error, IntegrityError):
+        log.info("commit refused by constraint %s", constraint_name(error))
+        return problem(409, code="conflict", detail="Conflicts with data already stored.")
+    log_failure(log, "request not committed", error)
+    return problem(500)

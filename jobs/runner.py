@@ -7,19 +7,29 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db import get_engine, unit_of_work, utcnow
-from service.reminders.channels import Channel, Outgoing
+from service.db import SessionFactory, get_engine, unit_of_work, utcnow
+from service.reminders.channels import Channel, ExternalChannel, Outgoing, Result
 from service.reminders.dispatch import (
+    Leased,
+    Round,
     TickCounts,
     acquire_runner_lease,
+    begin_send,
     claim_and_deliver,
-    deliver_claimed,
+    finish_round,
     give_up_runner_lease,
+    prepare_round,
+    record_send,
     release_claims,
+    send_safely,
 )
 from service.reminders.metrics import record_batch
 
@@ -29,6 +39,17 @@ DEFAULT_BATCH_SIZE = 500
 DEFAULT_LEASE = timedelta(seconds=60)
 # A tick stops taking new batches after this long, so the scheduler's other jobs get a turn.
 MAX_TICK = timedelta(seconds=20)
+
+
+@contextmanager
+def read_only_session() -> Iterator[Session]:
+    """A session for reads only: a plain BEGIN (on SQLite no write lock), rolled back after."""
+    session = SessionFactory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
 
 
 def new_runner_id() -> str:
@@ -89,8 +110,8 @@ class Runner:
         return total
 
     def run_batch(self) -> TickCounts:
-        """Take one batch: reminders that stay in the database are delivered in the same
-        transaction; those for outside channels are leased, then delivered in a second one."""
+        """Take one batch. Reminders that stay in the database are delivered in the claiming
+        transaction; those that also go out are leased, and sent after it has committed."""
         now = self.clock()
         with unit_of_work() as session:
             counts, leased = claim_and_deliver(
@@ -104,32 +125,75 @@ class Runner:
             )
             record_batch(session, counts)
         if leased:
-            counts.add(self._deliver_leased(leased))
+            counts.add(self.deliver_leased(leased))
         if counts.claimed and self.on_batch is not None:
             self.on_batch(counts)
         return counts
 
-    def _deliver_leased(self, leased: list[Outgoing]) -> TickCounts:
-        self._in_hand = leased
+    def deliver_leased(self, leased: Sequence[Leased]) -> TickCounts:
+        """Send leased reminders with no transaction open across any network call.
+
+        A short read prepares every send; then, one send at a time: a transaction that renews
+        the lease and records the send as in flight, the call (within the channel's deadline),
+        and a transaction that records its outcome (with the reminder's status after its last
+        send). A reminder whose sends fail, by answer or by exception, fails alone.
+        """
+        self._in_hand = [item.message for item in leased]
+        total = TickCounts()
         try:
-            if self.stopping.is_set():
-                self.release()
-                return TickCounts()
-            with unit_of_work() as session:
-                counts = deliver_claimed(
-                    session,
-                    leased,
-                    self.channels,
-                    owner=self.owner,
-                    now=self.clock(),
-                    settings=self.settings,
-                )
-                # Counted as claimed by the first transaction already.
-                counts.claimed = 0
-                record_batch(session, counts)
+            with read_only_session() as session:
+                rounds = prepare_round(session, leased, self.channels)
+            for index, this in enumerate(rounds):
+                if self.stopping.is_set():
+                    self._in_hand = [r.leased.message for r in rounds[index:]]
+                    self.release()
+                    break
+                try:
+                    total.add(self._deliver_round(this))
+                except Exception as exc:
+                    # Its lease runs out and it is tried again; the batch goes on.
+                    log.error(
+                        "reminder %s: recording failed: %s",
+                        this.leased.reminder_id,
+                        type(exc).__name__,
+                    )
+                    log.debug("recording failed", exc_info=True)
+            if total.as_log() != TickCounts().as_log() or total.lateness_s:
+                with unit_of_work() as session:
+                    record_batch(session, total)
         finally:
             self._in_hand = []
-        return counts
+        return total
+
+    def _deliver_round(self, this: Round) -> TickCounts:
+        item = this.leased
+        results: dict[str, Result] = {}
+        done: tuple[int, ExternalChannel[Any], Any, Result] | None = None
+        for name, channel, prepared in this.sends:
+            with unit_of_work() as session:
+                if done is not None:
+                    record_send(session, *done)
+                    done = None
+                attempt_id = begin_send(
+                    session, item, name, owner=self.owner, now=self.clock(), lease=self.lease
+                )
+            if attempt_id is None:
+                return TickCounts(lost_lease=1)
+            result = send_safely(channel, prepared, item.reminder_id)
+            results[name] = result
+            done = (attempt_id, channel, prepared, result)
+        with unit_of_work() as session:
+            if done is not None:
+                record_send(session, *done)
+            return finish_round(
+                session,
+                this,
+                results,
+                self.channels,
+                owner=self.owner,
+                now=self.clock(),
+                settings=self.settings,
+            )
 
     def release(self) -> None:
         """Give claimed-but-undelivered reminders back (graceful shutdown)."""

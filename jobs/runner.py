@@ -7,8 +7,11 @@ import os
 import socket
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +53,29 @@ def read_only_session() -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
+
+
+@dataclass
+class _InProgress:
+    """One leased reminder on its way through its sends."""
+
+    round: Round
+    next: int = 0
+    results: dict[str, Result] = field(default_factory=dict)
+    in_flight: tuple[int, str, ExternalChannel[Any], Any] | None = None
+    unrecorded: tuple[int, ExternalChannel[Any], Any, Result] | None = None
+
+    def landed(self, result: Result) -> None:
+        assert self.in_flight is not None
+        attempt_id, name, channel, prepared = self.in_flight
+        self.in_flight = None
+        self.results[name] = result
+        self.unrecorded = (attempt_id, channel, prepared, result)
+
+    def record(self, session: Session) -> None:
+        if self.unrecorded is not None:
+            record_send(session, *self.unrecorded)
+            self.unrecorded = None
 
 
 def new_runner_id() -> str:
@@ -133,31 +159,36 @@ class Runner:
     def deliver_leased(self, leased: Sequence[Leased]) -> TickCounts:
         """Send leased reminders with no transaction open across any network call.
 
-        A short read prepares every send; then, one send at a time: a transaction that renews
-        the lease and records the send as in flight, the call (within the channel's deadline),
-        and a transaction that records its outcome (with the reminder's status after its last
-        send). A reminder whose sends fail, by answer or by exception, fails alone.
+        A short read prepares every send. Then each send has a transaction before it (the
+        lease renewed, the send recorded as in flight) and after it (its outcome; after a
+        reminder's last send, the reminder's status). Up to `settings.delivery_concurrency`
+        sends are on the network at once, on worker threads that never touch the database, so
+        a slow server delays only its own reminders. A reminder whose sends fail, by answer or
+        by exception, fails alone.
         """
         self._in_hand = [item.message for item in leased]
         total = TickCounts()
         try:
             with read_only_session() as session:
                 rounds = prepare_round(session, leased, self.channels)
-            for index, this in enumerate(rounds):
-                if self.stopping.is_set():
-                    self._in_hand = [r.leased.message for r in rounds[index:]]
-                    self.release()
-                    break
-                try:
-                    total.add(self._deliver_round(this))
-                except Exception as exc:
-                    # Its lease runs out and it is tried again; the batch goes on.
-                    log.error(
-                        "reminder %s: recording failed: %s",
-                        this.leased.reminder_id,
-                        type(exc).__name__,
-                    )
-                    log.debug("recording failed", exc_info=True)
+            workers = max(1, min(self.settings.delivery_concurrency, len(rounds)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="send") as pool:
+                waiting = deque(_InProgress(this) for this in rounds)
+                flying: dict[Future[Result], _InProgress] = {}
+                while waiting or flying:
+                    while waiting and len(flying) < workers and not self.stopping.is_set():
+                        self._advance(waiting.popleft(), pool, flying, total)
+                    if not flying:
+                        break
+                    done, _ = wait(flying, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        state = flying.pop(future)
+                        state.landed(future.result())
+                        self._advance(state, pool, flying, total)
+            if waiting:
+                # Stopping: the reminders not started go back at once.
+                self._in_hand = [state.round.leased.message for state in waiting]
+                self.release()
             if total.as_log() != TickCounts().as_log() or total.lateness_s:
                 with unit_of_work() as session:
                     record_batch(session, total)
@@ -165,35 +196,48 @@ class Runner:
             self._in_hand = []
         return total
 
-    def _deliver_round(self, this: Round) -> TickCounts:
-        item = this.leased
-        results: dict[str, Result] = {}
-        done: tuple[int, ExternalChannel[Any], Any, Result] | None = None
-        for name, channel, prepared in this.sends:
+    def _advance(
+        self,
+        state: _InProgress,
+        pool: ThreadPoolExecutor,
+        flying: dict[Future[Result], _InProgress],
+        total: TickCounts,
+    ) -> None:
+        """Record the send that landed, then start the reminder's next send or finish it."""
+        item = state.round.leased
+        try:
+            if state.next < len(state.round.sends):
+                name, channel, prepared = state.round.sends[state.next]
+                with unit_of_work() as session:
+                    state.record(session)
+                    attempt_id = begin_send(
+                        session, item, name, owner=self.owner, now=self.clock(), lease=self.lease
+                    )
+                if attempt_id is None:
+                    total.lost_lease += 1
+                    return
+                state.next += 1
+                state.in_flight = (attempt_id, name, channel, prepared)
+                future = pool.submit(send_safely, channel, prepared, item.reminder_id)
+                flying[future] = state
+                return
             with unit_of_work() as session:
-                if done is not None:
-                    record_send(session, *done)
-                    done = None
-                attempt_id = begin_send(
-                    session, item, name, owner=self.owner, now=self.clock(), lease=self.lease
+                state.record(session)
+                total.add(
+                    finish_round(
+                        session,
+                        state.round,
+                        state.results,
+                        self.channels,
+                        owner=self.owner,
+                        now=self.clock(),
+                        settings=self.settings,
+                    )
                 )
-            if attempt_id is None:
-                return TickCounts(lost_lease=1)
-            result = send_safely(channel, prepared, item.reminder_id)
-            results[name] = result
-            done = (attempt_id, channel, prepared, result)
-        with unit_of_work() as session:
-            if done is not None:
-                record_send(session, *done)
-            return finish_round(
-                session,
-                this,
-                results,
-                self.channels,
-                owner=self.owner,
-                now=self.clock(),
-                settings=self.settings,
-            )
+        except Exception as exc:
+            # Its lease runs out and it is tried again; the batch goes on.
+            log.error("reminder %s: recording failed: %s", item.reminder_id, type(exc).__name__)
+            log.debug("recording failed", exc_info=True)
 
     def release(self) -> None:
         """Give claimed-but-undelivered reminders back (graceful shutdown)."""

@@ -58,6 +58,8 @@ class Settings:
     # Webhook destinations the address rules would refuse (loopback, private, ...) that this
     # deployment allows anyway: IP addresses, CIDR networks or exact host names.
     webhook_allowed_hosts: tuple[str, ...] = ()
+    # How many webhook, e-mail and push sends one runner has on the network at once.
+    delivery_concurrency: int = 8
     # Failed deliveries retry with exponential backoff and full jitter, then the reminder is dead.
     retry_max_attempts: int = 6
     retry_base_delay_s: float = 60.0
@@ -160,6 +162,7 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_FCM_TIMEOUT", "fcm_timeout_s", float),
     ("CD20_WEBHOOK_TIMEOUT", "webhook_timeout_s", float),
     ("CD20_WEBHOOK_ALLOWED_HOSTS", "webhook_allowed_hosts", _host_list),
+    ("CD20_DELIVERY_CONCURRENCY", "delivery_concurrency", int),
     ("CD20_RETRY_MAX_ATTEMPTS", "retry_max_attempts", int),
     ("CD20_RETRY_BASE_DELAY", "retry_base_delay_s", float),
     ("CD20_RETRY_MAX_DELAY", "retry_max_delay_s", float),

@@ -3,6 +3,7 @@ crash that repeats at most the one send in flight."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +16,13 @@ from service.models import Delivery, InboxMessage, Patient
 from service.reminders.channels import Result
 from service.reminders.dispatch import begin_send, claim_and_deliver, prepare_round, record_send
 from tests.factories import make_clinic, make_patient, make_reminder
-from tests.jobs.standins import LOCAL_WEBHOOKS, StandInHTTPServer, StandInSMTPServer
+from tests.jobs.standins import (
+    LOCAL_WEBHOOKS,
+    DripServer,
+    Reply,
+    StandInHTTPServer,
+    StandInSMTPServer,
+)
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 SECRET = "s" * 32
@@ -216,3 +223,32 @@ def test_a_crash_mid_batch_repeats_only_the_send_in_flight(session, settings, re
         assert (reminder.status, reminder.attempts) == ("sent", 2)
     finally:
         mail.close()
+
+
+def test_a_slow_clinic_does_not_delay_another_clinics_reminders(session, settings, receiver):
+    drip = DripServer(every_s=0.2, for_s=60)
+    try:
+        slow = [due_with_webhook(session, f"{drip.url}/hook") for _ in range(3)]
+        fast = [due_with_webhook(session, f"{receiver.url}/hook") for _ in range(3)]
+        local = settings.with_overrides(webhook_timeout_s=1.5, **LOCAL_WEBHOOKS)
+        runner = Runner(local, build_channels(local), clock=Clock(NOW))
+        arrived: list[float] = []
+        started = time.monotonic()
+        receiver.answer(lambda request: arrived.append(time.monotonic() - started) or Reply())
+
+        counts = runner.tick()
+        took = time.monotonic() - started
+
+        assert (counts.sent, counts.failed) == (3, 3)
+        # The slow clinic's sends ran out their deadline side by side, not one after another,
+        # and the other clinic's were not queued behind them.
+        assert took < 3 * 1.5
+        assert len(arrived) == 3
+        assert max(arrived) < 1.0
+        for reminder in slow:
+            assert attempts(session, reminder)[-1] == ("webhook", "failed", "timeout")
+        for reminder in fast:
+            session.refresh(reminder)
+            assert reminder.status == "sent"
+    finally:
+        drip.close()

@@ -7,19 +7,32 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db import get_engine, unit_of_work, utcnow
-from service.reminders.channels import Channel, Outgoing
+from service.db import SessionFactory, get_engine, unit_of_work, utcnow
+from service.reminders.channels import Channel, ExternalChannel, Outgoing, Result
 from service.reminders.dispatch import (
+    Leased,
+    Round,
     TickCounts,
     acquire_runner_lease,
+    begin_send,
     claim_and_deliver,
-    deliver_claimed,
+    finish_round,
     give_up_runner_lease,
+    prepare_round,
+    record_send,
     release_claims,
+    send_safely,
 )
 from service.reminders.metrics import record_batch
 
@@ -29,6 +42,40 @@ DEFAULT_BATCH_SIZE = 500
 DEFAULT_LEASE = timedelta(seconds=60)
 # A tick stops taking new batches after this long, so the scheduler's other jobs get a turn.
 MAX_TICK = timedelta(seconds=20)
+
+
+@contextmanager
+def read_only_session() -> Iterator[Session]:
+    """A session for reads only: a plain BEGIN (on SQLite no write lock), rolled back after."""
+    session = SessionFactory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+@dataclass
+class _InProgress:
+    """One leased reminder on its way through its sends."""
+
+    round: Round
+    next: int = 0
+    results: dict[str, Result] = field(default_factory=dict)
+    in_flight: tuple[int, str, ExternalChannel[Any], Any] | None = None
+    unrecorded: tuple[int, ExternalChannel[Any], Any, Result] | None = None
+
+    def landed(self, result: Result) -> None:
+        assert self.in_flight is not None
+        attempt_id, name, channel, prepared = self.in_flight
+        self.in_flight = None
+        self.results[name] = result
+        self.unrecorded = (attempt_id, channel, prepared, result)
+
+    def record(self, session: Session) -> None:
+        if self.unrecorded is not None:
+            record_send(session, *self.unrecorded)
+            self.unrecorded = None
 
 
 def new_runner_id() -> str:
@@ -89,8 +136,8 @@ class Runner:
         return total
 
     def run_batch(self) -> TickCounts:
-        """Take one batch: reminders that stay in the database are delivered in the same
-        transaction; those for outside channels are leased, then delivered in a second one."""
+        """Take one batch. Reminders that stay in the database are delivered in the claiming
+        transaction; those that also go out are leased, and sent after it has committed."""
         now = self.clock()
         with unit_of_work() as session:
             counts, leased = claim_and_deliver(
@@ -104,32 +151,93 @@ class Runner:
             )
             record_batch(session, counts)
         if leased:
-            counts.add(self._deliver_leased(leased))
+            counts.add(self.deliver_leased(leased))
         if counts.claimed and self.on_batch is not None:
             self.on_batch(counts)
         return counts
 
-    def _deliver_leased(self, leased: list[Outgoing]) -> TickCounts:
-        self._in_hand = leased
+    def deliver_leased(self, leased: Sequence[Leased]) -> TickCounts:
+        """Send leased reminders with no transaction open across any network call.
+
+        A short read prepares every send. Then each send has a transaction before it (the
+        lease renewed, the send recorded as in flight) and after it (its outcome; after a
+        reminder's last send, the reminder's status). Up to `settings.delivery_concurrency`
+        sends are on the network at once, on worker threads that never touch the database, so
+        a slow server delays only its own reminders. A reminder whose sends fail, by answer or
+        by exception, fails alone.
+        """
+        self._in_hand = [item.message for item in leased]
+        total = TickCounts()
         try:
-            if self.stopping.is_set():
+            with read_only_session() as session:
+                rounds = prepare_round(session, leased, self.channels)
+            workers = max(1, min(self.settings.delivery_concurrency, len(rounds)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="send") as pool:
+                waiting = deque(_InProgress(this) for this in rounds)
+                flying: dict[Future[Result], _InProgress] = {}
+                while waiting or flying:
+                    while waiting and len(flying) < workers and not self.stopping.is_set():
+                        self._advance(waiting.popleft(), pool, flying, total)
+                    if not flying:
+                        break
+                    done, _ = wait(flying, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        state = flying.pop(future)
+                        state.landed(future.result())
+                        self._advance(state, pool, flying, total)
+            if waiting:
+                # Stopping: the reminders not started go back at once.
+                self._in_hand = [state.round.leased.message for state in waiting]
                 self.release()
-                return TickCounts()
-            with unit_of_work() as session:
-                counts = deliver_claimed(
-                    session,
-                    leased,
-                    self.channels,
-                    owner=self.owner,
-                    now=self.clock(),
-                    settings=self.settings,
-                )
-                # Counted as claimed by the first transaction already.
-                counts.claimed = 0
-                record_batch(session, counts)
+            if total.as_log() != TickCounts().as_log() or total.lateness_s:
+                with unit_of_work() as session:
+                    record_batch(session, total)
         finally:
             self._in_hand = []
-        return counts
+        return total
+
+    def _advance(
+        self,
+        state: _InProgress,
+        pool: ThreadPoolExecutor,
+        flying: dict[Future[Result], _InProgress],
+        total: TickCounts,
+    ) -> None:
+        """Record the send that landed, then start the reminder's next send or finish it."""
+        item = state.round.leased
+        try:
+            if state.next < len(state.round.sends):
+                name, channel, prepared = state.round.sends[state.next]
+                with unit_of_work() as session:
+                    state.record(session)
+                    attempt_id = begin_send(
+                        session, item, name, owner=self.owner, now=self.clock(), lease=self.lease
+                    )
+                if attempt_id is None:
+                    total.lost_lease += 1
+                    return
+                state.next += 1
+                state.in_flight = (attempt_id, name, channel, prepared)
+                future = pool.submit(send_safely, channel, prepared, item.reminder_id)
+                flying[future] = state
+                return
+            with unit_of_work() as session:
+                state.record(session)
+                total.add(
+                    finish_round(
+                        session,
+                        state.round,
+                        state.results,
+                        self.channels,
+                        owner=self.owner,
+                        now=self.clock(),
+                        settings=self.settings,
+                    )
+                )
+        except Exception as exc:
+            # Its lease runs out and it is tried again; the batch goes on.
+            log.error("reminder %s: recording failed: %s", item.reminder_id, type(exc).__name__)
+            log.debug("recording failed", exc_info=True)
 
     def release(self) -> None:
         """Give claimed-but-undelivered reminders back (graceful shutdown)."""

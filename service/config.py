@@ -44,7 +44,8 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = True
-    smtp_from: str = "cd20-monitor <no-reply@localhost>"
+    # Neither the name nor the Message-ID of an e-mail says which product (so which therapy).
+    smtp_from: str = "Clinic reminders <no-reply@localhost>"
     smtp_timeout_s: float = 10.0
     # Push through FCM HTTP v1 (off while fcm_credentials_file is unset); {project_id} is filled in.
     fcm_url_template: str = "https://fcm.googleapis.com/v1/projects/{project_id}/messages:send"
@@ -52,7 +53,13 @@ class Settings:
     # Defaults to the project_id in the service-account file.
     fcm_project_id: str | None = None
     fcm_timeout_s: float = 10.0
+    # Each outbound call (webhook, SMTP, FCM) is cut off after its *_timeout_s in total.
     webhook_timeout_s: float = 10.0
+    # Webhook destinations the address rules would refuse (loopback, private, ...) that this
+    # deployment allows anyway: IP addresses, CIDR networks or exact host names.
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    # How many webhook, e-mail and push sends one runner has on the network at once.
+    delivery_concurrency: int = 8
     # Failed deliveries retry with exponential backoff and full jitter, then the reminder is dead.
     retry_max_attempts: int = 6
     retry_base_delay_s: float = 60.0
@@ -132,6 +139,15 @@ def _origins(value: str) -> tuple[str, ...]:
     return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
 
 
+def _host_list(value: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses, CIDR networks or host names, e.g. 10.2.0.0/16,hooks.lan."""
+    from service.core.outbound import split_allow_list
+
+    entries = tuple(entry.strip() for entry in value.split(",") if entry.strip())
+    split_allow_list(entries)
+    return entries
+
+
 # Environment variable, setting, parser: everything `Settings.from_env` reads besides the above.
 ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_ACCESS_TOKEN_TTL", "access_token_ttl_s", int),
@@ -149,6 +165,8 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_FCM_PROJECT_ID", "fcm_project_id", str),
     ("CD20_FCM_TIMEOUT", "fcm_timeout_s", float),
     ("CD20_WEBHOOK_TIMEOUT", "webhook_timeout_s", float),
+    ("CD20_WEBHOOK_ALLOWED_HOSTS", "webhook_allowed_hosts", _host_list),
+    ("CD20_DELIVERY_CONCURRENCY", "delivery_concurrency", int),
     ("CD20_RETRY_MAX_ATTEMPTS", "retry_max_attempts", int),
     ("CD20_RETRY_BASE_DELAY", "retry_base_delay_s", float),
     ("CD20_RETRY_MAX_DELAY", "retry_max_delay_s", float),

@@ -7,6 +7,7 @@ from jobs.channels.inbox import InboxChannel
 from jobs.channels.push import PushChannel
 from jobs.channels.webhook import WebhookChannel
 from service.config import Settings
+from service.core.outbound import OutboundPolicy
 from service.reminders.channels import Channel
 
 
@@ -15,7 +16,9 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     without a webhook is skipped), e-mail with an SMTP host, push with FCM credentials."""
     channels: dict[str, Channel] = {
         "inbox": InboxChannel(),
-        "webhook": WebhookChannel(timeout_s=settings.webhook_timeout_s),
+        "webhook": WebhookChannel(
+            timeout_s=settings.webhook_timeout_s, policy=OutboundPolicy.from_settings(settings)
+        ),
     }
     if settings.smtp_host:
         channels["email"] = EmailChannel(settings)

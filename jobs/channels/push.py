@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jwt
-import requests
 from sqlalchemy.orm import Session
 
+from jobs.channels.transport import Deadline, SendFailed, post
 from service.config import Settings
+from service.core.outbound import DestinationRefused, OutboundPolicy, parse_target
 from service.models import Device
 from service.patients.devices import devices_of, forget_device
-from service.reminders.channels import Channel, Outgoing, Result, http_result
+from service.reminders.channels import ExternalChannel, Outgoing, Result, http_result
 from service.reminders.messages import GENERIC_TEXT, GENERIC_TITLE
+
+log = logging.getLogger(__name__)
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -66,7 +71,34 @@ def push_body(device_token: str, message: Outgoing) -> dict[str, Any]:
     }
 
 
-class PushChannel(Channel):
+@dataclass(frozen=True)
+class PushSend:
+    """The devices to notify, read before the network calls: (device id, token)."""
+
+    message: Outgoing
+    devices: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+
+    def document(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+# FCM and the token endpoint are the operator's configuration, not a clinic's: any address.
+OPERATOR_ENDPOINTS = OutboundPolicy(
+    allow_http=True,
+    allowed_networks=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")),
+)
+
+
+class PushChannel(ExternalChannel[PushSend]):
     name = "push"
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
@@ -75,6 +107,7 @@ class PushChannel(Channel):
         self.credentials_file = settings.fcm_credentials_file
         self.project_id = settings.fcm_project_id
         self.url_template = settings.fcm_url_template
+        # Each call to FCM or its token endpoint ends within this, whatever the server does.
         self.timeout_s = settings.fcm_timeout_s
         self.clock = clock
         self._account: ServiceAccount | None = None
@@ -82,77 +115,86 @@ class PushChannel(Channel):
         self._token_expires_at = 0.0
         self._lock = threading.Lock()
 
-    def deliver(self, session: Session, message: Outgoing) -> Result:
+    def prepare(self, session: Session, message: Outgoing) -> PushSend | Result:
         if message.audience != "patient":
             return Result.skipped("staff reminders are not pushed")
         devices = devices_of(session, message.patient_id)
         if not devices:
             return Result.skipped("the patient has no push devices")
+        return PushSend(message, tuple((device.id, device.token) for device in devices))
+
+    def send(self, prepared: PushSend) -> Result:
         try:
             account = self._service_account()
             url = self._send_url(account)
-            with requests.Session() as http:
-                token = self._token(http, account)
-                results = []
-                for device in devices:
-                    result = self._send(session, http, url, token, device, message)
-                    results.append(result)
-                    if result.outcome == "failed" and result.response_code is None:
-                        break  # the service is unreachable: the other devices would wait too
+            token = self._token(account)
+            results = []
+            for device_id, device_token in prepared.devices:
+                result = self._send(url, token, device_id, device_token, prepared.message)
+                results.append(result)
+                if result.outcome == "failed" and result.response_code is None:
+                    break  # the service is unreachable: the other devices would wait too
         except _Failure as failure:
             return failure.result
         return _combine(results)
 
-    def _send(
-        self,
-        session: Session,
-        http: requests.Session,
-        url: str,
-        token: str,
-        device: Device,
-        message: Outgoing,
-    ) -> Result:
+    def finish(self, session: Session, prepared: PushSend, result: Result) -> None:
+        """Forget the devices FCM said are no longer registered."""
+        sent_to = dict(prepared.devices)
+        for device_id in result.gone:
+            device = session.get(Device, device_id)
+            # Unless the row was given a new token since this send read it.
+            if device is not None and device.token == sent_to.get(device_id):
+                forget_device(session, device)
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> _Answer:
         try:
-            response = http.post(
-                url,
-                json=push_body(device.token, message),
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=self.timeout_s,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            return Result.failed("FCM did not answer in time", retryable=True)
-        except requests.RequestException as exc:
-            return Result.failed(f"cannot reach FCM: {exc}", retryable=True)
-        if response.status_code == 200:
+            target = parse_target(url, OPERATOR_ENDPOINTS)
+        except DestinationRefused as refusal:
+            raise SendFailed(refusal.code, retryable=False) from refusal
+        answer = post(
+            target, body, headers, policy=OPERATOR_ENDPOINTS, deadline=Deadline(self.timeout_s)
+        )
+        return _Answer(answer.status, answer.body)
+
+    def _send(
+        self, url: str, token: str, device_id: int, device_token: str, message: Outgoing
+    ) -> Result:
+        body = json.dumps(push_body(device_token, message)).encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        try:
+            answer = self._post(url, body, headers)
+        except SendFailed as failure:
+            return Result.failed(failure.code, retryable=failure.retryable)
+        if answer.status == 200:
             return Result.sent(200)
-        if _unregistered(response):
-            forget_device(session, device)
-            return Result.skipped(f"device {device.id} is no longer registered; removed")
-        if response.status_code == 401:
+        if _unregistered(answer):
+            return Result("skipped", error="device no longer registered", gone=(device_id,))
+        if answer.status == 401:
             # The access token was revoked or expired early: the next attempt fetches a new one.
             with self._lock:
                 self._access_token = None
-            return Result.failed("FCM refused the access token", response_code=401, retryable=True)
-        return http_result(response.status_code, f"from FCM: {_error_status(response)}")
+            return Result.failed("http_4xx", response_code=401, retryable=True)
+        log.debug("FCM answered %s: %s", answer.status, _error_status(answer))
+        return http_result(answer.status)
 
     def _service_account(self) -> ServiceAccount:
         if self._account is None:
             try:
                 self._account = ServiceAccount.from_file(self.credentials_file)
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise _Failure(
-                    Result.failed(f"push credentials unreadable: {exc!r}", retryable=False)
-                ) from exc
+                log.warning("push credentials unreadable: %s", type(exc).__name__)
+                raise _Failure(Result.failed("credentials_unusable", retryable=False)) from exc
         return self._account
 
     def _send_url(self, account: ServiceAccount) -> str:
         project_id = self.project_id or account.project_id
         if not project_id:
-            raise _Failure(Result.failed("no FCM project id configured", retryable=False))
+            log.warning("no FCM project id configured")
+            raise _Failure(Result.failed("not_configured", retryable=False))
         return self.url_template.replace("{project_id}", quote(str(project_id), safe=""))
 
-    def _token(self, http: requests.Session, account: ServiceAccount) -> str:
+    def _token(self, account: ServiceAccount) -> str:
         """An OAuth2 access token for the service account, cached until shortly before expiry."""
         with self._lock:
             now = self.clock()
@@ -173,77 +215,69 @@ class PushChannel(Channel):
                     headers={"kid": account.private_key_id} if account.private_key_id else None,
                 )
             except (ValueError, TypeError, jwt.PyJWTError) as exc:
-                raise _Failure(
-                    Result.failed(f"push credentials unusable: {exc!r}", retryable=False)
-                ) from exc
+                log.warning("push credentials unusable: %s", type(exc).__name__)
+                raise _Failure(Result.failed("credentials_unusable", retryable=False)) from exc
+            form = urlencode({"grant_type": JWT_BEARER_GRANT, "assertion": assertion}).encode()
             try:
-                response = http.post(
+                answer = self._post(
                     account.token_uri,
-                    data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
-                    timeout=self.timeout_s,
-                    allow_redirects=False,
+                    form,
+                    {"Content-Type": "application/x-www-form-urlencoded"},
                 )
-            except requests.Timeout as exc:
+            except SendFailed as failure:
                 raise _Failure(
-                    Result.failed("the token endpoint did not answer in time", retryable=True)
-                ) from exc
-            except requests.RequestException as exc:
-                raise _Failure(
-                    Result.failed(f"cannot reach the token endpoint: {exc}", retryable=True)
-                ) from exc
-            if response.status_code != 200:
-                failed = http_result(response.status_code, "from the token endpoint")
-                raise _Failure(failed)
+                    Result.failed(failure.code, retryable=failure.retryable)
+                ) from failure
+            if answer.status != 200:
+                raise _Failure(http_result(answer.status))
             try:
-                answer = response.json()
-                access_token = str(answer["access_token"])
-                expires_in = float(answer.get("expires_in", ASSERTION_LIFETIME_S))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise _Failure(
-                    Result.failed("the token endpoint answered without a token", retryable=True)
-                ) from exc
+                document = answer.document()
+                access_token = str(document["access_token"])
+                expires_in = float(document.get("expires_in", ASSERTION_LIFETIME_S))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise _Failure(Result.failed("protocol_error", retryable=True)) from exc
             self._access_token = access_token
             self._token_expires_at = now + max(0.0, expires_in - TOKEN_MARGIN_S)
             return access_token
 
 
-def _error_details(response: requests.Response) -> dict[str, Any]:
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return {}
+def _error_details(answer: _Answer) -> dict[str, Any]:
+    document = answer.document()
+    error = document.get("error") if isinstance(document, dict) else None
     return error if isinstance(error, dict) else {}
 
 
-def _error_status(response: requests.Response) -> str:
-    return str(_error_details(response).get("status") or response.reason or "")
+def _error_status(answer: _Answer) -> str:
+    return str(_error_details(answer).get("status") or "")
 
 
-def _unregistered(response: requests.Response) -> bool:
+def _unregistered(answer: _Answer) -> bool:
     """FCM says the token is gone: an UNREGISTERED error code, or its 404 NOT_FOUND error.
 
     A bare 404 (a wrong endpoint, not FCM's error body) removes nothing.
     """
-    error = _error_details(response)
+    error = _error_details(answer)
     details = error.get("details")
     if isinstance(details, list) and any(
         isinstance(detail, dict) and detail.get("errorCode") == "UNREGISTERED" for detail in details
     ):
         return True
-    return response.status_code == 404 and error.get("status") == "NOT_FOUND"
+    return answer.status == 404 and error.get("status") == "NOT_FOUND"
 
 
 def _combine(results: list[Result]) -> Result:
     """One outcome for the reminder: sent if any device got it (a retry would repeat it there)."""
     sent = [r for r in results if r.outcome == "sent"]
     failed = [r for r in results if r.outcome == "failed"]
+    gone = tuple(device for r in results for device in r.gone)
     if sent:
         if failed:
-            return Result("sent", 200, f"{len(failed)} of {len(results)} devices failed")
-        return Result.sent(200)
+            error = f"{len(failed)} of {len(results)} devices failed"
+            return Result("sent", 200, error, gone=gone)
+        return Result("sent", 200, gone=gone)
     retryable = [r for r in failed if r.retryable]
     if retryable:
-        return retryable[0]
+        return replace(retryable[0], gone=gone)
     if failed:
-        return failed[0]
-    return Result.skipped("no device is registered any more")
+        return replace(failed[0], gone=gone)
+    return Result("skipped", error="no device is registered any more", gone=gone)

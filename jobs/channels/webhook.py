@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-from urllib.parse import urlsplit
 
-import requests
 from sqlalchemy.orm import Session
 
+from jobs.channels.transport import Deadline, SendFailed, post
+from service.core.outbound import DestinationRefused, OutboundPolicy, parse_target
 from service.db import utcnow
 from service.models import Clinic
-from service.reminders.channels import Channel, Outgoing, Result, http_result
+from service.reminders.channels import ExternalChannel, Outgoing, Result, http_result
 
 SIGNATURE_HEADER = "X-CD20-Signature"
 TIMESTAMP_HEADER = "X-CD20-Timestamp"
@@ -44,39 +45,64 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-class WebhookChannel(Channel):
+@dataclass(frozen=True)
+class WebhookSend:
+    """What one webhook send needs, read before the network call."""
+
+    message: Outgoing
+    url: str
+    secret: str
+
+
+class WebhookChannel(ExternalChannel[WebhookSend]):
     name = "webhook"
 
-    def __init__(self, *, timeout_s: float, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        policy: OutboundPolicy | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`timeout_s` bounds the whole call: resolving, connecting, sending, the answer."""
         self.timeout_s = timeout_s
+        self.policy = policy or OutboundPolicy()
         self.clock = clock
+        self.tls_context = tls_context
 
-    def deliver(self, session: Session, message: Outgoing) -> Result:
+    def prepare(self, session: Session, message: Outgoing) -> WebhookSend | Result:
         clinic = session.get(Clinic, message.clinic_id)
-        config: Any = (clinic.settings or {}).get("webhook") if clinic else None
-        if not isinstance(config, dict) or not config.get("url") or not config.get("secret"):
+        webhook = clinic.webhook if clinic else None
+        if webhook is None:
             return Result.skipped("the clinic has no webhook configured")
-        url = str(config["url"])
-        if urlsplit(url).scheme not in ("http", "https"):
-            return Result.failed("the webhook URL must be http or https", retryable=False)
-        body = webhook_body(message)
+        return WebhookSend(message, webhook.url, webhook.secret)
+
+    def send(self, prepared: WebhookSend) -> Result:
+        deadline = Deadline(self.timeout_s)
+        try:
+            # Parsed again at each send: a URL stored before today's rules is checked too.
+            target = parse_target(prepared.url, self.policy)
+        except DestinationRefused as refusal:
+            return Result.failed(refusal.code, retryable=False)
+        body = webhook_body(prepared.message)
         timestamp = str(int(self.clock().timestamp()))
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            IDEMPOTENCY_HEADER: message.idempotency_key,
+            IDEMPOTENCY_HEADER: prepared.message.idempotency_key,
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: signature(str(config["secret"]), timestamp, body),
+            SIGNATURE_HEADER: signature(prepared.secret, timestamp, body),
         }
         try:
-            # Redirects are not followed: the signed body goes only where the clinic said.
-            response = requests.post(
-                url, data=body, headers=headers, timeout=self.timeout_s, allow_redirects=False
+            answer = post(
+                target,
+                body,
+                headers,
+                policy=self.policy,
+                deadline=deadline,
+                tls_context=self.tls_context,
             )
-        except requests.Timeout:
-            return Result.failed("the webhook did not answer in time", retryable=True)
-        except requests.ConnectionError as exc:
-            return Result.failed(f"cannot reach the webhook: {exc}", retryable=True)
-        except requests.RequestException as exc:
-            return Result.failed(f"webhook request failed: {exc}", retryable=False)
-        return http_result(response.status_code, response.reason or "")
+        except SendFailed as failure:
+            return Result.failed(failure.code, retryable=failure.retryable)
+        return http_result(answer.status)

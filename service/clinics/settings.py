@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from service.accounts.users import add_staff_user, normalise_email
 from service.config import Settings
 from service.core.access import Actor
+from service.core.outbound import DestinationRefused, OutboundPolicy, parse_target, resolve
 from service.core.wall_clock import is_known_time_zone
 from service.errors import NotFound, ValidationFailed
 from service.models import Clinic, User
@@ -19,6 +20,9 @@ from service.protocols import get_regimen
 
 # The webhook {"url", "secret"}: where reminders are POSTed, signed with HMAC-SHA256 of the secret.
 MIN_WEBHOOK_SECRET = 16
+# How long a settings change waits for the webhook host's DNS answer (an unanswered or unknown
+# name is accepted: the runner resolves and checks it again before every send).
+WEBHOOK_RESOLVE_TIMEOUT_S = 2.0
 SECRET_MASK = "********"
 MAX_REMINDERS_JSON = 10_000
 # Bounds of the reminder defaults (as for a patient's own dose_lead_days).
@@ -80,31 +84,43 @@ def get_clinic_for_admin(session: Session, actor: Actor) -> Clinic:
 
 
 def update_clinic(
-    session: Session, actor: Actor, clinic: Clinic, changes: dict[str, Any]
+    session: Session,
+    actor: Actor,
+    clinic: Clinic,
+    changes: dict[str, Any],
+    *,
+    outbound: OutboundPolicy | None = None,
 ) -> Clinic:
-    """Change name, time zone or settings; `settings` replaces the stored object as a whole."""
+    """Change name, time zone or settings; `settings` replaces the stored object as a whole.
+
+    `outbound` says which webhook destinations are acceptable (default: https to public
+    addresses only).
+    """
     actor.require_role("admin")
     if "time_zone" in changes:
         check_time_zone(changes["time_zone"])
     if "settings" in changes:
         wanted = _keep_webhook_secret(changes["settings"], clinic.settings or {})
-        changes = {**changes, "settings": validate_clinic_settings(wanted)}
+        changes = {**changes, "settings": validate_clinic_settings(wanted, outbound=outbound)}
     for name, value in changes.items():
         setattr(clinic, name, value)
     session.flush()
     return clinic
 
 
-def validate_clinic_settings(value: dict[str, Any]) -> dict[str, Any]:
+def validate_clinic_settings(
+    value: dict[str, Any], *, outbound: OutboundPolicy | None = None
+) -> dict[str, Any]:
     """Regimen code -> {setting name -> option name}, checked against the catalog.
 
     `reminders` holds the clinic's reminder defaults: any object, read by the reminder planner.
+    `webhook` is {url, secret}; the URL must be one `outbound` accepts.
     """
     problems: dict[str, Any] = {}
     clean: dict[str, Any] = {}
     for key, chosen in value.items():
         if key == WEBHOOK_KEY:
-            if wrong := _webhook_problems(chosen):
+            if wrong := _webhook_problems(chosen, outbound or OutboundPolicy()):
                 problems[key] = wrong
             else:
                 clean[key] = {"url": chosen["url"], "secret": chosen["secret"]}
@@ -165,17 +181,31 @@ def _reminder_default_problems(defaults: dict[str, Any]) -> dict[str, list[str]]
     return problems
 
 
-def _webhook_problems(webhook: Any) -> dict[str, list[str]] | list[str]:
+def _webhook_problems(webhook: Any, outbound: OutboundPolicy) -> dict[str, list[str]] | list[str]:
     if not isinstance(webhook, dict) or set(webhook) != {"url", "secret"}:
         return ["An object with exactly `url` and `secret`."]
     problems: dict[str, list[str]] = {}
-    url = webhook["url"]
-    if not (isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 2000):
-        problems["url"] = ["An http(s) URL of at most 2000 characters."]
+    if refusal := webhook_url_refusal(webhook["url"], outbound):
+        problems["url"] = [refusal.reason]
     secret = webhook["secret"]
     if not (isinstance(secret, str) and MIN_WEBHOOK_SECRET <= len(secret) <= 256):
         problems["secret"] = [f"{MIN_WEBHOOK_SECRET} to 256 characters."]
     return problems
+
+
+def webhook_url_refusal(url: Any, outbound: OutboundPolicy) -> DestinationRefused | None:
+    """Why the runner would not send to `url`, or None.
+
+    A name that does not resolve (yet) or not in time is accepted here: the runner resolves
+    and checks every address again before each send.
+    """
+    try:
+        resolve(parse_target(url, outbound), outbound, timeout_s=WEBHOOK_RESOLVE_TIMEOUT_S)
+    except DestinationRefused as refusal:
+        if refusal.code in ("unresolvable", "timeout"):
+            return None
+        return refusal
+    return None
 
 
 def _keep_webhook_secret(wanted: Any, stored: dict[str, Any]) -> Any:

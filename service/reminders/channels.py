@@ -6,13 +6,36 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from sqlalchemy.orm import Session
 
 from service.models import Reminder
 
 Outcome = Literal["sent", "failed", "skipped"]
+# What a failed delivery says, for staff to read: a fixed vocabulary, never the text of a
+# socket error or of the receiving server (that made the webhook a port scanner).
+DeliveryError = Literal[
+    "timeout",  # no complete answer within the channel's total deadline
+    "connection_failed",  # nobody accepted the connection
+    "refused_address",  # the destination is one the service does not send to
+    "malformed_url",
+    "insecure_url",  # plain http outside development
+    "unresolvable",  # the host name does not resolve
+    "tls_error",  # no TLS session, or a certificate that does not verify
+    "protocol_error",  # the connection broke, or the answer was not HTTP/SMTP
+    "http_3xx",  # a redirect: never followed
+    "http_4xx",
+    "http_5xx",
+    "smtp_4xx",  # the mail server's temporary refusal
+    "smtp_5xx",
+    "recipient_refused",
+    "auth_failed",
+    "starttls_unavailable",
+    "credentials_unusable",  # the service's own credentials (push) cannot be read or used
+    "not_configured",
+    "channel_error",  # anything unexpected inside the channel; logged, never shown
+]
 # HTTP answers worth trying again later; any other 4xx will not get better by waiting.
 RETRYABLE_HTTP_STATUSES = frozenset({408, 425, 429})
 MAX_ERROR_LENGTH = 500
@@ -65,6 +88,8 @@ class Result:
     response_code: int | None = None
     error: str | None = None
     retryable: bool = False
+    # Push devices the service said are gone, for the channel's `finish` to forget.
+    gone: tuple[int, ...] = ()
 
     @classmethod
     def sent(cls, response_code: int | None = None) -> Result:
@@ -75,18 +100,21 @@ class Result:
         return cls("skipped", error=_clip(reason))
 
     @classmethod
-    def failed(cls, error: str, *, response_code: int | None = None, retryable: bool) -> Result:
-        return cls("failed", response_code, _clip(error), retryable)
+    def failed(
+        cls, error: DeliveryError, *, response_code: int | None = None, retryable: bool
+    ) -> Result:
+        return cls("failed", response_code, error, retryable)
 
 
-def http_result(status: int, detail: str = "") -> Result:
+def http_result(status: int) -> Result:
     """2xx sent; 408/425/429/5xx failed and worth retrying; anything else failed for good."""
     if 200 <= status < 300:
         return Result.sent(status)
     retryable = status >= 500 or status in RETRYABLE_HTTP_STATUSES
-    return Result.failed(
-        f"HTTP {status} {detail}".strip(), response_code=status, retryable=retryable
+    error: DeliveryError = (
+        "http_5xx" if status >= 500 else "http_4xx" if status >= 400 else "http_3xx"
     )
+    return Result.failed(error, response_code=status, retryable=retryable)
 
 
 class Channel(ABC):
@@ -107,6 +135,41 @@ class Channel(ABC):
     def deliver_many(self, session: Session, messages: Sequence[Outgoing]) -> list[Result]:
         """The results in the order of `messages`."""
         return [self.deliver(session, message) for message in messages]
+
+
+Prepared = TypeVar("Prepared")
+
+
+class ExternalChannel(Channel, Generic[Prepared]):
+    """A channel that leaves the database (webhook, e-mail, push), in three steps.
+
+    `prepare` reads what a send needs in a short read-only session and returns plain values
+    (or a Result when there is nothing to send); `send` makes the network call with no session
+    and no transaction, within the channel's total deadline; `finish` writes what the answer
+    implies besides the attempt itself (push: forget an unregistered device), in the
+    transaction that records the outcome.
+    """
+
+    in_transaction: ClassVar[bool] = False
+
+    @abstractmethod
+    def prepare(self, session: Session, message: Outgoing) -> Prepared | Result: ...
+
+    @abstractmethod
+    def send(self, prepared: Prepared) -> Result: ...
+
+    def finish(self, session: Session, prepared: Prepared, result: Result) -> None:
+        """Nothing by default."""
+
+    def deliver(self, session: Session, message: Outgoing) -> Result:
+        """All three steps at once: for tests and tools, never the runner (it would hold
+        `session`'s transaction across the network call)."""
+        prepared = self.prepare(session, message)
+        if isinstance(prepared, Result):
+            return prepared
+        result = self.send(prepared)
+        self.finish(session, prepared, result)
+        return result
 
 
 def _clip(text: str) -> str:

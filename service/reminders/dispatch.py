@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.core.bulk import among, insert_rows
 from service.models import Delivery, Patient, Reminder
-from service.reminders.channels import Channel, Outgoing, Result
+from service.reminders.channels import Channel, ExternalChannel, Outgoing, Result
 from service.reminders.retry import backoff_delay
 from service.reminders.timing import QuietHours, push_out_of_quiet_hours
 from service.staff.alerts import raise_alert
@@ -150,6 +150,42 @@ def take_due_reminders(session: Session, *, now: datetime, limit: int) -> list[O
     return _outgoing(session.execute(due).all(), now)
 
 
+@dataclass(frozen=True)
+class Leased:
+    """A reminder leased to this runner for the channels that leave the database.
+
+    `channels` are still to be tried in this round (attempt `attempt`); `earlier` holds what the
+    channels already tried in the claiming transaction came to, and `held_until` when push and
+    e-mail wait for the end of the patient's quiet hours.
+    """
+
+    message: Outgoing
+    attempt: int
+    channels: tuple[str, ...]
+    earlier: tuple[tuple[str, Result], ...] = ()
+    held_until: datetime | None = None
+
+    @classmethod
+    def of(cls, message: Outgoing) -> Leased:
+        """A reminder leased by claim_due_reminders: all its channels, in one new attempt."""
+        return cls(message, message.attempts + 1, tuple(dict.fromkeys(message.channels)))
+
+    @property
+    def reminder_id(self) -> int:
+        return self.message.reminder_id
+
+
+@dataclass
+class Round:
+    """One leased reminder's sends, prepared: what to send where, and results known already."""
+
+    leased: Leased
+    sends: list[tuple[str, ExternalChannel[Any], Any]] = field(default_factory=list)
+    results: dict[str, Result] = field(default_factory=dict)
+    # Channels that write in the database (the inbox), delivered when the round is recorded.
+    local: list[str] = field(default_factory=list)
+
+
 def claim_and_deliver(
     session: Session,
     channels: Mapping[str, Channel],
@@ -160,32 +196,241 @@ def claim_and_deliver(
     lease: timedelta,
     settings: Settings,
     rng: random.Random | None = None,
-) -> tuple[TickCounts, list[Outgoing]]:
-    """Take up to `limit` due reminders; deliver at once those that stay in the database.
+) -> tuple[TickCounts, list[Leased]]:
+    """Take up to `limit` due reminders; deliver at once what stays in the database.
 
-    Reminders whose remaining channels all write in this transaction (inbox, worklist) are
-    delivered in it while their rows are locked: no lease is needed, since a crash rolls
-    everything back and leaves them due. The others (webhook, e-mail, push leave the
-    database) are leased to `owner` and returned, for deliver_claimed once this commits.
-    The counts cover the reminders delivered here and count every reminder taken as claimed.
+    Every channel that writes in this transaction (inbox, worklist) is delivered in it while
+    the rows are locked: a crash rolls everything back and leaves them due. A reminder that
+    also goes out (webhook, e-mail, push) is leased to `owner` with its attempt counted, and
+    returned, to be sent once this commits (prepare_round, begin_send, record_send,
+    finish_round). The counts cover the reminders finished here and count every one taken
+    as claimed.
     """
     taken = take_due_reminders(session, now=now, limit=limit)
     counts = TickCounts(claimed=len(taken))
     if not taken:
         return counts, []
     already = _channels_already_sent(session, taken)
-    here: list[Outgoing] = []
-    later: list[int] = []
+    quiet_until = _quiet_hours_end(session, taken, now)
+    status_updates: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
+    plans: list[tuple[Outgoing, list[str], list[str], datetime | None]] = []
     for message in taken:
+        if message.expires_at is not None and message.expires_at <= now:
+            status_updates.append(_release(message, "expired", now))
+            counts.expired += 1
+            continue
         names = _channels_to_try(message, already)
-        expired = message.expires_at is not None and message.expires_at <= now
-        if expired or all(_stays_in_database(channels.get(name)) for name in names):
-            here.append(message)
+        held: datetime | None = None
+        wait_until = quiet_until.get(message.patient_id) if message.audience == "patient" else None
+        if wait_until is not None and any(n in INTERRUPTING for n in names):
+            waiting = [n for n in names if n in INTERRUPTING]
+            names = [n for n in names if n not in INTERRUPTING]
+            if message.expires_at is None or wait_until < message.expires_at:
+                held = wait_until
+            else:
+                deliveries.extend(
+                    _attempt(message, n, message.attempts + 1, "skipped", None, QUIET_SKIP, now)
+                    for n in waiting
+                )
+        local = [n for n in names if _stays_in_database(channels.get(n))]
+        external = [n for n in names if n not in local]
+        plans.append((message, local, external, held))
+    results = _deliver_by_channel(session, [(m, local) for m, local, _, _ in plans], channels)
+    leased: list[Leased] = []
+    for message, local, external, held in plans:
+        attempt = message.attempts + 1
+        got: dict[str, Result] = {}
+        for name in local:
+            result = results.get((message.reminder_id, name)) or NOT_CONFIGURED
+            got[name] = result
+            deliveries.append(_recorded(message, name, attempt, result, now))
+        if external:
+            leased.append(Leased(message, attempt, tuple(external), tuple(got.items()), held))
         else:
-            later.append(message.reminder_id)
-    _deliver(session, here, channels, already, counts, now=now, settings=settings, rng=rng)
-    leased = _lease(session, among(session, Reminder.id, later), owner, now, lease) if later else []
+            status_updates.append(
+                _conclude(session, message, attempt, got, held, counts, now, settings, rng)
+            )
+    insert_rows(session, Delivery, deliveries)
+    _write_statuses(session, status_updates)
+    if leased:
+        expiry = now + lease
+        session.execute(
+            update(Reminder)
+            .where(among(session, Reminder.id, [item.reminder_id for item in leased]))
+            .values(
+                status="claimed",
+                lease_owner=owner,
+                lease_expires_at=expiry,
+                due_at=expiry,
+                # Counted now: a runner that dies mid-send has used up this attempt.
+                attempts=Reminder.attempts + 1,
+            ),
+            execution_options={"synchronize_session": False},
+        )
     return counts, leased
+
+
+NOT_CONFIGURED = Result.skipped("not configured")
+
+
+def prepare_round(
+    session: Session, leased: Sequence[Leased], channels: Mapping[str, Channel]
+) -> list[Round]:
+    """Read what each send needs (read-only, no rows locked): one Round per leased reminder.
+
+    A channel whose preparation raises fails for that reminder alone.
+    """
+    already = _channels_already_sent(session, [item.message for item in leased])
+    rounds: list[Round] = []
+    for item in leased:
+        done = already.get(item.reminder_id, set())
+        this = Round(item)
+        for name in item.channels:
+            if name in done:
+                continue
+            channel = channels.get(name)
+            if not isinstance(channel, ExternalChannel):
+                this.local.append(name)
+                continue
+            try:
+                prepared = channel.prepare(session, item.message)
+            except Exception as exc:
+                log.warning(
+                    "reminder %s: preparing %s failed: %s",
+                    item.reminder_id,
+                    name,
+                    type(exc).__name__,
+                )
+                log.debug("preparing %s failed", name, exc_info=True)
+                session.rollback()
+                this.results[name] = Result.failed("channel_error", retryable=True)
+                continue
+            if isinstance(prepared, Result):
+                this.results[name] = prepared
+            else:
+                this.sends.append((name, channel, prepared))
+        rounds.append(this)
+    return rounds
+
+
+def send_safely(channel: ExternalChannel[Any], prepared: Any, reminder_id: int) -> Result:
+    """The channel's send; an exception from it is that reminder's failure, never the batch's."""
+    try:
+        return channel.send(prepared)
+    except Exception as exc:
+        log.warning("reminder %s: %s raised %s", reminder_id, channel.name, type(exc).__name__)
+        log.debug("%s send raised", channel.name, exc_info=True)
+        return Result.failed("channel_error", retryable=True)
+
+
+def begin_send(
+    session: Session, item: Leased, channel: str, *, owner: str, now: datetime, lease: timedelta
+) -> int | None:
+    """Before a send: renew the lease if it is still ours, and record the send as in flight.
+
+    Returns the in-flight attempt's id, or None when the lease was lost (the send must not be
+    made). A crash after this retries this one send, with the same idempotency key.
+    """
+    expiry = now + lease
+    renewed = session.execute(
+        update(Reminder)
+        .where(
+            Reminder.id == item.reminder_id,
+            Reminder.lease_owner == owner,
+            Reminder.status == "claimed",
+        )
+        .values(lease_expires_at=expiry, due_at=expiry),
+        execution_options={"synchronize_session": False},
+    )
+    if not getattr(renewed, "rowcount", 0):
+        return None
+    # A send a crashed runner left in flight: it may or may not have arrived.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.reminder_id == item.reminder_id,
+            Delivery.channel == channel,
+            Delivery.outcome == IN_FLIGHT,
+        )
+        .values(outcome="interrupted"),
+        execution_options={"synchronize_session": False},
+    )
+    attempt = Delivery(
+        reminder_id=item.reminder_id,
+        channel=channel,
+        attempt=item.attempt,
+        outcome=IN_FLIGHT,
+        created_at=now,
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt.id
+
+
+IN_FLIGHT = "in_flight"
+
+
+def record_send(
+    session: Session,
+    attempt_id: int,
+    channel: ExternalChannel[Any],
+    prepared: Any,
+    result: Result,
+) -> None:
+    """After a send: its outcome on the in-flight attempt, and what the channel makes of it."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == attempt_id)
+        .values(
+            outcome=result.outcome,
+            response_code=result.response_code,
+            error=(result.error or None) and result.error[:500],
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    channel.finish(session, prepared, result)
+
+
+def finish_round(
+    session: Session,
+    this: Round,
+    results: Mapping[str, Result],
+    channels: Mapping[str, Channel],
+    *,
+    owner: str,
+    now: datetime,
+    settings: Settings,
+    rng: random.Random | None = None,
+) -> TickCounts:
+    """Record a round: deliver its in-database channels, then the reminder's new status.
+
+    `results` are the sends made (already recorded by record_send). Only a reminder still
+    leased to `owner` changes; one whose lease was lost is counted as such.
+    """
+    counts = TickCounts()
+    item = this.leased
+    message = item.message
+    if not _still_owned(session, [item.reminder_id], owner):
+        counts.lost_lease = 1
+        return counts
+    got: dict[str, Result] = dict(item.earlier)
+    deliveries = [
+        _recorded(message, name, item.attempt, result, now) for name, result in this.results.items()
+    ]
+    got.update(this.results)
+    local = _deliver_by_channel(session, [(message, this.local)], channels)
+    for name in this.local:
+        result = local.get((item.reminder_id, name)) or NOT_CONFIGURED
+        got[name] = result
+        deliveries.append(_recorded(message, name, item.attempt, result, now))
+    got.update(results)
+    insert_rows(session, Delivery, deliveries)
+    update_row = _conclude(
+        session, message, item.attempt, got, item.held_until, counts, now, settings, rng
+    )
+    _write_statuses(session, [update_row])
+    return counts
 
 
 def _stays_in_database(channel: Channel | None) -> bool:
@@ -232,114 +477,56 @@ def _channels_already_sent(session: Session, messages: Sequence[Outgoing]) -> di
     return done
 
 
-def deliver_claimed(
+def _conclude(
     session: Session,
-    claimed: Sequence[Outgoing],
-    channels: Mapping[str, Channel],
-    *,
-    owner: str,
-    now: datetime,
-    settings: Settings,
-    rng: random.Random | None = None,
-) -> TickCounts:
-    """Deliver a claimed batch in the caller's transaction; only rows still leased to `owner`."""
-    counts = TickCounts(claimed=len(claimed))
-    owned = _still_owned(session, [c.reminder_id for c in claimed], owner)
-    counts.lost_lease = len(claimed) - len(owned)
-    mine = [message for message in claimed if message.reminder_id in owned]
-    already = _channels_already_sent(session, mine)
-    _deliver(session, mine, channels, already, counts, now=now, settings=settings, rng=rng)
-    return counts
-
-
-def _deliver(
-    session: Session,
-    messages: Sequence[Outgoing],
-    channels: Mapping[str, Channel],
-    already: Mapping[int, set[str]],
+    message: Outgoing,
+    attempt: int,
+    results: Mapping[str, Result],
+    held_until: datetime | None,
     counts: TickCounts,
-    *,
     now: datetime,
     settings: Settings,
     rng: random.Random | None,
-) -> None:
-    """Deliver reminders whose rows this transaction holds; add the outcomes to `counts`.
-
-    Each channel gets the whole batch at once when it can take one (`deliver_many`, the inbox
-    does), otherwise one message at a time; attempts and statuses are written in bulk.
-    """
-    status_updates: list[dict[str, Any]] = []
-    deliveries: list[dict[str, Any]] = []
-    live: list[tuple[Outgoing, list[str]]] = []
-    held: dict[int, datetime] = {}
-    quiet_until = _quiet_hours_end(session, messages, now)
-    for message in messages:
-        if message.expires_at is not None and message.expires_at <= now:
-            status_updates.append(_release(message, "expired", now))
-            counts.expired += 1
-            continue
-        names = _channels_to_try(message, already)
-        wait_until = quiet_until.get(message.patient_id) if message.audience == "patient" else None
-        if wait_until is not None and any(n in INTERRUPTING for n in names):
-            waiting = [n for n in names if n in INTERRUPTING]
-            names = [n for n in names if n not in INTERRUPTING]
-            if message.expires_at is None or wait_until < message.expires_at:
-                held[message.reminder_id] = wait_until
-            else:
-                deliveries.extend(
-                    _attempt(message, n, message.attempts + 1, "skipped", None, QUIET_SKIP, now)
-                    for n in waiting
-                )
-        live.append((message, names))
-    results = _deliver_by_channel(session, live, channels)
-    for message, names in live:
-        attempt = message.attempts + 1
-        retry_needed = False
-        for name in names:
-            result = results.get((message.reminder_id, name))
-            if result is None:
-                deliveries.append(
-                    _attempt(message, name, attempt, "skipped", None, "not configured", now)
-                )
-                continue
-            deliveries.append(
-                _attempt(
-                    message, name, attempt, result.outcome, result.response_code, result.error, now
-                )
+) -> dict[str, Any]:
+    """The reminder's new status after a round whose channels came to `results`."""
+    retry_needed = False
+    for name, result in results.items():
+        if result.outcome == "failed" and result.retryable:
+            retry_needed = True
+        elif result.outcome == "failed":
+            log.warning(
+                "reminder %s: %s failed for good: %s", message.reminder_id, name, result.error
             )
-            if result.outcome == "failed" and result.retryable:
-                retry_needed = True
-            elif result.outcome == "failed":
-                log.warning(
-                    "reminder %s: %s failed for good: %s", message.reminder_id, name, result.error
-                )
-        if not retry_needed and message.reminder_id in held:
-            # The silent inbox has it; push and e-mail wait for the end of the quiet hours.
-            update_row = _release(message, "pending", now)
-            update_row["attempts"] = attempt
-            update_row["due_at"] = held[message.reminder_id]
-            status_updates.append(update_row)
-        elif not retry_needed:
-            update_row = _release(message, "sent", now)
-            update_row["sent_at"] = now
-            update_row["attempts"] = attempt
-            status_updates.append(update_row)
-            counts.sent += 1
-            counts.lateness_s.append(max((now - message.fire_at).total_seconds(), 0.0))
-        elif attempt >= settings.retry_max_attempts:
-            update_row = _release(message, "dead", now)
-            update_row["attempts"] = attempt
-            status_updates.append(update_row)
-            _alert_dead(session, message, now)
-            counts.dead += 1
-        else:
-            update_row = _release(message, "failed", now)
-            update_row["attempts"] = attempt
-            update_row["due_at"] = now + backoff_delay(attempt, settings, rng)
-            status_updates.append(update_row)
-            counts.failed += 1
-    insert_rows(session, Delivery, deliveries)
-    _write_statuses(session, status_updates)
+    if not retry_needed and held_until is not None:
+        # The silent inbox has it; push and e-mail wait for the end of the quiet hours.
+        update_row = _release(message, "pending", now)
+        update_row["attempts"] = attempt
+        update_row["due_at"] = held_until
+    elif not retry_needed:
+        update_row = _release(message, "sent", now)
+        update_row["sent_at"] = now
+        update_row["attempts"] = attempt
+        counts.sent += 1
+        counts.lateness_s.append(max((now - message.fire_at).total_seconds(), 0.0))
+    elif attempt >= settings.retry_max_attempts:
+        update_row = _release(message, "dead", now)
+        update_row["attempts"] = attempt
+        _alert_dead(session, message, now)
+        counts.dead += 1
+    else:
+        update_row = _release(message, "failed", now)
+        update_row["attempts"] = attempt
+        update_row["due_at"] = now + backoff_delay(attempt, settings, rng)
+        counts.failed += 1
+    return update_row
+
+
+def _recorded(
+    message: Outgoing, channel: str, attempt: int, result: Result, now: datetime
+) -> dict[str, Any]:
+    return _attempt(
+        message, channel, attempt, result.outcome, result.response_code, result.error, now
+    )
 
 
 def _quiet_hours_end(

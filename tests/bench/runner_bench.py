@@ -140,7 +140,9 @@ def child_env(database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop("CD20_ENV", None)
+    # Development (plain http allowed), and webhooks may reach the stand-ins on 127.0.0.1.
+    env["CD20_ENV"] = "development"
+    env["CD20_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1"
     return env
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 # A hung request is released at close, or after this long at the latest.
 MAX_HANG_S = 10.0
+# Settings that let webhooks reach the stand-ins: plain http (development) to 127.0.0.1,
+# which the address rules refuse unless the operator allows it.
+LOCAL_WEBHOOKS: dict[str, Any] = {
+    "environment": "development",
+    "webhook_allowed_hosts": ("127.0.0.1",),
+}
 
 
 def free_port() -> int:
@@ -211,3 +218,70 @@ class _Authenticator:
         if auth_data == self.expected:
             return AuthResult(success=True, auth_data=self.expected.login)
         return AuthResult(success=False, handled=False)
+
+
+class DripServer:
+    """A TCP server on 127.0.0.1 that answers as slowly as it can without going silent.
+
+    Each connection gets `answer` one byte every `every_s` seconds for `for_s` seconds (an HTTP
+    server that would take a minute to answer), or with `silent` nothing at all while the
+    connection stays open (an SMTP server that never greets). `connected` is set once a client
+    has connected; `connections` counts them.
+    """
+
+    def __init__(
+        self,
+        *,
+        answer: bytes = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
+        every_s: float = 0.5,
+        for_s: float = 60.0,
+        silent: bool = False,
+    ) -> None:
+        self.answer = answer
+        self.every_s = every_s
+        self.for_s = for_s
+        self.silent = silent
+        self.connections = 0
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=MAX_HANG_S)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _address = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            self.connected.set()
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            ends = time.monotonic() + self.for_s
+            position = 0
+            while not self._stop.is_set() and time.monotonic() < ends:
+                if not self.silent:
+                    try:
+                        conn.sendall(self.answer[position % len(self.answer) :][:1])
+                    except OSError:
+                        return
+                    position += 1
+                self._stop.wait(self.every_s)

@@ -11,9 +11,9 @@ from jobs.channels import build_channels
 from jobs.channels.worklist import WorklistChannel
 from jobs.runner import Runner
 from service.models import Delivery, InboxMessage, MetricCounter, Reminder, StaffAlert
-from service.reminders.dispatch import claim_due_reminders, deliver_claimed
+from service.reminders.dispatch import Leased, claim_due_reminders
 from tests.factories import make_clinic, make_patient, make_reminder
-from tests.jobs.standins import Reply, StandInHTTPServer
+from tests.jobs.standins import LOCAL_WEBHOOKS, Reply, StandInHTTPServer
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -98,7 +98,7 @@ def test_failing_webhook_retries_with_backoff_then_goes_dead(session, settings, 
         patient = make_patient(session, clinic)
         reminder = make_reminder(session, patient, fire_at=NOW, channels=["inbox", "webhook"])
         quick = settings.with_overrides(
-            retry_max_attempts=3, retry_base_delay_s=60, retry_max_delay_s=600
+            retry_max_attempts=3, retry_base_delay_s=60, retry_max_delay_s=600, **LOCAL_WEBHOOKS
         )
         runner = make_runner(quick, clock)
 
@@ -150,8 +150,8 @@ def test_a_crashed_runners_lease_expires_and_another_delivers_once(session, sett
     assert survivor.tick().sent == 1
 
     # The first runner wakes up and tries to finish its batch: the row is no longer its own.
-    late = deliver_claimed(
-        session, crashed, build_channels(settings), owner="crashed", now=clock(), settings=settings
+    late = make_runner(settings, clock, owner="crashed").deliver_leased(
+        [Leased.of(message) for message in crashed]
     )
     assert late.lost_lease == 1
     assert late.sent == 0

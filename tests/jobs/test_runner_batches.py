@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from jobs.channels import build_channels
 from jobs.channels.inbox import InboxChannel
+from jobs.runner import Runner
 from service.models import Clinic, InboxCounter, InboxMessage, Patient, Reminder
 from service.reminders.channels import Outgoing
-from service.reminders.dispatch import claim_and_deliver, deliver_claimed, take_due_reminders
+from service.reminders.dispatch import claim_and_deliver, take_due_reminders
 from service.reminders.inbox import InboxPost, post_many_to_inbox, post_to_inbox
 from service.reminders.messages import render
 from tests.factories import make_clinic, make_patient, make_reminder
@@ -114,7 +115,8 @@ def test_only_reminders_for_outside_channels_are_leased(session, settings):
     assert (with_webhook.status, with_webhook.lease_owner) == ("claimed", "me")
     assert with_webhook.due_at == NOW + LEASE
 
-    later = deliver_claimed(session, leased, channels, owner="me", now=NOW, settings=settings)
+    runner = Runner(settings, channels, owner="me", clock=lambda: NOW, lease=LEASE)
+    later = runner.deliver_leased(leased)
     assert later.sent == 1
     session.refresh(with_webhook)
     assert with_webhook.status == "sent"

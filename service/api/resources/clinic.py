@@ -19,6 +19,7 @@ from schemas.common import page_of
 from service.accounts import users
 from service.api.context import actor, db, login_required, settings
 from service.clinics.settings import get_clinic, get_clinic_for_admin, update_clinic
+from service.core.outbound import OutboundPolicy
 
 blp = Blueprint("clinic", __name__, description="The caller's clinic and its staff accounts")
 
@@ -40,7 +41,8 @@ class ClinicItem(MethodView):
         """Change the clinic's name, time zone or settings (admin)."""
         clinic = get_clinic_for_admin(db(), actor())
         blp.check_etag(clinic, ClinicSchema)
-        update_clinic(db(), actor(), clinic, changes)
+        outbound = OutboundPolicy.from_settings(settings())
+        update_clinic(db(), actor(), clinic, changes, outbound=outbound)
         db().commit()
         return clinic
 

@@ -172,13 +172,7 @@ def _issue_tokens(
     )
     session.flush()
     access = create_access_token(
-        settings,
-        user_id=user.id,
-        role=user.role,
-        clinic_id=user.clinic_id,
-        patient_id=user.patient_id,
-        generation=user.token_generation,
-        now=now,
+        settings, user_id=user.id, generation=user.token_generation, now=now
     )
     return TokenPair(
         access_token=access,
@@ -530,7 +524,8 @@ def update_user(
     user.is_active = is_active
     if not is_active:
         _revoke_refresh_tokens(session, now, RefreshToken.user_id == user.id)
-    # Access tokens carry the role: the old ones must not outlive the change.
+    # The next request reads the new role from this row; ending the sessions makes the change
+    # visible to the user (log in again) rather than silently widening or narrowing a session.
     user.token_generation = user.token_generation + 1
     session.flush()
     return user

@@ -19,8 +19,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from service.accounts.tokens import actor_from_claims, decode_access_token
-from service.api.context import close_session, settings
+from service.accounts.tokens import authenticate
+from service.api.context import close_session, db, settings
 from service.core.access import Actor
 from service.db import unit_of_work, utcnow
 from service.errors import InvalidToken
@@ -116,7 +116,7 @@ def _actor(response: Response) -> Actor | None:
     """The authenticated caller; after a successful log-in, the account the tokens are for.
 
     A success answered before the view ran (an idempotent replay) was authenticated there:
-    the bearer token's verified claims name the caller. A refused request names nobody it did
+    the bearer token and its user row name the caller. A refused request names nobody it did
     not authenticate.
     """
     known: Actor | None = g.get("actor")
@@ -130,7 +130,7 @@ def _actor(response: Response) -> Actor | None:
     if not isinstance(token, str) or not token:
         return None
     try:
-        return actor_from_claims(decode_access_token(settings(), token))
+        return authenticate(db(), settings(), token)
     except InvalidToken:
         return None
 

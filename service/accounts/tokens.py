@@ -46,14 +46,14 @@ def create_access_token(
         "typ": "access",
         "gen": generation,
     }
-    return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
+    return jwt.encode(claims, settings.signing_key, algorithm=ALGORITHM)
 
 
 def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            settings.secret_key,
+            settings.signing_key,
             algorithms=[ALGORITHM],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,

@@ -40,7 +40,8 @@ def report_refusals() -> Iterator[None]:
 
 @contextmanager
 def _session() -> Iterator[tuple[Session, Settings]]:
-    settings = Settings.from_env()
+    settings = Settings.from_env(embedded=True)
+    settings.check()
     ensure_database(settings)
     init_engine(settings.database_url)
     with report_refusals(), unit_of_work() as session:

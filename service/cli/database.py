@@ -65,7 +65,7 @@ def serve(host: str, port: int, threads: int, no_runner: bool) -> None:
     from service.app import create_app
     from service.cli.supervise import RunnerProcess
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(embedded=True)
     settings.check()
     ensure_database(settings)
     app = create_app(settings)

@@ -24,9 +24,10 @@ def demo() -> None:
     """Create a demo clinic, staff and patients on every regimen; print the logins."""
     from service.clinics.demo import CLINIC_ZONE, seed_demo
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(embedded=True)
     if settings.environment == "production":
         raise click.ClickException("cd20 demo refuses to run with CD20_ENV=production")
+    settings.check()
     password = os.environ.get(DEMO_PASSWORD_ENV, DEFAULT_DEMO_PASSWORD)
     ensure_database(settings)
     init_engine(settings.database_url)

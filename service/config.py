@@ -91,6 +91,13 @@ class Settings:
     login_limit_per_address: str = "10/minute"
     login_limit_per_account: str = "5/minute"
     rate_limit_key_prefix: str = "cd20"
+    # Password checks (log-in, password change): this many failures in a row from one address on
+    # one login name shut that address out of it for login_lock_s. Other addresses are not
+    # affected, so nobody's guesses can lock the real user out. Failures on an account from any
+    # address since its last success raise a staff alert at login_alert_after.
+    login_lock_after: int = 10
+    login_lock_s: int = 15 * 60
+    login_alert_after: int = 20
     # How long a retry with the same Idempotency-Key gets the first response.
     idempotency_key_ttl_s: int = 24 * 3600
 
@@ -274,5 +281,8 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_LOGIN_LIMIT_PER_ADDRESS", "login_limit_per_address", str),
     ("CD20_LOGIN_LIMIT_PER_ACCOUNT", "login_limit_per_account", str),
     ("CD20_RATE_LIMIT_PREFIX", "rate_limit_key_prefix", str),
+    ("CD20_LOGIN_LOCK_AFTER", "login_lock_after", int),
+    ("CD20_LOGIN_LOCK_SECONDS", "login_lock_s", int),
+    ("CD20_LOGIN_ALERT_AFTER", "login_alert_after", int),
     ("CD20_IDEMPOTENCY_TTL", "idempotency_key_ttl_s", int),
 )

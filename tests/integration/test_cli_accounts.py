@@ -152,3 +152,12 @@ def test_user_create_adds_staff_to_an_existing_clinic(cli_env):
         "--email", "p@example.org",
     )  # fmt: skip
     assert bad_role.exit_code == 2
+
+
+def test_clinic_create_refuses_a_common_admin_password(cli_env):
+    refused = run(
+        {**cli_env, "CD20_ADMIN_PASSWORD": "password1234"},
+        "clinic", "create", "X", "--time-zone", "UTC", "--admin-email", "a@example.org",
+    )  # fmt: skip
+    assert refused.exit_code == 1
+    assert "Too common" in refused.output

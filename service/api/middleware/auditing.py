@@ -206,6 +206,9 @@ def _describe(response: Response, request_id: str, who: Actor | None) -> audit.A
             route.resource_id = str(new_id)
             if audit.resolvable(route.resource_type):
                 route.subjects.append((route.resource_type, new_id))
+    account_id = g.get("audit_account_id")
+    if who is None and isinstance(account_id, int):
+        details["account_id"] = account_id
     code = (body or {}).get("code") if status >= 400 else None
     if isinstance(code, str) and _PROBLEM_CODE.fullmatch(code):
         details["code"] = code
@@ -222,6 +225,7 @@ def _describe(response: Response, request_id: str, who: Actor | None) -> audit.A
         subjects=route.subjects,
         operation=route.operation,
         details=details,
+        clinic_id=g.get("audit_clinic_id"),
     )
 
 

@@ -449,11 +449,20 @@ def _ensure_can_have_account(session: Session, patient: Patient, email: str) -> 
         )
     )
     if taken is not None:
-        raise AlreadyExists(
-            "Another account uses this e-mail address",
-            errors={"email": ["Another account uses this e-mail address."]},
-        )
+        raise email_unavailable()
     return account
+
+
+def email_unavailable() -> AlreadyExists:
+    """The one refusal for an e-mail address that cannot become a login, whatever the cause.
+
+    Logins are unique across clinics, so the address may belong to another clinic's account:
+    the answer must not say whether it does, nor differ from the answer for this clinic's own.
+    """
+    return AlreadyExists(
+        "This e-mail address cannot be used for a new account",
+        errors={"email": ["Cannot be used for a new account: choose another address."]},
+    )
 
 
 def activate_account(
@@ -613,10 +622,7 @@ def add_staff_user(
     email = normalise_email(email)
     check_password_policy(password, staff=True, user_inputs=[email])
     if session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise AlreadyExists(
-            "An account with this e-mail already exists",
-            errors={"email": ["Already used by another account."]},
-        )
+        raise email_unavailable()
     user = User(
         clinic_id=clinic_id,
         email=email,

@@ -70,6 +70,20 @@ class AlreadyExists(Conflict):
     title = "Already exists"
 
 
+class DeviceTokenInUse(Conflict):
+    """The push token is registered to another account: it stays with that account."""
+
+    code = "device_in_use"
+    title = "This push token is registered to another account"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(
+            detail,
+            errors={"token": ["Registered to another account: sign out of it on this device."]},
+            **extra,
+        )
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"
     title = "Not allowed in the current status"

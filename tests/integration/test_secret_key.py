@@ -234,3 +234,27 @@ def test_cd20_serve_on_a_fresh_folder_keeps_its_key_and_tokens_survive_a_restart
         me = requests.get(f"{base}/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert me.status_code == 200, me.text
     assert key_file.read_text() == key
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "reason"),
+    [
+        (["serve"], {"CD20_ENV": "prod"}, "CD20_ENV must be one of"),
+        (["demo"], {"SECRET_KEY": "a" * 40}, "SECRET_KEY is a short text repeated"),
+        (["serve"], {"CD20_ENV": "production"}, "SECRET_KEY is not set"),
+    ],
+)
+def test_cd20_commands_refuse_unusable_settings_with_the_reason(tmp_path, command, extra, reason):
+    refused = subprocess.run(
+        [sys.executable, "-m", "service.cli", *command],
+        env=_env(tmp_path, **extra),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert f"Error: {reason}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "instance" / "secret_key").exists()

@@ -50,6 +50,8 @@ from service.patients.records import get_patient
 LOGIN_ALERT_KIND = "login_failures"
 # Where no client address is known (the command line, a test).
 NO_ADDRESS = "unknown"
+# Counts with no failure for this long are forgotten (guesses at made-up names leave rows).
+LOGIN_LOCK_KEPT = timedelta(days=1)
 # No 0/O, 1/I: a code read aloud or typed from a letter survives. 32 symbols x 10 = 50 bits.
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_LENGTH = 10
@@ -206,6 +208,14 @@ def count_failed_password(
     alert, once until they resolve it.
     """
     key = _account_key(login)
+    session.execute(
+        delete(LoginLock)
+        .where(
+            LoginLock.last_failed_at < now - LOGIN_LOCK_KEPT,
+            or_(LoginLock.locked_until.is_(None), LoginLock.locked_until < now),
+        )
+        .execution_options(synchronize_session=False)
+    )
     insert_ignore = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     # Counted in SQL: concurrent failures each count, and the row is made once.
     session.execute(

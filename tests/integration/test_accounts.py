@@ -76,6 +76,18 @@ def test_lock_lasts_fifteen_minutes_then_counting_starts_over(session, settings)
     assert session.scalar(select(LoginLock).where(LoginLock.id == lock.id)) is None
 
 
+def test_failure_counts_untouched_for_a_day_are_forgotten(session, settings):
+    start = utcnow()
+    fail(session, settings, "made.up@example.org", start, times=3)
+    fail(session, settings, "other@example.org", start, times=10)  # locked, then idle
+    assert len(session.scalars(select(LoginLock)).all()) == 2
+    fail(session, settings, "third@example.org", start + timedelta(days=1, minutes=1))
+    remaining = session.scalars(select(LoginLock).execution_options(populate_existing=True)).all()
+    assert [lock.account_key for lock in remaining] == [
+        hashlib.sha256(b"third@example.org").hexdigest()
+    ]
+
+
 def test_refusal_is_raised_only_when_asked(session, settings):
     outcome = fail(session, settings, "nobody@example.org", utcnow())
     with pytest.raises(InvalidCredentials):

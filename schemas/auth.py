@@ -7,7 +7,11 @@ from typing import Any
 from marshmallow import fields, validate
 
 from schemas.common import StrictSchema, text
-from service.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from service.accounts.passwords import (
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    MIN_STAFF_PASSWORD_LENGTH,
+)
 
 REFRESH_TOKEN_MAX = 200
 
@@ -15,7 +19,11 @@ REFRESH_TOKEN_MAX = 200
 def new_password(**kwargs: Any) -> fields.String:
     return fields.String(
         validate=validate.Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH),
-        metadata={"description": f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"},
+        metadata={
+            "description": f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"
+            f" ({MIN_STAFF_PASSWORD_LENGTH} or more for staff); common or easily guessed"
+            " passwords are refused"
+        },
         **kwargs,
     )
 

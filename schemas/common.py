@@ -111,12 +111,12 @@ class ProblemSchema(ma.Schema):
 
 
 class TimeZoneField(fields.String):
-    """An IANA time zone name, e.g. Europe/Berlin."""
+    """An IANA region time zone, e.g. Europe/Berlin, or UTC."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         name = super()._deserialize(value, attr, data, **kwargs)
         if not is_known_time_zone(name):
-            raise ma.ValidationError("Not a known IANA time zone.")
+            raise ma.ValidationError("Not an IANA region time zone (e.g. Europe/Berlin) or UTC.")
         return name
 
 

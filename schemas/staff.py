@@ -149,14 +149,22 @@ class WorklistTaskSchema(_Out):
 
 class StaffAlertSchema(_Out):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "e.g. lab_low, lab_high"})
+    kind = fields.String(metadata={"description": "e.g. lab_low, lab_high, login_failures"})
     patient = fields.Function(
-        lambda alert: {
-            "id": alert.patient.id,
-            "mrn": alert.patient.mrn,
-            "name": f"{alert.patient.given_name} {alert.patient.family_name}",
+        lambda alert: (
+            {
+                "id": alert.patient.id,
+                "mrn": alert.patient.mrn,
+                "name": f"{alert.patient.given_name} {alert.patient.family_name}",
+            }
+            if alert.patient is not None
+            else None
+        ),
+        allow_none=True,
+        metadata={
+            "description": "{id, mrn, name}; null for an alert about a staff account"
+            " (kind login_failures, subject {type: user, id})"
         },
-        metadata={"description": "{id, mrn, name}"},
     )
     subject = fields.Function(
         lambda alert: {"type": alert.subject_type, "id": alert.subject_id},

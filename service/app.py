@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     app = Flask("service")
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        SECRET_KEY=settings.signing_key,
         MAX_CONTENT_LENGTH=settings.max_content_length,
         API_TITLE="cd20-monitor",
         API_VERSION="v1",

@@ -70,6 +70,20 @@ class AlreadyExists(Conflict):
     title = "Already exists"
 
 
+class DeviceTokenInUse(Conflict):
+    """The push token is registered to another account: it stays with that account."""
+
+    code = "device_in_use"
+    title = "This push token is registered to another account"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(
+            detail,
+            errors={"token": ["Registered to another account: sign out of it on this device."]},
+            **extra,
+        )
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"
     title = "Not allowed in the current status"
@@ -97,10 +111,27 @@ class StaleVersion(DomainError):
 
 
 class AccountLocked(Unauthenticated):
-    """Too many failed logins in a row; `retry_after` seconds until the next attempt counts."""
+    """Too many failed logins in a row from this address on this login name (known or not);
+    `retry_after` seconds until this address may try again. Other addresses are not locked."""
 
     code = "account_locked"
     title = "Too many failed logins; the account is locked for a while"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class TooManyAttempts(DomainError):
+    """Too many wrong passwords from this address: `retry_after` seconds until it may try again.
+
+    The same code and status as the request rate limits, for a signed-in caller (a 401 would
+    read as "your session ended").
+    """
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many attempts: wait before trying again"
 
     def __init__(self, detail: str | None = None, *, retry_after: int, **extra: Any) -> None:
         super().__init__(detail, retry_after=retry_after, **extra)

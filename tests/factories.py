@@ -77,14 +77,7 @@ def actor_of(user: User) -> Actor:
 
 
 def auth_headers(settings: Settings, user: User, **extra: str) -> dict[str, str]:
-    token = create_access_token(
-        settings,
-        user_id=user.id,
-        role=user.role,
-        clinic_id=user.clinic_id,
-        patient_id=user.patient_id,
-        generation=user.token_generation,
-    )
+    token = create_access_token(settings, user_id=user.id, generation=user.token_generation)
     return {"Authorization": f"Bearer {token}", **extra}
 
 

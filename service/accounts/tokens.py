@@ -1,4 +1,8 @@
-"""Signed, short-lived access tokens (JWT, one algorithm, issuer and audience checked)."""
+"""Signed, short-lived access tokens (JWT, one algorithm, issuer and audience checked).
+
+A token carries the user id and the session generation only; everything the user may do is
+read from the user row on every request, so a changed role applies to the next request.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
+from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.core.access import Actor
 from service.db import utcnow
 from service.errors import InvalidToken
+from service.models import User
 
 ALGORITHM = "HS256"
+
+
+# Exactly these claims: a token names its user and session generation, nothing the user row
+# decides (role, clinic, patient), so editing a claim cannot grant anything.
+CLAIMS = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ", "gen"})
 
 
 def create_access_token(
     settings: Settings,
     *,
     user_id: int,
-    role: str,
-    clinic_id: int,
-    patient_id: int | None,
     generation: int,
     now: datetime | None = None,
 ) -> str:
@@ -36,47 +44,36 @@ def create_access_token(
         "exp": int((issued + timedelta(seconds=settings.access_token_ttl_s)).timestamp()),
         "jti": uuid.uuid4().hex,
         "typ": "access",
-        "role": role,
-        "clinic_id": clinic_id,
         "gen": generation,
     }
-    if patient_id is not None:
-        claims["patient_id"] = patient_id
-    return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
+    return jwt.encode(claims, settings.signing_key, algorithm=ALGORITHM)
 
 
 def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            settings.secret_key,
+            settings.signing_key,
             algorithms=[ALGORITHM],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
-            options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            options={"require": ["exp", "iat", "sub", "aud", "iss", "gen"]},
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken() from exc
-    if claims.get("typ") != "access":
+    if claims.get("typ") != "access" or not CLAIMS.issuperset(claims):
+        raise InvalidToken()
+    if not isinstance(claims["gen"], int) or not str(claims["sub"]).isdigit():
         raise InvalidToken()
     return claims
 
 
-def actor_from_claims(claims: dict[str, Any]) -> Actor:
-    return Actor(
-        user_id=int(claims["sub"]),
-        role=str(claims["role"]),
-        clinic_id=int(claims["clinic_id"]),
-        patient_id=claims.get("patient_id"),
-    )
-
-
-def authenticate(session: Any, settings: Settings, token: str) -> Actor:
-    """The actor behind a bearer token, if the token is valid and its account still is."""
-    from service.models import User
-
+def authenticate(session: Session, settings: Settings, token: str) -> Actor:
+    """The actor behind a bearer token: role, clinic and patient come from the user row, now."""
     claims = decode_access_token(settings, token)
     user = session.get(User, int(claims["sub"]))
-    if user is None or not user.is_active or user.token_generation != claims.get("gen"):
+    if user is None or not user.is_active or user.token_generation != claims["gen"]:
         raise InvalidToken()
-    return actor_from_claims(claims)
+    return Actor(
+        user_id=user.id, role=user.role, clinic_id=user.clinic_id, patient_id=user.patient_id
+    )

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.accounts.passwords import check_password_policy, hash_password, hasher, verify_password
@@ -29,14 +31,27 @@ from service.errors import (
     InvalidCredentials,
     InvalidToken,
     NotFound,
+    TooManyAttempts,
     ValidationFailed,
 )
-from service.models import Clinic, Invitation, Patient, RefreshToken, User
+from service.models import (
+    Clinic,
+    Invitation,
+    LoginLock,
+    Patient,
+    RefreshToken,
+    User,
+)
 from service.patients.records import get_patient
+from service.staff.alerts import raise_alert
 from service.vocabulary import STAFF_ROLES
 
-MAX_FAILED_LOGINS = 10
-LOCK_DURATION = timedelta(minutes=15)
+# Alerts about accounts: codes only in the details.
+LOGIN_ALERT_KIND = "login_failures"
+# Where no client address is known (the command line, a test).
+NO_ADDRESS = "unknown"
+# Counts with no failure for this long are forgotten (guesses at made-up names leave rows).
+LOGIN_LOCK_KEPT = timedelta(days=1)
 # No 0/O, 1/I: a code read aloud or typed from a letter survives. 32 symbols x 10 = 50 bits.
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_LENGTH = 10
@@ -55,6 +70,14 @@ class TokenPair:
 
 
 @dataclass(frozen=True)
+class LoginAccount:
+    """The existing account a log-in named, for the audit trail (never for the answer)."""
+
+    user_id: int
+    clinic_id: int
+
+
+@dataclass(frozen=True)
 class AuthOutcome:
     """Tokens, or the refusal to raise once the caller has committed.
 
@@ -64,6 +87,7 @@ class AuthOutcome:
 
     pair: TokenPair | None = None
     refusal: DomainError | None = None
+    account: LoginAccount | None = None
 
     def tokens(self) -> TokenPair:
         if self.refusal is not None:
@@ -113,43 +137,137 @@ def log_in(
     *,
     username: str,
     password: str,
+    client_address: str | None = None,
     now: datetime | None = None,
 ) -> AuthOutcome:
-    """Check an e-mail and password; count failures, lock after MAX_FAILED_LOGINS in a row."""
+    """Check an e-mail and password.
+
+    Known and unknown names take the same path and get the same answers: the password is always
+    hashed, failures count per (name, address) whether or not the name is an account, and after
+    `login_lock_after` in a row that address is locked out of that name for a while. Another
+    address is not: the right password from it still logs in.
+    """
     now = now or utcnow()
-    user = session.scalar(select(User).where(User.email == username.strip().lower()))
+    login = username.strip().lower()
+    address = _address(client_address)
+    user = session.scalar(select(User).where(User.email == login))
+    account = LoginAccount(user_id=user.id, clinic_id=user.clinic_id) if user else None
+    lock = _login_lock(session, login, address)
+    if lock is not None and lock.locked_until is not None and lock.locked_until > now:
+        return AuthOutcome(refusal=_locked(lock.locked_until, now), account=account)
     # Always hash, so an unknown or inactive account costs the same time as a wrong password.
     correct = verify_password(settings, user.password_hash if user else None, password)
-    if user is None or not user.is_active or user.password_hash is None:
-        return AuthOutcome(refusal=InvalidCredentials())
-    if user.locked_until is not None and user.locked_until > now:
-        return AuthOutcome(refusal=_locked(user.locked_until, now))
-    if not correct:
-        return AuthOutcome(refusal=_count_failed_login(session, user, now))
-    user.failed_logins = 0
-    user.locked_until = None
+    if user is None or not user.is_active or user.password_hash is None or not correct:
+        until = count_failed_password(session, settings, login, address, now=now, user=user)
+        refusal = _locked(until, now) if until is not None else InvalidCredentials()
+        return AuthOutcome(refusal=refusal, account=account)
+    _clear_failures(session, user, login, address)
     if hasher(settings).check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(settings, password)
-    return AuthOutcome(pair=_issue_tokens(session, settings, user, now=now))
+    return AuthOutcome(pair=_issue_tokens(session, settings, user, now=now), account=account)
+
+
+def _address(client_address: str | None) -> str:
+    return (client_address or NO_ADDRESS)[:45]
 
 
 def _locked(until: datetime, now: datetime) -> AccountLocked:
     return AccountLocked(
-        "Too many failed logins: try again later",
-        retry_after=max(1, math.ceil((until - now).total_seconds())),
+        "Too many failed logins from here: try again later", retry_after=_seconds(until, now)
     )
 
 
-def _count_failed_login(session: Session, user: User, now: datetime) -> DomainError:
-    # Incremented in SQL: concurrent failures each count.
+def _seconds(until: datetime, now: datetime) -> int:
+    return max(1, math.ceil((until - now).total_seconds()))
+
+
+def _account_key(login: str) -> str:
+    return _sha256(login.strip().lower())
+
+
+def _login_lock(session: Session, login: str, address: str) -> LoginLock | None:
+    return session.scalar(
+        select(LoginLock)
+        .where(LoginLock.account_key == _account_key(login), LoginLock.client_address == address)
+        .execution_options(populate_existing=True)
+    )
+
+
+def count_failed_password(
+    session: Session,
+    settings: Settings,
+    login: str,
+    address: str,
+    *,
+    now: datetime,
+    user: User | None,
+) -> datetime | None:
+    """Count a wrong password for (login, address); the lock's end if this one locks it.
+
+    The account's own count (every address) grows too, and past `login_alert_after` staff get an
+    alert, once until they resolve it.
+    """
+    key = _account_key(login)
+    session.execute(
+        delete(LoginLock)
+        .where(
+            LoginLock.last_failed_at < now - LOGIN_LOCK_KEPT,
+            or_(LoginLock.locked_until.is_(None), LoginLock.locked_until < now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    insert_ignore = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    # Counted in SQL: concurrent failures each count, and the row is made once.
+    session.execute(
+        insert_ignore(LoginLock)
+        .values(account_key=key, client_address=address, failures=0, last_failed_at=now)
+        .on_conflict_do_nothing(index_elements=["account_key", "client_address"])
+    )
+    session.execute(
+        update(LoginLock)
+        .where(LoginLock.account_key == key, LoginLock.client_address == address)
+        .values(failures=LoginLock.failures + 1, last_failed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if user is not None:
+        _count_account_failure(session, settings, user, now)
+    lock = _login_lock(session, login, address)
+    if lock is None or lock.failures < settings.login_lock_after:
+        return None
+    lock.failures = 0
+    lock.locked_until = now + timedelta(seconds=settings.login_lock_s)
+    session.flush()
+    return lock.locked_until
+
+
+def _count_account_failure(session: Session, settings: Settings, user: User, now: datetime) -> None:
     user.failed_logins = User.failed_logins + 1
     session.flush()
-    if user.failed_logins < MAX_FAILED_LOGINS:
-        return InvalidCredentials()
-    user.failed_logins = 0
-    user.locked_until = now + LOCK_DURATION
+    failures = user.failed_logins
+    if failures < settings.login_alert_after:
+        return
+    raise_alert(
+        session,
+        clinic_id=user.clinic_id,
+        patient_id=user.patient_id,
+        kind=LOGIN_ALERT_KIND,
+        subject=("user", user.id),
+        details={"failed_logins": failures, "threshold": settings.login_alert_after},
+        now=now,
+        unless_open=True,
+    )
     session.flush()
-    return _locked(user.locked_until, now)
+
+
+def _clear_failures(session: Session, user: User, login: str, address: str) -> None:
+    """The right password: this address starts counting afresh, and so does the account."""
+    session.execute(
+        delete(LoginLock).where(
+            LoginLock.account_key == _account_key(login), LoginLock.client_address == address
+        )
+    )
+    user.failed_logins = 0
+    user.locked_until = None
 
 
 def _issue_tokens(
@@ -172,13 +290,7 @@ def _issue_tokens(
     )
     session.flush()
     access = create_access_token(
-        settings,
-        user_id=user.id,
-        role=user.role,
-        clinic_id=user.clinic_id,
-        patient_id=user.patient_id,
-        generation=user.token_generation,
-        now=now,
+        settings, user_id=user.id, generation=user.token_generation, now=now
     )
     return TokenPair(
         access_token=access,
@@ -337,11 +449,20 @@ def _ensure_can_have_account(session: Session, patient: Patient, email: str) -> 
         )
     )
     if taken is not None:
-        raise AlreadyExists(
-            "Another account uses this e-mail address",
-            errors={"email": ["Another account uses this e-mail address."]},
-        )
+        raise email_unavailable()
     return account
+
+
+def email_unavailable() -> AlreadyExists:
+    """The one refusal for an e-mail address that cannot become a login, whatever the cause.
+
+    Logins are unique across clinics, so the address may belong to another clinic's account:
+    the answer must not say whether it does, nor differ from the answer for this clinic's own.
+    """
+    return AlreadyExists(
+        "This e-mail address cannot be used for a new account",
+        errors={"email": ["Cannot be used for a new account: choose another address."]},
+    )
 
 
 def activate_account(
@@ -416,20 +537,37 @@ def change_password(
     *,
     current_password: str,
     new_password: str,
+    client_address: str | None = None,
     now: datetime | None = None,
-) -> None:
-    """Set a new password; every session of the account ends (log in again)."""
+) -> DomainError | None:
+    """Set a new password; every session of the account ends (log in again).
+
+    The current password is checked under the log-in's limits: a wrong one counts towards the
+    same (account, address) lock, and a locked address is refused. A refusal that counted is
+    returned, not raised, for the caller to raise after committing the count.
+    """
     now = now or utcnow()
     user = get_me(session, actor)
-    check_password_policy(new_password, field="new_password")
+    check_password_policy(
+        new_password, field="new_password", staff=user.is_staff, user_inputs=[user.email]
+    )
+    address = _address(client_address)
+    lock = _login_lock(session, user.email, address)
+    if lock is not None and lock.locked_until is not None and lock.locked_until > now:
+        return TooManyAttempts(retry_after=_seconds(lock.locked_until, now))
     if not verify_password(settings, user.password_hash, current_password):
-        raise ValidationFailed(
+        until = count_failed_password(session, settings, user.email, address, now=now, user=user)
+        if until is not None:
+            return TooManyAttempts(retry_after=_seconds(until, now))
+        return ValidationFailed(
             "The current password is wrong", errors={"current_password": ["Wrong password."]}
         )
+    _clear_failures(session, user, user.email, address)
     user.password_hash = hash_password(settings, new_password)
     _revoke_refresh_tokens(session, now, RefreshToken.user_id == user.id)
     _bump_generation(session, user.id)
     session.flush()
+    return None
 
 
 # --- staff accounts -------------------------------------------------------------------------
@@ -482,12 +620,9 @@ def add_staff_user(
             "Not a staff role", errors={"role": [f"Must be one of: {', '.join(STAFF_ROLES)}."]}
         )
     email = normalise_email(email)
-    check_password_policy(password)
+    check_password_policy(password, staff=True, user_inputs=[email])
     if session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise AlreadyExists(
-            "An account with this e-mail already exists",
-            errors={"email": ["Already used by another account."]},
-        )
+        raise email_unavailable()
     user = User(
         clinic_id=clinic_id,
         email=email,
@@ -530,7 +665,8 @@ def update_user(
     user.is_active = is_active
     if not is_active:
         _revoke_refresh_tokens(session, now, RefreshToken.user_id == user.id)
-    # Access tokens carry the role: the old ones must not outlive the change.
+    # The next request reads the new role from this row; ending the sessions makes the change
+    # visible to the user (log in again) rather than silently widening or narrowing a session.
     user.token_generation = user.token_generation + 1
     session.flush()
     return user

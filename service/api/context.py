@@ -63,6 +63,13 @@ def actor() -> Actor:
     return value
 
 
+def audit_clinic(clinic_id: int, *, account_id: int) -> None:
+    """The clinic an unauthenticated request concerns (a log-in naming one of its accounts), so
+    the audit event reaches that clinic's admins."""
+    g.audit_clinic_id = clinic_id
+    g.audit_account_id = account_id
+
+
 def bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

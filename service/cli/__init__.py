@@ -10,8 +10,9 @@ from service.cli.database import db_group, serve
 
 def _create_app():  # type: ignore[no-untyped-def]
     from service.app import create_app
+    from service.config import Settings
 
-    return create_app()
+    return create_app(Settings.from_env(embedded=True))
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.accounts import users
-from service.cli.database import ensure_database
+from service.cli.database import command_settings, ensure_database
 from service.clinics.settings import check_time_zone, create_clinic
 from service.config import Settings
 from service.db import init_engine, unit_of_work
@@ -40,7 +40,7 @@ def report_refusals() -> Iterator[None]:
 
 @contextmanager
 def _session() -> Iterator[tuple[Session, Settings]]:
-    settings = Settings.from_env()
+    settings = command_settings()
     ensure_database(settings)
     init_engine(settings.database_url)
     with report_refusals(), unit_of_work() as session:

@@ -9,8 +9,19 @@ from types import FrameType
 
 import click
 
-from service.config import Settings
+from service.config import ConfigurationError, Settings
 from service.migrations import current_revision, head_revision, upgrade_database
+
+
+def command_settings(*, embedded: bool = True, needs_secret: bool = True) -> Settings:
+    """The settings a `cd20` command runs with (the embedded default keeps its key beside a
+    SQLite database); unusable settings end the command with the reason, not a traceback."""
+    try:
+        settings = Settings.from_env(embedded=embedded)
+        settings.check(needs_secret=needs_secret)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return settings
 
 
 def ensure_database(settings: Settings) -> None:
@@ -37,7 +48,7 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Create the database or migrate it to a revision."""
-    settings = Settings.from_env()
+    settings = command_settings(embedded=False, needs_secret=False)
     upgrade_database(settings.database_url, revision)
     revision_now = current_revision(settings.database_url)
     click.echo(f"Database at {_safe(settings.database_url)} is at {revision_now}.")
@@ -46,7 +57,7 @@ def db_upgrade(revision: str) -> None:
 @db_group.command("current")
 def db_current() -> None:
     """Show the database's revision and the newest one."""
-    settings = Settings.from_env()
+    settings = command_settings(embedded=False, needs_secret=False)
     current = current_revision(settings.database_url)
     head = head_revision(settings.database_url)
     state = "up to date" if current == head else "needs `cd20 db upgrade`"
@@ -65,8 +76,7 @@ def serve(host: str, port: int, threads: int, no_runner: bool) -> None:
     from service.app import create_app
     from service.cli.supervise import RunnerProcess
 
-    settings = Settings.from_env()
-    settings.check()
+    settings = command_settings()
     ensure_database(settings)
     app = create_app(settings)
     # One runner process beside the web threads, never one per worker.

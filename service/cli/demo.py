@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from service.cli.accounts import report_refusals
-from service.cli.database import ensure_database
-from service.config import Settings
+from service.cli.database import command_settings, ensure_database
 from service.db import init_engine, unit_of_work
 
 DEMO_PASSWORD_ENV = "CD20_DEMO_PASSWORD"
@@ -24,7 +23,7 @@ def demo() -> None:
     """Create a demo clinic, staff and patients on every regimen; print the logins."""
     from service.clinics.demo import CLINIC_ZONE, seed_demo
 
-    settings = Settings.from_env()
+    settings = command_settings()
     if settings.environment == "production":
         raise click.ClickException("cd20 demo refuses to run with CD20_ENV=production")
     password = os.environ.get(DEMO_PASSWORD_ENV, DEFAULT_DEMO_PASSWORD)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from service.config import Settings
-
 COMMANDS: list[click.Command] = []
 
 
@@ -33,14 +31,13 @@ def jobs_run(batch_size: int, every: float, lease: float) -> None:
     from jobs.channels.worklist import WorklistChannel
     from jobs.runner import Runner
     from jobs.scheduler import build_scheduler, run_until_stopped
-    from service.cli.database import ensure_database
+    from service.cli.database import command_settings, ensure_database
     from service.db import init_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # APScheduler logs every run of every job at INFO; the runner logs its own counts per tick.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    settings = Settings.from_env()
-    settings.check()
+    settings = command_settings(embedded=False, needs_secret=False)  # the runner signs nothing
     ensure_database(settings)
     init_engine(settings.database_url)
     channels = {**build_channels(settings), "worklist": WorklistChannel()}

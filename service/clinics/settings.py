@@ -34,7 +34,7 @@ def check_time_zone(name: str) -> str:
     if not is_known_time_zone(name):
         raise ValidationFailed(
             f"Unknown time zone '{name}'",
-            errors={"time_zone": ["Not a known IANA time zone, e.g. Europe/Berlin."]},
+            errors={"time_zone": ["Not an IANA region time zone (e.g. Europe/Berlin) or UTC."]},
         )
     return name
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.errors import Forbidden, NotFound
+from service.vocabulary import STAFF_ROLES, Role
 
 
 @dataclass(frozen=True)
@@ -16,11 +17,11 @@ class Actor:
 
     @property
     def is_staff(self) -> bool:
-        return self.role in ("admin", "clinician")
+        return self.role in STAFF_ROLES
 
     @property
     def is_clinician(self) -> bool:
-        return self.role == "clinician"
+        return self.role == Role.CLINICIAN
 
     def require_staff(self) -> None:
         if not self.is_staff:

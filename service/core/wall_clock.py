@@ -14,14 +14,36 @@ from service.db import utcnow
 from service.errors import NotFound
 from service.models import Clinic
 
+# The IANA database's geographic areas: a zone named Area/Location is a real place's clock.
+REGION_AREAS = frozenset(
+    {
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    }
+)
+
 
 @cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones())
+    regions = {name for name in available_timezones() if name.split("/")[0] in REGION_AREAS}
+    return frozenset(regions | {"UTC"})
 
 
 def is_known_time_zone(name: str) -> bool:
-    """An IANA name the zone database has (not a file path, not an abbreviation like CET)."""
+    """A region zone of the IANA database (Europe/Berlin), or UTC.
+
+    Not `localtime` (the server's own clock), `Factory`, POSIX rules (EST5EDT), abbreviations
+    (CET), fixed offsets (Etc/GMT+5) or legacy aliases (US/Eastern): none names where a patient
+    or a clinic is, and some change with the server.
+    """
     return name in _zone_names()
 
 

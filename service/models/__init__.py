@@ -18,7 +18,7 @@ from service.models.reminder import (
     Reminder,
     RunnerLease,
 )
-from service.models.user import Invitation, RefreshToken, User
+from service.models.user import Invitation, LoginLock, RefreshToken, User
 
 __all__ = [
     "AuditEvent",
@@ -32,6 +32,7 @@ __all__ = [
     "InboxMessage",
     "Invitation",
     "LabResult",
+    "LoginLock",
     "MetricCounter",
     "MonitoringTask",
     "Patient",

@@ -92,7 +92,8 @@ class StaffAlert(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    # None for an alert about an account rather than a patient (e.g. failed logins on staff).
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     subject_type: Mapped[str] = mapped_column(String(32))
     subject_id: Mapped[int]

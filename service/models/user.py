@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
@@ -27,7 +27,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), unique=True)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Failed logins from any address since the last success: past a threshold, a staff alert.
     failed_logins: Mapped[int] = mapped_column(default=0)
+    # Unused since locks apply per (account, address) (LoginLock); kept for older databases.
     locked_until: Mapped[datetime | None]
     # Bumped on logout-everywhere and password change: older access tokens stop working.
     token_generation: Mapped[int] = mapped_column(default=0)
@@ -72,3 +74,24 @@ class Invitation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class LoginLock(Base):
+    """Failed password checks of one login name from one client address, and its lock.
+
+    Keyed by a digest of the submitted name, not by the user: an unknown name counts and locks
+    exactly like a real one, so neither the answer nor its timing tells them apart. A lock shuts
+    out that address only: an attacker's guesses never lock the real user out elsewhere.
+    """
+
+    __tablename__ = "login_lock"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # sha256 of the login name as compared (trimmed, lower-cased): no logins stored in clear.
+    account_key: Mapped[str] = mapped_column(String(64))
+    client_address: Mapped[str] = mapped_column(String(45))
+    failures: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    __table_args__ = (UniqueConstraint("account_key", "client_address"),)

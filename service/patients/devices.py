@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.core.access import Actor
 from service.db import utcnow
-from service.errors import Forbidden, NotFound
+from service.errors import DeviceTokenInUse, Forbidden, NotFound
 from service.models import Device
 
 # Enough for a phone, a tablet and a browser or two; older registrations are dropped beyond it.
@@ -28,8 +28,10 @@ def register_device(
 ) -> tuple[Device, bool]:
     """The caller's device for this push token, and whether it is new to the caller.
 
-    The same token again refreshes `last_seen_at`; a token last registered by another patient
-    (a shared phone, a new sign-in) moves to the caller, so pushes follow whoever signed in.
+    The same token again refreshes `last_seen_at`. A token registered to another patient stays
+    theirs and the request is refused: whoever knows a token must not be able to take another
+    patient's reminders off their phone. (A phone changing hands is unregistered on sign-out,
+    DELETE /me/devices/{id}, or when the push service reports the token gone.)
     """
     patient_id = _device_owner(actor)
     now = now or utcnow()
@@ -54,14 +56,12 @@ def register_device(
         else:
             _drop_oldest(session, patient_id)
             return device, True
-    is_new = device.patient_id != patient_id
-    device.patient_id = patient_id
+    if device.patient_id != patient_id:
+        raise DeviceTokenInUse()
     device.platform = platform
     device.last_seen_at = now
     session.flush()
-    if is_new:
-        _drop_oldest(session, patient_id)
-    return device, is_new
+    return device, False
 
 
 def delete_device(session: Session, actor: Actor, device_id: int) -> None:

@@ -31,25 +31,29 @@ def raise_alert(
     session: Session,
     *,
     clinic_id: int,
-    patient_id: int,
+    patient_id: int | None,
     kind: str,
     subject: tuple[str, int],
     details: Mapping[str, Any] | None = None,
     now: datetime | None = None,
     once: bool = False,
+    unless_open: bool = False,
 ) -> StaffAlert | None:
-    """Add an alert for the clinic's worklist. With `once`, an alert of this kind about this
-    subject that already exists is kept and nothing is added (None is returned)."""
+    """Add an alert for the clinic's worklist; None when nothing was added.
+
+    With `once`, nothing is added if an alert of this kind about this subject ever existed;
+    with `unless_open`, if one exists that staff have not resolved yet.
+    """
     subject_type, subject_id = subject
-    if once:
-        existing = session.scalar(
-            select(StaffAlert.id).where(
-                StaffAlert.kind == kind,
-                StaffAlert.subject_type == subject_type,
-                StaffAlert.subject_id == subject_id,
-            )
+    if once or unless_open:
+        existing = select(StaffAlert.id).where(
+            StaffAlert.kind == kind,
+            StaffAlert.subject_type == subject_type,
+            StaffAlert.subject_id == subject_id,
         )
-        if existing is not None:
+        if unless_open:
+            existing = existing.where(StaffAlert.resolved_at.is_(None))
+        if session.scalar(existing) is not None:
             return None
     alert = StaffAlert(
         clinic_id=clinic_id,

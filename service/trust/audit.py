@@ -48,6 +48,8 @@ class AuditedRequest:
     subjects: Sequence[tuple[str, int]] = ()
     operation: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # The clinic of a request nobody authenticated, when it names one of its accounts (log-in).
+    clinic_id: int | None = None
 
 
 def outcome_for(status_code: int) -> str:
@@ -77,7 +79,7 @@ def record_event(session: Session, actor: Actor | None, seen: AuditedRequest) ->
         request_id=seen.request_id,
         actor_id=actor.user_id if actor else None,
         actor_role=actor.role if actor else None,
-        clinic_id=actor.clinic_id if actor else None,
+        clinic_id=actor.clinic_id if actor else seen.clinic_id,
         action=seen.action,
         resource_type=seen.resource_type,
         resource_id=seen.resource_id,
@@ -188,7 +190,7 @@ def _patient_in_scope(
         patient_id, clinic_id = row
         if clinic_id != actor.clinic_id or not (actor.is_staff or patient_id == actor.patient_id):
             return None
-        return int(patient_id)
+        return int(patient_id) if patient_id is not None else None
     return None
 
 

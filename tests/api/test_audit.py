@@ -130,19 +130,33 @@ def test_request_id_is_taken_if_well_formed_and_echoed_on_errors(client, session
     assert ids[:2] == ["abc-1.2_3", replaced.headers["X-Request-ID"]]
 
 
-def test_failed_login_is_one_event_without_the_password_or_account(client, session, world):
+def test_failed_login_is_one_event_for_the_clinic_without_the_password_or_email(
+    client, session, world
+):
+    """The account's clinic and id are recorded (its admins must see an attack on it); the
+    caller is still nobody (changed from an event with no clinic and no account)."""
     body = {"username": world.clinician.email, "password": "wrong password 123"}
     event, response = _one_event(session, lambda: client.post("/api/v1/auth/token", json=body))
 
     assert response.status_code == 401
-    assert (event.actor_id, event.actor_role, event.clinic_id) == (None, None, None)
+    assert (event.actor_id, event.actor_role, event.clinic_id) == (None, None, world.clinic.id)
     assert (event.action, event.resource_type, event.resource_id) == ("execute", "session", None)
     assert (event.outcome, event.status_code) == ("denied", 401)
-    assert event.details == {"operation": "token", "code": "invalid_credentials"}
+    assert event.details == {
+        "operation": "token",
+        "account_id": world.clinician.id,
+        "code": "invalid_credentials",
+    }
     text = _as_text(event)
     assert "wrong password" not in text
     assert world.clinician.email not in text
-    assert str(world.clinician.id) not in json.dumps(event.details)
+
+
+def test_failed_login_of_an_unknown_name_names_no_clinic(client, session, world):
+    body = {"username": "nobody.here@example.org", "password": "wrong password 123"}
+    event, _response = _one_event(session, lambda: client.post("/api/v1/auth/token", json=body))
+    assert event.clinic_id is None
+    assert event.details == {"operation": "token", "code": "invalid_credentials"}
 
 
 def test_login_and_logout_name_the_account(client, session, world):

@@ -157,13 +157,7 @@ def test_alg_none_expired_and_wrong_audience_tokens_are_refused(client, session,
             "gen": user.token_generation,
         }
     )
-    claims = {
-        "user_id": user.id,
-        "role": user.role,
-        "clinic_id": clinic.id,
-        "patient_id": None,
-        "generation": user.token_generation,
-    }
+    claims = {"user_id": user.id, "generation": user.token_generation}
     expired = create_access_token(
         settings, now=utcnow() - timedelta(seconds=settings.access_token_ttl_s + 60), **claims
     )

@@ -40,20 +40,27 @@ def test_register_then_again_returns_the_same_device(client, session, settings):
     assert len(device.token_hash) == 64
 
 
-def test_a_token_moves_to_the_patient_who_registers_it(client, session, settings):
+def test_a_token_of_another_patient_stays_with_that_patient(client, session, settings):
+    """Someone who knows a patient's push token cannot take their reminders off their phone
+    (changed from moving the token to whoever registers it)."""
     clinic = make_clinic(session)
-    first, _ = patient_headers(session, settings, clinic)
-    second, second_patient = patient_headers(session, settings, clinic)
-    token = {"platform": "android", "token": "fcm-shared-phone"}
+    victim, victim_patient = patient_headers(session, settings, clinic)
+    taker, _ = patient_headers(session, settings, clinic)
+    elsewhere, _ = patient_headers(session, settings)  # another clinic alike
+    token = {"platform": "android", "token": "fcm-victims-phone"}
 
-    original = client.post(DEVICES, json=token, headers=first).get_json()
-    moved = client.post(DEVICES, json=token, headers=second)
-
-    assert moved.status_code == 201
-    assert moved.get_json()["id"] == original["id"]
-    assert stored(session, "fcm-shared-phone").patient_id == second_patient.id
-    # The first patient can no longer delete it.
-    assert client.delete(f"{DEVICES}/{original['id']}", headers=first).status_code == 404
+    original = client.post(DEVICES, json=token, headers=victim).get_json()
+    for headers in (taker, elsewhere):
+        refused = client.post(DEVICES, json=token, headers=headers)
+        assert refused.status_code == 409
+        assert refused.content_type == "application/problem+json"
+        assert refused.get_json()["code"] == "device_in_use"
+        assert set(refused.get_json()["errors"]) == {"token"}
+    device = stored(session, "fcm-victims-phone")
+    assert (device.id, device.patient_id) == (original["id"], victim_patient.id)
+    # Once the victim signs out on that phone (deletes it), the phone can be registered anew.
+    assert client.delete(f"{DEVICES}/{original['id']}", headers=victim).status_code == 204
+    assert client.post(DEVICES, json=token, headers=taker).status_code == 201
 
 
 def test_delete_own_device_only(client, session, settings):

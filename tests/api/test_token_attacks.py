@@ -21,6 +21,7 @@ REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
 PASSWORD_CHANGE = "/api/v1/me/password"
 ME = "/api/v1/me"
+USERS = "/api/v1/users"
 PATIENTS = "/api/v1/patients"
 NEW_PATIENT = {
     "mrn": "ATK-1",
@@ -60,12 +61,8 @@ def _claims(settings, user, **changes):
         "exp": now + 600,
         "jti": "x",
         "typ": "access",
-        "role": user.role,
-        "clinic_id": user.clinic_id,
         "gen": user.token_generation,
     }
-    if user.patient_id is not None:
-        claims["patient_id"] = user.patient_id
     claims.update(changes)
     return {name: value for name, value in claims.items() if value is not None}
 
@@ -118,6 +115,56 @@ def test_a_tampered_payload_with_the_old_signature_is_refused(
 def test_a_token_signed_with_another_key_is_refused(client, session, settings, patient_user):
     _assert_refused(client, _signed(settings, _claims(settings, patient_user), key="k" * 64))
     _assert_refused(client, _signed(settings, _claims(settings, patient_user), key=DEV_SECRET_KEY))
+
+
+def test_a_token_signed_with_the_old_public_development_key_is_refused(
+    client, session, settings, clinic
+):
+    """What the old default secret let anyone mint: an admin token with any clinic's claims."""
+    staff = make_user(session, settings, clinic, "clinician")
+    claims = _claims(settings, staff, role="admin", clinic_id=clinic.id + 1)
+    _assert_refused(client, _signed(settings, claims, key=DEV_SECRET_KEY))
+    _assert_refused(client, _signed(settings, _claims(settings, staff), key=DEV_SECRET_KEY))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"role": "admin"},
+        {"clinic_id": 999999},
+        {"patient_id": 1},
+        {"role": "admin", "clinic_id": 999999, "patient_id": None},
+    ],
+)
+def test_a_token_with_an_added_or_edited_role_claim_is_refused_even_re_signed(
+    client, session, settings, clinic, edit
+):
+    """Tokens carry the user and generation only: any other claim makes the token 401."""
+    staff = make_user(session, settings, clinic, "clinician")
+    claims = _claims(settings, staff, **edit)
+    claims.update({name: value for name, value in edit.items() if value is None})
+    _assert_refused(client, _signed(settings, claims))
+
+
+def test_a_token_carries_no_role_clinic_or_patient(client, session, settings, patient_user):
+    pair = _log_in(client, "eve@example.org")
+    claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
+    assert set(claims) == {"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ", "gen"}
+
+
+def test_a_role_changed_in_the_database_applies_to_the_next_request_with_the_old_token(
+    client, session, settings, clinic
+):
+    admin = make_user(session, settings, clinic, "admin")
+    headers = auth_headers(settings, admin)
+    assert client.get(USERS, headers=headers).status_code == 200
+    # Changed straight in the database (no generation bump): the old token carries no role.
+    admin.role = "clinician"
+    session.flush()
+    me = client.get(ME, headers=headers)
+    assert me.status_code == 200
+    assert me.get_json()["role"] == "clinician"
+    assert client.get(USERS, headers=headers).status_code == 403
 
 
 @pytest.mark.parametrize("algorithm", ["HS384", "HS512"])

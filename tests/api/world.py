@@ -187,9 +187,6 @@ def build_world(session: Session, settings: Settings) -> World:
     expired = create_access_token(
         settings,
         user_id=admin1.id,
-        role=admin1.role,
-        clinic_id=admin1.clinic_id,
-        patient_id=None,
         generation=admin1.token_generation,
         now=utcnow() - timedelta(seconds=settings.access_token_ttl_s + 3600),
     )

@@ -23,15 +23,17 @@ from service.errors import (
     NotFound,
     ValidationFailed,
 )
-from service.models import Clinic, Invitation, RefreshToken, User
+from service.models import Clinic, Invitation, LoginLock, RefreshToken, User
 from tests.factories import PASSWORD, actor_of, make_clinic, make_patient, make_user
 
 NEW_PASSWORD = "patient's own passphrase"
 
 
-def fail(session, settings, email, now, times=1):
+def fail(session, settings, email, now, times=1, address="192.0.2.1"):
     for _ in range(times):
-        outcome = users.log_in(session, settings, username=email, password="wrong!", now=now)
+        outcome = users.log_in(
+            session, settings, username=email, password="wrong!", client_address=address, now=now
+        )
         assert outcome.refusal is not None
     return outcome
 
@@ -44,25 +46,46 @@ def test_lock_lasts_fifteen_minutes_then_counting_starts_over(session, settings)
     locked = fail(session, settings, "l@example.org", start, times=10)
     assert isinstance(locked.refusal, AccountLocked)
     assert locked.refusal.headers == {"Retry-After": str(15 * 60)}
-    assert user.locked_until == start + timedelta(minutes=15)
+    # The lock is the address's (changed from a lock on the account itself).
+    lock = session.scalar(select(LoginLock).where(LoginLock.client_address == "192.0.2.1"))
+    assert lock.locked_until == start + timedelta(minutes=15)
+    assert lock.account_key == hashlib.sha256(b"l@example.org").hexdigest()
 
-    almost = users.log_in(
-        session,
-        settings,
-        username="l@example.org",
-        password=PASSWORD,
-        now=start + timedelta(minutes=14, seconds=30),
-    )
+    def right_password(at, address="192.0.2.1"):
+        return users.log_in(
+            session,
+            settings,
+            username="l@example.org",
+            password=PASSWORD,
+            client_address=address,
+            now=at,
+        )
+
+    almost = right_password(start + timedelta(minutes=14, seconds=30))
     assert isinstance(almost.refusal, AccountLocked)
     assert almost.refusal.headers == {"Retry-After": "30"}
+    # Another address is not locked out: the right password works there meanwhile.
+    assert right_password(start + timedelta(minutes=1), "198.51.100.7").tokens().access_token
 
     later = start + timedelta(minutes=15, seconds=1)
     # After the lock, one failure is just a failure again.
     assert isinstance(fail(session, settings, "l@example.org", later).refusal, InvalidCredentials)
-    ok = users.log_in(session, settings, username="l@example.org", password=PASSWORD, now=later)
+    ok = right_password(later)
     assert ok.tokens().access_token
     assert user.failed_logins == 0
-    assert user.locked_until is None
+    assert session.scalar(select(LoginLock).where(LoginLock.id == lock.id)) is None
+
+
+def test_failure_counts_untouched_for_a_day_are_forgotten(session, settings):
+    start = utcnow()
+    fail(session, settings, "made.up@example.org", start, times=3)
+    fail(session, settings, "other@example.org", start, times=10)  # locked, then idle
+    assert len(session.scalars(select(LoginLock)).all()) == 2
+    fail(session, settings, "third@example.org", start + timedelta(days=1, minutes=1))
+    remaining = session.scalars(select(LoginLock).execution_options(populate_existing=True)).all()
+    assert [lock.account_key for lock in remaining] == [
+        hashlib.sha256(b"third@example.org").hexdigest()
+    ]
 
 
 def test_refusal_is_raised_only_when_asked(session, settings):

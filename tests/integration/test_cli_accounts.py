@@ -112,7 +112,7 @@ def test_clinic_create_refuses_bad_input_clearly(cli_env):
         env, "clinic", "create", "Y", "--time-zone", "UTC", "--admin-email", "A@example.org"
     )
     assert duplicate.exit_code == 1
-    assert "already" in duplicate.output
+    assert "cannot be used" in duplicate.output
     with unit_of_work() as session:
         # The refused clinic was rolled back with its admin.
         assert session.scalars(select(Clinic.name)).all() == ["X"]
@@ -146,9 +146,18 @@ def test_user_create_adds_staff_to_an_existing_clinic(cli_env):
         "--email", "DOC@example.org",
     )  # fmt: skip
     assert duplicate.exit_code == 1
-    assert "already" in duplicate.output
+    assert "cannot be used" in duplicate.output
     bad_role = run(
         user_env, "user", "create", "--clinic", str(clinic_id), "--role", "patient",
         "--email", "p@example.org",
     )  # fmt: skip
     assert bad_role.exit_code == 2
+
+
+def test_clinic_create_refuses_a_common_admin_password(cli_env):
+    refused = run(
+        {**cli_env, "CD20_ADMIN_PASSWORD": "password1234"},
+        "clinic", "create", "X", "--time-zone", "UTC", "--admin-email", "a@example.org",
+    )  # fmt: skip
+    assert refused.exit_code == 1
+    assert "Too common" in refused.output

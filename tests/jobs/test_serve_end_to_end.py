@@ -7,11 +7,12 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 import requests
 
+from service.core.wall_clock import is_known_time_zone
 from tests.jobs.standins import free_port
 
 PASSWORD = "end-to-end-password"
@@ -19,10 +20,18 @@ WAIT_S = 30
 
 
 def zone_where_it_is_midday() -> str:
-    """A real IANA zone whose wall clock now shows about noon (outside quiet hours, after 09:00)."""
-    ahead = 12 - datetime.now(UTC).hour  # from +12 down to -11 hours: all exist as Etc/GMT zones
-    # POSIX-style names: Etc/GMT-5 is five hours *ahead* of UTC.
-    return f"Etc/GMT{-ahead:+d}" if ahead else "Etc/UTC"
+    """A region zone whose wall clock now shows about noon (outside quiet hours, after 09:00).
+
+    Region zones only: the API refuses fixed-offset names such as Etc/GMT-5.
+    """
+    now = datetime.now(UTC)
+    ahead = timedelta(hours=12 - now.hour)  # from +12 down to -11 hours
+    for name in sorted(available_timezones()):
+        if not is_known_time_zone(name) or name == "UTC":
+            continue
+        if now.astimezone(ZoneInfo(name)).utcoffset() == ahead:
+            return name
+    pytest.fail(f"no region zone is {ahead} ahead of UTC now")
 
 
 def cd20(args: list[str], env: dict[str, str], **kwargs):  # type: ignore[no-untyped-def]

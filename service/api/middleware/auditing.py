@@ -21,8 +21,8 @@ from marshmallow import Schema
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from service.accounts.tokens import actor_from_claims, decode_access_token
-from service.api.context import settings
+from service.accounts.tokens import authenticate
+from service.api.context import db, settings
 from service.api.middleware import transaction
 from service.core.access import Actor
 from service.db import utcnow
@@ -127,7 +127,7 @@ def _actor(response: Response) -> Actor | None:
     """The authenticated caller; after a successful log-in, the account the tokens are for.
 
     A success answered before the view ran (an idempotent replay) was authenticated there:
-    the bearer token's verified claims name the caller. A refused request names nobody it did
+    the bearer token and its user row name the caller. A refused request names nobody it did
     not authenticate.
     """
     known: Actor | None = g.get("actor")
@@ -141,7 +141,7 @@ def _actor(response: Response) -> Actor | None:
     if not isinstance(token, str) or not token:
         return None
     try:
-        return actor_from_claims(decode_access_token(settings(), token))
+        return authenticate(db(), settings(), token)
     except InvalidToken:
         return None
 
@@ -217,6 +217,9 @@ def _describe(response: Response, request_id: str, who: Actor | None) -> audit.A
             route.resource_id = str(new_id)
             if audit.resolvable(route.resource_type):
                 route.subjects.append((route.resource_type, new_id))
+    account_id = g.get("audit_account_id")
+    if who is None and isinstance(account_id, int):
+        details["account_id"] = account_id
     code = (body or {}).get("code") if status >= 400 else None
     if isinstance(code, str) and _PROBLEM_CODE.fullmatch(code):
         details["code"] = code
@@ -233,6 +236,7 @@ def _describe(response: Response, request_id: str, who: Actor | None) -> audit.A
         subjects=route.subjects,
         operation=route.operation,
         details=details,
+        clinic_id=g.get("audit_clinic_id"),
     )
 
 

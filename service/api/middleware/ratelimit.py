@@ -1,4 +1,9 @@
-"""Rate limits on log-in and activation (Flask-Limiter), per client address and per account.
+"""Rate limits on log-in, activation and password change (Flask-Limiter), per client address
+and per account from that address.
+
+The per-account limit counts one account's attempts from one address, never from every address
+together: a limit across addresses would let anyone keep the real user out by guessing. (Wrong
+passwords also lock an address out of an account: service.accounts.users.log_in.)
 
 Counters live in Redis when REDIS_URL is set, so every API process shares them; in memory
 otherwise (one process). If Redis stops answering, each process falls back to its own memory.
@@ -25,8 +30,13 @@ from service.config import ConfigurationError, Settings
 log = logging.getLogger(__name__)
 
 EXTENSION = "cd20_limiter"
-# Endpoint -> the body field naming the account the request tries to get into.
-LIMITED_ENDPOINTS = {"auth.Token": "username", "auth.Activate": "code"}
+# Endpoint -> the body field naming the account the request tries to get into (None: the
+# signed-in caller's own account, which the password check's lock counts).
+LIMITED_ENDPOINTS: dict[str, str | None] = {
+    "auth.Token": "username",
+    "auth.Activate": "code",
+    "me.MyPassword": None,
+}
 
 
 def install(app: Flask, settings: Settings) -> Limiter | None:
@@ -52,7 +62,9 @@ def install(app: Flask, settings: Settings) -> Limiter | None:
     )
     for endpoint, field in LIMITED_ENDPOINTS.items():
         view: Any = app.view_functions[endpoint]
-        view = limiter.limit(settings.login_limit_per_account, key_func=account_key(field))(view)
+        if field is not None:
+            per_account = account_key(field)
+            view = limiter.limit(settings.login_limit_per_account, key_func=per_account)(view)
         view = limiter.limit(settings.login_limit_per_address, key_func=address_key)(view)
         app.view_functions[endpoint] = view
     app.register_error_handler(RateLimitExceeded, too_many_requests)
@@ -70,11 +82,14 @@ def account_key(field: str) -> Callable[[], str]:
     def key() -> str:
         body = request.get_json(silent=True)
         value = body.get(field) if isinstance(body, dict) else None
+        # A login name is counted per address (see above); an activation code is a secret
+        # nobody can aim at another's account with, so it counts from every address.
+        where = f":{get_remote_address()}" if field == "username" else ""
         if not isinstance(value, str):
-            return f"{field}:none"
+            return f"{field}:none{where}"
         # As the use cases compare them: codes without dashes or spaces, e-mails lower-cased.
         value = re.sub(r"[\s-]", "", value).upper() if field == "code" else value.strip().lower()
-        return f"{field}:" + hashlib.sha256(value.encode()).hexdigest()[:32]
+        return f"{field}:" + hashlib.sha256(value.encode()).hexdigest()[:32] + where
 
     return key
 

@@ -54,10 +54,14 @@ def install(app: Flask) -> None:
 
 def finish_request(response: Response) -> Response:
     factories: list[RecordFactory] = _app_factories()
-    session = g.pop("db_session", None)
     records: list[RequestRecord] = []
+    session: Session | None = None
     try:
+        # Made while the request's session is still the one db() returns: a factory that reads
+        # (the audit's caller, from the user row) reads in the request's own transaction rather
+        # than opening a second one that would wait on the first's write lock (SQLite).
         records = [record for record in (make(response) for make in factories) if record]
+        session = g.pop("db_session", None)
         # A view that committed, then failed (a 5xx, or a database error after its commit),
         # already answered with the error: its transaction is rolled back whole below, so a
         # retry finds nothing half done.
@@ -77,6 +81,8 @@ def finish_request(response: Response) -> Response:
                 response = _refusal(error)
                 records = [record for record in (make(response) for make in factories) if record]
     finally:
+        if session is None:
+            session = g.pop("db_session", None)
         if session is not None:
             session.close()  # ends the request's transaction (and SQLite's write lock) if open
     for record in records:

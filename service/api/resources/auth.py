@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -16,7 +17,7 @@ from schemas.auth import (
     TokenRequestSchema,
 )
 from service.accounts import users
-from service.api.context import actor, db, login_required, settings
+from service.api.context import actor, audit_clinic, db, login_required, settings
 
 blp = Blueprint("auth", __name__, description="Log in, tokens, patient account activation")
 
@@ -29,11 +30,17 @@ class Token(MethodView):
     @blp.doc(security=[])
     @blp.arguments(TokenRequestSchema)
     @blp.response(200, TokenPairSchema)
-    @blp.alt_response(401, description="invalid_credentials, or account_locked with Retry-After")
+    @blp.alt_response(
+        401,
+        description="invalid_credentials; account_locked with Retry-After after repeated"
+        " failures from this address (the same for every e-mail, registered or not)",
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Log in with e-mail and password."""
-        outcome = users.log_in(db(), settings(), **data)
+        outcome = users.log_in(db(), settings(), client_address=request.remote_addr, **data)
         db().commit()  # a failed attempt is counted even though the request fails
+        if outcome.account is not None:
+            audit_clinic(outcome.account.clinic_id, account_id=outcome.account.user_id)
         return outcome.tokens(), NO_STORE
 
 

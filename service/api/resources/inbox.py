@@ -46,6 +46,9 @@ class Devices(MethodView):
     @blp.arguments(DeviceSchema)
     @blp.response(201, DeviceSchema)
     @blp.alt_response(200, schema=DeviceSchema, description="The token was already registered")
+    @blp.alt_response(
+        409, description="device_in_use: the token is registered to another account (kept there)"
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Register a push token for this patient."""
         device, is_new = devices.register_device(db(), actor(), **data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -30,7 +31,12 @@ class MyPassword(MethodView):
 
     @blp.arguments(PasswordChangeSchema)
     @blp.response(204)
+    @blp.alt_response(429, description="rate_limited: too many wrong current passwords from here")
     def post(self, data: dict[str, Any]) -> None:
         """Change the password; every session of the account ends."""
-        users.change_password(db(), actor(), settings(), **data)
-        db().commit()
+        refusal = users.change_password(
+            db(), actor(), settings(), client_address=request.remote_addr, **data
+        )
+        db().commit()  # a wrong current password is counted even though the request fails
+        if refusal is not None:
+            raise refusal

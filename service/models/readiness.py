@@ -158,7 +158,9 @@ def _answered(rule: ReadinessRule, dose: Dose) -> ReadinessItem:
         note = rule.note
         if dose.kind == DoseKind.SELF_INJECTION and rule.patient_may_clear:
             note = "Waiting for the patient's pre-dose check-in (or a staff answer)."
-        return _base(rule, status=ReadinessStatus.PENDING, outcome=ScreeningOutcome.PENDING, note=note)
+        return _base(
+            rule, status=ReadinessStatus.PENDING, outcome=ScreeningOutcome.PENDING, note=note
+        )
     outcome = (
         rule.outcome_for(check.result)
         if check.result in rule.allowed_results
@@ -201,9 +203,7 @@ def _screening_current(rule: ReadinessRule, dose: Dose) -> ReadinessItem:
 
 
 def _ig_before_course(rule: ReadinessRule, dose: Dose) -> ReadinessItem:
-    tasks = [
-        t for t in dose.plan.monitoring_tasks if t.dose_id == dose.id and t.kind == "ig_quant"
-    ]
+    tasks = [t for t in dose.plan.monitoring_tasks if t.dose_id == dose.id and t.kind == "ig_quant"]
     if not tasks:
         return _base(
             rule,

@@ -170,4 +170,3 @@ def record_checkin_answer(
     touch(dose.plan)
     session.flush()
     return dose
-

@@ -251,9 +251,7 @@ def test_premedication_outside_its_window_is_refused_unless_a_clinician_says_why
     assert given.status_code == 201, given.get_json()
 
 
-def test_a_clinician_override_lets_a_dose_through_and_is_audited_by_hash(
-    client, session, settings
-):
+def test_a_clinician_override_lets_a_dose_through_and_is_audited_by_hash(client, session, settings):
     plan, staff, admin, _ = _world(session, settings, "ocrelizumab-iv")
     dose = plan.doses[0]
     url = f"/api/v1/doses/{dose.id}/readiness/override"

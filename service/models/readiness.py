@@ -167,10 +167,14 @@ def _answered(rule: ReadinessRule, dose: Dose) -> ReadinessItem:
         else ScreeningOutcome.NEEDS_REVIEW
     )
     note = rule.note
-    if check.answered_by == AnsweredBy.PATIENT and outcome == ScreeningOutcome.CLEARED:
-        if not (rule.patient_may_clear and dose.kind == DoseKind.SELF_INJECTION):
-            outcome = ScreeningOutcome.PENDING
-            note = "The patient reported no symptoms; staff assess before the dose."
+    patient_clears = rule.patient_may_clear and dose.kind == DoseKind.SELF_INJECTION
+    if (
+        check.answered_by == AnsweredBy.PATIENT
+        and outcome == ScreeningOutcome.CLEARED
+        and not patient_clears
+    ):
+        outcome = ScreeningOutcome.PENDING
+        note = "The patient reported no symptoms; staff assess before the dose."
     if check.answered_by == AnsweredBy.PATIENT and outcome == ScreeningOutcome.NEEDS_REVIEW:
         note = "The patient reported symptoms: a clinician reviews before the dose."
     return _base(

@@ -4,15 +4,88 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from schemas.common import PageArgsSchema, StrictSchema, text
-from service.vocabulary import SKIPPED_DOSE_STATUSES, Booking, DoseStatus, ReactionGrade, values
+from service.vocabulary import (
+    DOSE_STATUS_CHANGES,
+    Booking,
+    DoseStatus,
+    ReactionGrade,
+    ReadinessStatus,
+    ScreeningOutcome,
+    values,
+)
 
 DOSE_STATUSES = values(DoseStatus)
 BOOKINGS = values(Booking)
 REACTION_GRADES = values(ReactionGrade)
 MAX_AMOUNT_MG = 2000
+MAX_OBSERVATION_MINUTES = 24 * 60
+MIN_REASON = 10
+READINESS_STATUSES = values(ReadinessStatus)
+OUTCOMES = values(ScreeningOutcome)
+ANSWER_RESULTS = ["negative", "positive", "indeterminate", "done", "low", "normal"]
+
+
+class ReadinessBlockingItemSchema(StrictSchema):
+    code = fields.String(dump_only=True)
+    outcome = fields.String(dump_only=True)
+
+
+class ReadinessItemSchema(StrictSchema):
+    code = fields.String(dump_only=True)
+    label = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, metadata={"description": " | ".join(READINESS_STATUSES)})
+    outcome = fields.String(dump_only=True, metadata={"description": " | ".join(OUTCOMES)})
+    blocks = fields.Boolean(
+        dump_only=True, metadata={"description": "Keeps the dose from being given"}
+    )
+    source = fields.String(dump_only=True)
+    note = fields.String(dump_only=True, allow_none=True)
+    result = fields.String(dump_only=True, allow_none=True)
+    result_date = fields.Date(dump_only=True, allow_none=True)
+    answered_by = fields.String(
+        dump_only=True, allow_none=True, metadata={"description": "staff | patient"}
+    )
+    recorded_at = fields.DateTime(dump_only=True, allow_none=True)
+    recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
+    details = fields.Dict(dump_only=True)
+
+
+class ReadinessOverrideSchema(StrictSchema):
+    reason = fields.String(dump_only=True)
+    clinician_id = fields.Integer(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    blocking_items = fields.List(fields.Nested(ReadinessBlockingItemSchema), dump_only=True)
+
+
+class ReadinessSchema(StrictSchema):
+    ready = fields.Boolean(
+        dump_only=True,
+        metadata={"description": "No item blocks, or a clinician's override covers them"},
+    )
+    items = fields.List(fields.Nested(ReadinessItemSchema), dump_only=True)
+    blocking_items = fields.List(fields.Nested(ReadinessBlockingItemSchema), dump_only=True)
+    override = fields.Nested(ReadinessOverrideSchema, dump_only=True, allow_none=True)
+    override_in_effect = fields.Boolean(dump_only=True)
+
+
+class ReadinessAnswerSchema(StrictSchema):
+    """PUT body: staff's answer to one readiness item of a dose."""
+
+    result = fields.String(required=True, validate=validate.OneOf(ANSWER_RESULTS))
+    result_date = fields.Date(required=True)
+    notes = text(2000, allow_none=True)
+
+
+class ReadinessOverrideCreateSchema(StrictSchema):
+    reason = text(2000, required=True)
+
+    @validates("reason")
+    def _long_enough(self, value: str, **_kwargs: Any) -> None:
+        if len(value.strip()) < MIN_REASON:
+            raise ValidationError(f"Give the reason in at least {MIN_REASON} characters.")
 
 
 class PremedicationGivenSchema(StrictSchema):
@@ -46,6 +119,19 @@ class DoseAdministrationSchema(StrictSchema):
     )
     reaction = fields.Nested(InfusionReactionSchema, allow_none=True)
     notes = text(2000, allow_none=True)
+    premedication_exception_reason = text(
+        2000,
+        allow_none=True,
+        metadata={
+            "description": "A clinician's reason for premedication missing or outside its window"
+        },
+    )
+    observation_minutes = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_OBSERVATION_MINUTES),
+        metadata={"description": "Minutes the patient was observed after the dose"},
+    )
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True)
     recorded_at = fields.DateTime(dump_only=True)
 
@@ -71,7 +157,10 @@ class DoseSchema(StrictSchema):
     appointment_at = fields.DateTime(dump_only=True, allow_none=True)
     location = fields.String(dump_only=True, allow_none=True)
     needs_review = fields.Boolean(dump_only=True)
+    missed_on = fields.Date(dump_only=True, allow_none=True)
+    skip_reason = fields.String(dump_only=True, allow_none=True)
     administration = fields.Nested(DoseAdministrationSchema, dump_only=True, allow_none=True)
+    readiness = fields.Nested(ReadinessSchema, dump_only=True)
     version = fields.Integer(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
@@ -98,14 +187,20 @@ class DoseUpdateSchema(StrictSchema):
     cascade = fields.Boolean(
         metadata={"description": "Move the later open doses by the same days (default true)"}
     )
-    status = fields.String(validate=validate.OneOf(SKIPPED_DOSE_STATUSES))
+    status = fields.String(
+        validate=validate.OneOf(DOSE_STATUS_CHANGES),
+        metadata={"description": "missed (still owed) | cancelled | skipped (clinician, reason)"},
+    )
+    reason = text(2000, metadata={"description": "Why the dose is skipped"})
 
     @validates_schema
     def _one_kind_of_change(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        if "status" in data and len(data) > 1:
+        if "status" in data and len(set(data) - {"reason"}) > 1:
             raise ValidationError(
                 "Send status alone: a missed or cancelled dose is not booked or moved.", "status"
             )
+        if "reason" in data and data.get("status") != DoseStatus.SKIPPED:
+            raise ValidationError("Only skipping a dose takes a reason.", "reason")
         if "cascade" in data and "due_date" not in data and "appointment_at" not in data:
             raise ValidationError("Only applies when the dose is moved.", "cascade")
         if not data:

@@ -19,6 +19,12 @@ class PatientSchema(StrictSchema):
     sex = fields.String(
         validate=validate.OneOf(["female", "male", "other", "unknown"]), allow_none=True
     )
+    can_become_pregnant = fields.Boolean(
+        allow_none=True,
+        metadata={
+            "description": "null = unknown: a per-dose pregnancy check (ublituximab) still asks"
+        },
+    )
     time_zone = TimeZoneField(required=True)
     email = fields.Email(validate=validate.Length(max=254), allow_none=True)
     phone = text(32, allow_none=True)

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.common import PageArgsSchema, StrictSchema, text
+from schemas.doses import ReadinessSchema
 from schemas.screening import ScreeningChecklistSchema
 from service.vocabulary import PlanStatus, values
 
@@ -37,6 +38,8 @@ class PlanDoseSchema(StrictSchema):
     appointment_at = fields.DateTime(dump_only=True, allow_none=True)
     location = fields.String(dump_only=True, allow_none=True)
     needs_review = fields.Boolean(dump_only=True)
+    missed_on = fields.Date(dump_only=True, allow_none=True)
+    readiness = fields.Nested(ReadinessSchema, dump_only=True)
 
 
 class PlanMonitoringTaskSchema(StrictSchema):

@@ -113,6 +113,13 @@ class ScheduleSchema(_Out):
     unbooked_due = fields.List(fields.Nested(ScheduleUnbookedDoseSchema))
 
 
+class WorklistLinksSchema(_Out):
+    patient = fields.String()
+    plan = fields.String()
+    dose = fields.String()
+    readiness = fields.String()
+
+
 class WorklistChecklistSchema(_Out):
     patient = fields.Nested(StaffPatientSchema)
     plan = fields.Nested(StaffPlanSchema)
@@ -121,6 +128,7 @@ class WorklistChecklistSchema(_Out):
     days_until_first_dose = fields.Integer(metadata={"description": "Negative when past"})
     outcome = fields.String(metadata={"enum": OUTCOMES})
     blocking_items = fields.List(fields.Nested(StaffBlockingItemSchema))
+    links = fields.Nested(WorklistLinksSchema)
 
 
 class WorklistDoseSchema(_Out):
@@ -130,6 +138,28 @@ class WorklistDoseSchema(_Out):
     appointment_at = fields.DateTime(allow_none=True)
     date = fields.Date(metadata={"description": "Appointment day if booked, else the due date"})
     days_overdue = fields.Integer()
+    links = fields.Nested(WorklistLinksSchema)
+
+
+class WorklistReadinessSchema(_Out):
+    patient = fields.Nested(StaffPatientSchema)
+    plan = fields.Nested(StaffPlanSchema)
+    dose = fields.Nested(StaffDoseSchema)
+    appointment_at = fields.DateTime(allow_none=True)
+    date = fields.Date(metadata={"description": "Appointment day if booked, else the due date"})
+    days_until = fields.Integer()
+    open_items = fields.List(fields.Nested(StaffBlockingItemSchema))
+    links = fields.Nested(WorklistLinksSchema)
+
+
+class WorklistObservationSchema(_Out):
+    patient = fields.Nested(StaffPatientSchema)
+    plan = fields.Nested(StaffPlanSchema)
+    dose = fields.Nested(StaffDoseSchema)
+    administered_at = fields.DateTime()
+    required_minutes = fields.Integer()
+    recorded_minutes = fields.Integer(allow_none=True)
+    links = fields.Nested(WorklistLinksSchema)
 
 
 class StaffTaskSchema(_Out):
@@ -181,6 +211,9 @@ class WorklistCountsSchema(_Out):
     overdue_doses = fields.Integer()
     overdue_tasks = fields.Integer()
     alerts = fields.Integer()
+    not_made_ready = fields.Integer()
+    readiness_open = fields.Integer()
+    observation_missing = fields.Integer()
 
 
 class WorklistSchema(_Out):
@@ -190,4 +223,7 @@ class WorklistSchema(_Out):
     overdue_doses = fields.List(fields.Nested(WorklistDoseSchema))
     overdue_tasks = fields.List(fields.Nested(WorklistTaskSchema))
     alerts = fields.List(fields.Nested(StaffAlertSchema))
+    not_made_ready = fields.List(fields.Nested(WorklistChecklistSchema))
+    readiness_open = fields.List(fields.Nested(WorklistReadinessSchema))
+    observation_missing = fields.List(fields.Nested(WorklistObservationSchema))
     counts = fields.Nested(WorklistCountsSchema)

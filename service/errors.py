@@ -94,6 +94,20 @@ class ScreeningNotCleared(Conflict):
     title = "The pre-treatment screening is not cleared"
 
 
+class DoseNotReady(Conflict):
+    """The dose's own readiness items are open or blocking (see `blocking_items`)."""
+
+    code = "dose_not_ready"
+    title = "The dose's pre-dose checks are not complete"
+
+
+class PremedicationOutsideWindow(ValidationFailed):
+    """A required premedication is missing from the record or outside its label window."""
+
+    code = "premedication_outside_window"
+    title = "Required premedication missing or outside its window"
+
+
 class MinimumIntervalViolated(Conflict):
     code = "minimum_interval"
     title = "Breaks the minimum interval between doses"

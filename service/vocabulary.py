@@ -70,13 +70,46 @@ class DoseStatus(StrEnum):
     PLANNED = "planned"
     BOOKED = "booked"
     ADMINISTERED = "administered"
+    # Did not happen on its day: still owed, overdue until it is given (the labels: "administer
+    # as soon as possible"), never skipped by being missed.
     MISSED = "missed"
     CANCELLED = "cancelled"
+    # Left out on purpose: a clinician's decision with a written reason.
+    SKIPPED = "skipped"
 
 
-OPEN_DOSE_STATUSES = values(DoseStatus.PLANNED, DoseStatus.BOOKED)
+OPEN_DOSE_STATUSES = values(DoseStatus.PLANNED, DoseStatus.BOOKED, DoseStatus.MISSED)
 # Doses that will not happen: they neither anchor the schedule nor monitoring.
-SKIPPED_DOSE_STATUSES = values(DoseStatus.MISSED, DoseStatus.CANCELLED)
+SKIPPED_DOSE_STATUSES = values(DoseStatus.CANCELLED, DoseStatus.SKIPPED)
+# What a PATCH may set a dose's status to (skipping needs a clinician and a reason).
+DOSE_STATUS_CHANGES = values(DoseStatus.MISSED, DoseStatus.CANCELLED, DoseStatus.SKIPPED)
+
+
+class ReadinessCode(StrEnum):
+    """One line of a dose's own pre-dose checklist (the catalog says which apply where)."""
+
+    ACTIVE_INFECTION = "active_infection"
+    PREGNANCY = "pregnancy"
+    PREMEDICATION = "premedication"
+    SCREENING_CURRENT = "screening_current"
+    IG_BEFORE_COURSE = "ig_before_course"
+
+
+# Items staff (or the patient's check-in) answer; the others are worked out from the record.
+ANSWERED_READINESS_CODES = values(ReadinessCode.ACTIVE_INFECTION, ReadinessCode.PREGNANCY)
+
+
+class ReadinessStatus(StrEnum):
+    PENDING = "pending"  # no answer yet
+    ANSWERED = "answered"  # staff or the patient answered
+    DERIVED = "derived"  # worked out from the plan's own record (screening, monitoring)
+    AT_ADMINISTRATION = "at_administration"  # checked on the administration record itself
+    OVERRIDDEN = "overridden"  # a clinician's written override covers it
+
+
+class AnsweredBy(StrEnum):
+    STAFF = "staff"
+    PATIENT = "patient"
 
 
 class Booking(StrEnum):

@@ -186,3 +186,23 @@ def clear_checklist(session: Session, plan: Any, by: User) -> None:
             result=result,
             result_date=date.today() - timedelta(days=2),
         )
+
+
+def answer_infection_check(
+    session: Session, dose: Any, by: User, *, on: date | None = None
+) -> None:
+    """Staff record "no active infection" for the dose (its readiness item), as at the chair.
+
+    The default day is yesterday: today in UTC may still be tomorrow in the clinic's zone."""
+    from datetime import timedelta
+
+    from service.treatment.readiness import record_readiness_answer
+
+    record_readiness_answer(
+        session,
+        actor_of(by),
+        dose.id,
+        "active_infection",
+        result="negative",
+        result_date=on or date.today() - timedelta(days=1),
+    )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from service.models.audit import AuditEvent
 from service.models.clinic import Clinic
-from service.models.dose import Dose, DoseAdministration, PremedicationGiven
+from service.models.dose import (
+    Dose,
+    DoseAdministration,
+    DoseCheck,
+    DoseReadinessOverride,
+    PremedicationGiven,
+)
 from service.models.idempotency import IdempotencyKey
 from service.models.metric import MetricCounter
 from service.models.monitoring import LabResult, MonitoringTask, StaffAlert
@@ -27,6 +33,8 @@ __all__ = [
     "Device",
     "Dose",
     "DoseAdministration",
+    "DoseCheck",
+    "DoseReadinessOverride",
     "IdempotencyKey",
     "InboxCounter",
     "InboxMessage",

@@ -6,10 +6,12 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
+from service.models.readiness import Readiness, assess
+from service.models.reminder import BIG_ID
 from service.protocols.schedule import PlannedDose
 from service.vocabulary import OPEN_DOSE_STATUSES, DoseStatus
 
@@ -34,12 +36,23 @@ class Dose(Base):
     appointment_at: Mapped[datetime | None] = mapped_column(index=True)
     location: Mapped[str | None] = mapped_column(String(200))
     needs_review: Mapped[bool] = mapped_column(default=False)
+    # The day staff recorded that the dose did not happen (it stays owed until given).
+    missed_on: Mapped[date | None]
+    # A clinician's decision to leave the dose out, and why.
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    skipped_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     plan: Mapped[TreatmentPlan] = relationship(back_populates="doses")
     administration: Mapped[DoseAdministration | None] = relationship(
         back_populates="dose", cascade="all, delete-orphan", uselist=False
+    )
+    checks: Mapped[list[DoseCheck]] = relationship(
+        back_populates="dose", order_by="DoseCheck.id", cascade="all, delete-orphan"
+    )
+    readiness_overrides: Mapped[list[DoseReadinessOverride]] = relationship(
+        back_populates="dose", order_by="DoseReadinessOverride.id", cascade="all, delete-orphan"
     )
 
     __table_args__ = (UniqueConstraint("plan_id", "sequence"),)
@@ -48,6 +61,11 @@ class Dose(Base):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_DOSE_STATUSES
+
+    @property
+    def readiness(self) -> Readiness:
+        """This dose's own pre-dose checklist, as the catalog and the record make it now."""
+        return assess(self)
 
     def as_planned(self, *, given_day_in: str | None = None) -> PlannedDose:
         """This dose as the schedule arithmetic sees it. With `given_day_in` (a zone), an
@@ -82,6 +100,10 @@ class DoseAdministration(Base):
     reaction_action: Mapped[str | None] = mapped_column(String(64))
     reaction_notes: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)
+    # A clinician's stated reason for premedication missing or outside its window.
+    premedication_exception_reason: Mapped[str | None] = mapped_column(Text)
+    # Minutes the patient was observed after the dose (the label's minimum per drug and dose).
+    observation_minutes: Mapped[int | None]
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -120,3 +142,45 @@ class PremedicationGiven(Base):
     def minutes_before(self) -> int:
         """Minutes between this premedication and the start of the dose (labels: 30-60)."""
         return int((self.administration.administered_at - self.given_at).total_seconds() // 60)
+
+
+class DoseCheck(Base):
+    """The answer to one pre-dose readiness item of one dose (staff, or the patient's check-in)."""
+
+    __tablename__ = "dose_check"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dose_id: Mapped[int] = mapped_column(ForeignKey("dose.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    result: Mapped[str] = mapped_column(String(16))
+    result_date: Mapped[date]
+    answered_by: Mapped[str] = mapped_column(String(16))
+    # The patient's check-in that answered it (staff answers have none).
+    reminder_id: Mapped[int | None] = mapped_column(
+        BIG_ID, ForeignKey("reminder.id", ondelete="SET NULL")
+    )
+    notes: Mapped[str | None] = mapped_column(Text)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    version: Mapped[int] = mapped_column(default=1)
+
+    dose: Mapped[Dose] = relationship(back_populates="checks")
+
+    __table_args__ = (UniqueConstraint("dose_id", "code"),)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class DoseReadinessOverride(Base):
+    """A clinician's written decision to give a dose although readiness items are open."""
+
+    __tablename__ = "dose_readiness_override"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dose_id: Mapped[int] = mapped_column(ForeignKey("dose.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    # [{code, outcome}] as they stood when the clinician signed.
+    blocking_items: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    clinician_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    dose: Mapped[Dose] = relationship(back_populates="readiness_overrides")

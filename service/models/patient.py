@@ -30,6 +30,9 @@ class Patient(Base):
     family_name: Mapped[str] = mapped_column(String(100))
     birth_date: Mapped[date]
     sex: Mapped[str | None] = mapped_column(String(16))
+    # Whether the patient can become pregnant: None until staff say (unknown asks, per dose,
+    # where the catalog checks pregnancy before each dose).
+    can_become_pregnant: Mapped[bool | None]
     time_zone: Mapped[str] = mapped_column(String(64))
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(32))

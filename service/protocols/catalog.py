@@ -15,7 +15,13 @@ import yaml
 from dateutil.relativedelta import relativedelta
 
 from service.errors import NotFound, ValidationFailed
-from service.vocabulary import RULE_OUTCOMES, DoseKind, values
+from service.vocabulary import (
+    ANSWERED_READINESS_CODES,
+    RULE_OUTCOMES,
+    DoseKind,
+    ReadinessCode,
+    values,
+)
 
 SCREENING_CODES = frozenset(
     {
@@ -41,6 +47,10 @@ STATUSES = frozenset({"confirmed", "unconfirmed", "conflict", "operational"})
 MONITORING_SCHEDULES = frozenset({"before_maintenance_course", "periodic"})
 MONITORING_CONDITIONS = frozenset({"anti_hbc_positive"})
 SETTING_KINDS = frozenset({"interval", "integer"})
+READINESS_CODES = frozenset(values(ReadinessCode))
+# Which doses a readiness rule applies to.
+READINESS_APPLIES = frozenset({"every_dose", "first_dose", "maintenance_course"})
+READINESS_CONDITIONS = frozenset({"can_become_pregnant"})
 # The schedule code reads these by name, so every regimen must declare them.
 REQUIRED_SETTINGS = ("min_interval", "contraception_after_last_dose", "schedule_horizon_months")
 # Ofatumumab is a rolling monthly schedule: a shorter horizon would leave patients without dates.
@@ -158,6 +168,42 @@ class Premedication:
     route: str | None = None
     minutes_before: Window | None = None
     note: str | None = None
+    # Drug names on an administration record that count as this premedication (the catalog's
+    # own name always does): "antihistamine" is given as diphenhydramine, cetirizine, ...
+    accepts: tuple[str, ...] = ()
+
+    def matches(self, drug: str) -> bool:
+        name = drug.strip().lower()
+        return name == self.drug.lower() or name in (a.lower() for a in self.accepts)
+
+
+@dataclass(frozen=True)
+class ReadinessRule:
+    """One item of every dose's own checklist: which doses it applies to, how it is answered."""
+
+    code: str
+    label: str
+    applies: str  # every_dose | first_dose | maintenance_course
+    source: str
+    allowed_results: tuple[str, ...] = ()  # answered items only
+    outcomes: dict[str, str] = field(default_factory=dict)
+    # A patient's "no symptoms" check-in answer clears it for a self-injection (the patient is
+    # the one asked); for an infusion staff assess at the chair.
+    patient_may_clear: bool = False
+    condition: str | None = None
+    note: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.code in ANSWERED_READINESS_CODES
+
+    def outcome_for(self, result: str) -> str:
+        if result not in self.allowed_results:
+            raise ValidationFailed(
+                f"'{result}' is not a result for {self.code}",
+                errors={"result": [f"must be one of: {', '.join(self.allowed_results)}"]},
+            )
+        return self.outcomes.get(result, "cleared")
 
 
 @dataclass(frozen=True)
@@ -263,6 +309,22 @@ class Regimen:
     delayed_reaction: ReactionWindow
     contraindications: tuple[Contraindication, ...]
     missed_dose: Statement
+    readiness: tuple[ReadinessRule, ...] = ()
+
+    def readiness_rule(self, code: str) -> ReadinessRule:
+        for rule in self.readiness:
+            if rule.code == code:
+                return rule
+        raise NotFound(
+            f"{self.code} has no readiness item '{code}'",
+            errors={"code": [f"must be one of: {', '.join(r.code for r in self.readiness)}"]},
+        )
+
+    def setting_value(self, settings: Mapping[str, Any] | None, name: str, default: Any) -> Any:
+        """An optional setting's value (`default` when the regimen does not declare it)."""
+        if name not in self.settings:
+            return default
+        return self.setting_values(settings)[name]
 
     def variant(self, code: str | None) -> Variant:
         if code is None:
@@ -582,7 +644,11 @@ def _premedication(node: _Node) -> Premedication:
         window_node.done()
         if window.min is not None and window.max is not None and window.min > window.max:
             raise window_node.error("min must not exceed max")
+    accepts = node.raw("accepts", required=False) or []
+    if not isinstance(accepts, list) or not all(isinstance(a, str) and a.strip() for a in accepts):
+        raise node.error("expected a list of drug names", "accepts")
     result = Premedication(
+        accepts=tuple(a.strip() for a in accepts),
         drug=node.req_text("drug"),
         required=node.flag("required", required=True),
         source=node.req_text("source"),
@@ -659,6 +725,45 @@ def _screening_rule(node: _Node) -> ScreeningRule:
         allowed_results=tuple(allowed),
         source=node.req_text("source"),
         outcomes=outcomes,
+        note=node.text("note", required=False),
+    )
+    node.done()
+    return rule
+
+
+def _readiness_rule(node: _Node) -> ReadinessRule:
+    code = str(node.choice("code", READINESS_CODES))
+    allowed = node.raw("allowed_results", required=False) or []
+    answered = code in ANSWERED_READINESS_CODES
+    if answered and (
+        not isinstance(allowed, list)
+        or not allowed
+        or any(r not in SCREENING_RESULTS for r in allowed)
+    ):
+        raise node.error(
+            f"expected a list drawn from: {', '.join(sorted(SCREENING_RESULTS))}", "allowed_results"
+        )
+    if not answered and allowed:
+        raise node.error(f"{code} is worked out from the record, not answered", "allowed_results")
+    outcomes: dict[str, str] = {}
+    outcomes_node = node.node("outcomes", required=False)
+    if outcomes_node is not None:
+        for result, outcome in outcomes_node.data.items():
+            if result not in allowed:
+                raise outcomes_node.error("not one of allowed_results", str(result))
+            if outcome not in OUTCOMES:
+                raise outcomes_node.error(f"must be one of: {', '.join(sorted(OUTCOMES))}", result)
+            outcomes[result] = outcome
+        outcomes_node._read.update(outcomes_node.data)
+    rule = ReadinessRule(
+        code=code,
+        label=node.req_text("label"),
+        applies=str(node.choice("applies", READINESS_APPLIES)),
+        source=node.req_text("source"),
+        allowed_results=tuple(allowed),
+        outcomes=outcomes,
+        patient_may_clear=node.flag("patient_may_clear"),
+        condition=node.choice("condition", READINESS_CONDITIONS, required=False),
         note=node.text("note", required=False),
     )
     node.done()
@@ -752,6 +857,7 @@ def _regimen(file: str, data: Any) -> Regimen:
         delayed_reaction=_reaction_window(node.req_node("delayed_reaction")),
         contraindications=tuple(_contraindication(n) for n in node.node_list("contraindications")),
         missed_dose=_statement(node.req_node("missed_dose")),
+        readiness=tuple(_readiness_rule(n) for n in node.node_list("readiness")),
     )
     node.done()
     _check_references(node, regimen)
@@ -777,6 +883,12 @@ def _check_references(node: _Node, regimen: Regimen) -> None:
     codes = [rule.code for rule in regimen.screening]
     if len(codes) != len(set(codes)):
         raise node.error("duplicate screening code", "screening")
+    readiness = [rule.code for rule in regimen.readiness]
+    if len(readiness) != len(set(readiness)):
+        raise node.error("duplicate readiness code", "readiness")
+    if ReadinessCode.ACTIVE_INFECTION not in readiness:
+        # §11: every regimen's label asks to delay a dose during an active infection.
+        raise node.error("every regimen checks active_infection before each dose", "readiness")
     for i, rule in enumerate(regimen.monitoring):
         for key, kind in (("every_setting", "interval"), ("lead_days_setting", "integer")):
             name = getattr(rule, key)

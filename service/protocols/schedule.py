@@ -172,8 +172,90 @@ def extend_doses(
                 due_date=due,
             )
         )
-    combined = _with_earliest([*stored, *new], regimen.min_interval(settings), start=len(stored))
-    return combined[len(stored) :]
+    if not new:
+        return []
+    # Count the new doses from the last stored one in the regimen's own unit (calendar months
+    # stay calendar months), the way a dose given late resets the schedule.
+    combined = reanchor_following(
+        regimen, variant_code, [*stored, *new], last.sequence, last.due_date, settings=settings
+    )
+    return [dose for dose in combined[len(stored) :] if dose.due_date <= until]
+
+
+def reanchor_following(
+    regimen: Regimen,
+    variant_code: str | None,
+    doses: Sequence[PlannedDose],
+    sequence: int,
+    new_date: date,
+    *,
+    settings: Mapping[str, Any],
+) -> list[PlannedDose]:
+    """Put dose `sequence` on new_date and count every later dose from it, by the catalog.
+
+    The labels count the next dose from the dose actually given, in their own unit: ocrelizumab
+    "6 months after the missed dose is administered", ofatumumab monthly "at the recommended
+    intervals", ublituximab "24 weeks after the missed dose was given". So a repeating dose is
+    new_date plus n calendar periods (never a count of days), a fixed-day dose keeps its label
+    day offset from the one before it, and a new phase starts from its anchor's latest date.
+    The minimum interval still holds: a course that would come too soon moves to its earliest
+    allowed date and the periods after it count from there.
+    """
+    variant = regimen.variant(variant_code)
+
+    def rule_of(key: str) -> DoseRule | None:
+        try:
+            return variant.rule(key)
+        except KeyError:
+            return _rule(regimen, key)
+
+    ordered = sorted(doses, key=lambda d: d.sequence)
+    index = next((i for i, d in enumerate(ordered) if d.sequence == sequence), None)
+    if index is None:
+        raise ValueError(f"no dose with sequence {sequence}")
+    shift = new_date - ordered[index].due_date
+    result = [*ordered[:index], replace(ordered[index], due_date=new_date)]
+    last_date = {d.rule_key: d.due_date for d in result}
+    runs: dict[str, tuple[date, int]] = {}  # repeating rule -> (run anchor, periods since)
+    given_rule = rule_of(result[-1].rule_key)
+    if given_rule is not None and given_rule.repeating:
+        runs[given_rule.key] = (new_date, 0)
+    min_interval = regimen.min_interval(settings)
+    for dose in ordered[index + 1 :]:
+        previous = result[-1]
+        rule, previous_rule = rule_of(dose.rule_key), rule_of(previous.rule_key)
+        run: tuple[date, int] | None = None
+        if rule is None:
+            due = dose.due_date + shift
+        elif rule.day_offset is not None:
+            if previous_rule is not None and previous_rule.day_offset is not None:
+                due = previous.due_date + timedelta(days=rule.day_offset - previous_rule.day_offset)
+            else:
+                due = dose.due_date + shift
+        elif rule.key in runs and previous.rule_key == rule.key:
+            assert rule.repeat is not None
+            anchor, periods = runs[rule.key]
+            due = rule.repeat.times(periods + 1).add_to(anchor)
+            run = (anchor, periods + 1)
+        else:
+            assert rule.first_due is not None
+            anchor_date = last_date.get(rule.first_due.after)
+            due = (
+                rule.first_due.interval.add_to(anchor_date)
+                if anchor_date is not None
+                else dose.due_date + shift
+            )
+            run = (due, 0)
+        earliest = previous.due_date + ONE_DAY
+        if dose.course != previous.course and min_interval is not None:
+            earliest = max(earliest, min_interval.add_to(previous.due_date))
+        if due < earliest:
+            due, run = earliest, (earliest, 0)
+        if rule is not None and run is not None:
+            runs[rule.key] = run
+        result.append(replace(dose, due_date=due))
+        last_date[dose.rule_key] = due
+    return _with_earliest(result, min_interval, start=index)
 
 
 def shift_following(

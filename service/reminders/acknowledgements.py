@@ -15,6 +15,7 @@ from service.errors import Conflict, NotFound, ValidationFailed
 from service.models import Dose, Reminder
 from service.patients.records import get_patient
 from service.staff.alerts import raise_alert
+from service.treatment.readiness import record_checkin_answer
 
 CHECKIN_KINDS = ("infection_checkin", "symptom_checkin")
 UPCOMING_LIMIT = 50
@@ -60,7 +61,8 @@ def acknowledge(
     response: dict[str, Any] | None,
     now: datetime | None = None,
 ) -> Reminder:
-    """Record the patient's answer; a reported symptom reaches staff and flags the next infusion."""
+    """Record the patient's answer; a reported symptom reaches staff at once and flags the dose;
+    an infection check-in answers the dose's active_infection readiness item."""
     actor.require_role("patient")
     now = now or utcnow()
     reminder = _own_reminder(session, actor, reminder_id)
@@ -75,6 +77,10 @@ def acknowledge(
         )
     reminder.acked_at = now
     reminder.ack_response = response
+    if response is not None and reminder.kind == "infection_checkin":
+        # The answer is the dose's active_infection readiness item: symptoms block the dose
+        # until a clinician reviews; "no symptoms" clears a self-injection.
+        record_checkin_answer(session, reminder, response, now)
     if response is not None and response.get("status") == "symptoms":
         _report_to_staff(session, reminder, response, now)
     session.flush()

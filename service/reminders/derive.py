@@ -151,6 +151,31 @@ def _dose_specs(ctx: _Context, dose: Dose) -> Iterable[ReminderSpec]:
     subject = ("dose", dose.id)
     payload = _dose_payload(ctx, dose)
 
+    if dose.status == DoseStatus.MISSED and dose.appointment_at is None:
+        # Owed, not skipped: the patient is asked to rebook (the labels: as soon as possible).
+        missed_on = dose.missed_on or day
+        yield ctx.patient_spec(
+            "dose_missed",
+            subject,
+            ctx.at_preferred_time(missed_on + timedelta(days=1)),
+            None,
+            payload,
+            str(missed_on),
+        )
+        return
+
+    # Every dose, self-injections included, is preceded by the infection check-in (§11): its
+    # answer is the dose's active_infection readiness item.
+    checkin_day = day - timedelta(days=ctx.infection_checkin_days)
+    yield ctx.patient_spec(
+        "infection_checkin",
+        subject,
+        ctx.at_preferred_time(checkin_day),
+        start,
+        payload,
+        str(day),
+    )
+
     if dose.kind == DoseKind.SELF_INJECTION:
         expires = to_utc(day + timedelta(days=SELF_INJECTION_RELEVANT_DAYS + 1), time(0), zone)
         yield ctx.patient_spec(
@@ -171,16 +196,6 @@ def _dose_specs(ctx: _Context, dose: Dose) -> Iterable[ReminderSpec]:
             {**payload, "lead_days": lead},
             f"{lead}d:{day}",
         )
-
-    checkin_day = day - timedelta(days=ctx.infection_checkin_days)
-    yield ctx.patient_spec(
-        "infection_checkin",
-        subject,
-        ctx.at_preferred_time(checkin_day),
-        start,
-        payload,
-        str(day),
-    )
 
     if dose.appointment_at is not None:
         yield ctx.patient_spec(
@@ -339,7 +354,7 @@ def derive_plan_reminders(
     ctx = _Context(plan, patient, clinic)
     specs: list[ReminderSpec] = []
     for dose in plan.doses:
-        if dose.status in ("planned", "booked"):
+        if dose.is_open:
             specs.extend(_dose_specs(ctx, dose))
             specs.append(_overdue_specs(ctx, dose))
         elif dose.status == DoseStatus.ADMINISTERED:

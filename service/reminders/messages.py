@@ -184,6 +184,16 @@ def _self_injection_due(c: _Context) -> tuple[str, str]:
     return "Injection due", f"{c.your} next {name} is due {c.when()}."
 
 
+def _dose_missed(c: _Context) -> tuple[str, str]:
+    day = c.on_day()
+    was = f" was due {day} and" if day else ""
+    return (
+        "Missed dose: please rebook",
+        f"{c.your} {c.dose()}{was} has not been given. It should be given as soon as possible:"
+        " please contact your clinic to book it.",
+    )
+
+
 def _labs_due(c: _Context) -> tuple[str, str]:
     task = c.task()
     return (
@@ -244,6 +254,7 @@ _RENDERERS: dict[str, Callable[[_Context], tuple[str, str]]] = {
     "infection_checkin": _infection_checkin,
     "morning_of": _morning_of,
     "self_injection_due": _self_injection_due,
+    "dose_missed": _dose_missed,
     "labs_due": _labs_due,
     "symptom_checkin": _symptom_checkin,
     "checklist_not_cleared": _checklist_not_cleared,

@@ -38,6 +38,13 @@ from service.vocabulary import (
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14
+# A cleared plan that nobody made ready shows this long before its first dose.
+READY_HORIZON_DAYS = 14
+# A dose whose readiness is open shows this many days ahead (today included).
+READINESS_HORIZON_DAYS = 2
+# Doses given this recently are checked for their recorded observation time.
+OBSERVATION_LOOKBACK_DAYS = 30
+API = "/api/v1"
 CHECKLIST_PLAN_STATUSES = values(PlanStatus.DRAFT, PlanStatus.SCREENING, PlanStatus.READY)
 OUTCOME_URGENCY = {outcome.value: rank for rank, outcome in enumerate(reversed(ScreeningOutcome))}
 DEFAULT_WORKLIST_LIMIT = 100
@@ -90,6 +97,15 @@ def _premedications(regimen: Regimen) -> list[dict[str, Any]]:
 
 def _chair_minutes(regimen: Regimen, dose: Dose) -> int | None:
     return expected_chair_minutes(regimen, dose.as_planned())
+
+
+def _links(plan: TreatmentPlan, dose: Dose | None = None) -> dict[str, str]:
+    """Where the entry's objects are read and changed."""
+    links = {"plan": f"{API}/plans/{plan.id}", "patient": f"{API}/patients/{plan.patient_id}"}
+    if dose is not None:
+        links["dose"] = f"{API}/doses/{dose.id}"
+        links["readiness"] = f"{API}/doses/{dose.id}/readiness"
+    return links
 
 
 def _dose_summary(dose: Dose) -> dict[str, Any]:
@@ -201,7 +217,14 @@ def staff_worklist(
     - overdue_tasks: monitoring tasks overdue, or still due with a due date before today; oldest
       first.
     - alerts: unresolved staff alerts (e.g. lab_low), oldest first.
-    Each section holds at most `limit` entries; `counts` gives the full numbers.
+    - not_made_ready: plans whose checklist passes but that are still not `ready`, with the
+      first dose within 14 days (or past): nobody can confirm or give it until someone does.
+    - readiness_open: open doses due today or in the next 2 days whose own readiness is not
+      complete, with the open items; soonest first.
+    - observation_missing: doses given in the last 30 days without the observation time the
+      catalog requires for that drug and dose number (or with less); oldest first.
+    Each section holds at most `limit` entries; `counts` gives the full numbers. Each entry has
+    `links` to the objects it is about.
     """
     clinic = get_clinic(session, actor)
     zone = clinic.time_zone
@@ -213,6 +236,9 @@ def staff_worklist(
     )
     overdue_tasks, task_count = _overdue_tasks(session, clinic.id, today, limit)
     alerts, alert_count = _open_alerts(session, clinic.id, limit)
+    not_ready = _cleared_not_ready(session, clinic.id, today)
+    readiness_open = _readiness_open(session, clinic.id, ZoneInfo(zone), today)
+    observation = _observation_missing(session, clinic.id, ZoneInfo(zone), today)
     return {
         "date": today,
         "time_zone": zone,
@@ -220,11 +246,17 @@ def staff_worklist(
         "overdue_doses": overdue_doses,
         "overdue_tasks": overdue_tasks,
         "alerts": alerts,
+        "not_made_ready": not_ready[:limit],
+        "readiness_open": readiness_open[:limit],
+        "observation_missing": observation[:limit],
         "counts": {
             "checklists": len(checklists),
             "overdue_doses": dose_count,
             "overdue_tasks": task_count,
             "alerts": alert_count,
+            "not_made_ready": len(not_ready),
+            "readiness_open": len(readiness_open),
+            "observation_missing": len(observation),
         },
     }
 
@@ -269,11 +301,154 @@ def _blocked_checklists(session: Session, clinic_id: int, today: date) -> list[d
                 "days_until_first_dose": (dose.due_date - today).days,
                 "outcome": checklist.outcome,
                 "blocking_items": checklist.blocking_items,
+                "links": _links(plan, dose),
             }
         )
     entries.sort(
         key=lambda e: (e["first_dose_date"], OUTCOME_URGENCY[e["outcome"]], e["plan"]["id"])
     )
+    return entries
+
+
+def _first_open_doses(clinic_id: int, statuses: tuple[str, ...]) -> Any:
+    first_open = (
+        select(Dose.plan_id, func.min(Dose.sequence).label("sequence"))
+        .where(Dose.status.in_(OPEN_DOSE_STATUSES))
+        .group_by(Dose.plan_id)
+        .subquery()
+    )
+    return (
+        select(TreatmentPlan, Dose)
+        .join(first_open, first_open.c.plan_id == TreatmentPlan.id)
+        .join(
+            Dose,
+            and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_open.c.sequence),
+        )
+        .where(TreatmentPlan.clinic_id == clinic_id, TreatmentPlan.status.in_(statuses))
+    )
+
+
+def _cleared_not_ready(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
+    horizon = today + timedelta(days=READY_HORIZON_DAYS)
+    rows = session.execute(
+        _first_open_doses(clinic_id, values(PlanStatus.DRAFT, PlanStatus.SCREENING))
+        .where(Dose.due_date <= horizon)
+        .options(
+            selectinload(TreatmentPlan.patient),
+            selectinload(TreatmentPlan.screening_items),
+            selectinload(TreatmentPlan.overrides),
+        )
+    ).all()
+    entries = [
+        {
+            "patient": _patient_summary(plan.patient),
+            "plan": _plan_summary(plan),
+            "first_dose": _dose_summary(dose),
+            "first_dose_date": dose.due_date,
+            "days_until_first_dose": (dose.due_date - today).days,
+            "outcome": plan.checklist.outcome,
+            "blocking_items": [],
+            "links": _links(plan, dose),
+        }
+        for plan, dose in rows
+        if plan.checklist.passes_gate
+    ]
+    entries.sort(key=lambda e: (e["first_dose_date"], e["plan"]["id"]))
+    return entries
+
+
+def _readiness_open(
+    session: Session, clinic_id: int, zone: ZoneInfo, today: date
+) -> list[dict[str, Any]]:
+    horizon = today + timedelta(days=READINESS_HORIZON_DAYS)
+    start, _ = day_bounds(today, str(zone))
+    _, end = day_bounds(horizon, str(zone))
+    soon = or_(
+        and_(Dose.appointment_at.is_(None), Dose.due_date >= today, Dose.due_date <= horizon),
+        and_(Dose.appointment_at >= start, Dose.appointment_at < end),
+    )
+    doses = session.scalars(
+        select(Dose)
+        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .where(
+            TreatmentPlan.clinic_id == clinic_id,
+            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            Dose.status.in_(OPEN_DOSE_STATUSES),
+            soon,
+        )
+        .options(
+            selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
+            selectinload(Dose.plan).selectinload(TreatmentPlan.screening_items),
+            selectinload(Dose.plan).selectinload(TreatmentPlan.overrides),
+            selectinload(Dose.plan).selectinload(TreatmentPlan.monitoring_tasks),
+            selectinload(Dose.plan).selectinload(TreatmentPlan.doses),
+            selectinload(Dose.checks),
+            selectinload(Dose.readiness_overrides),
+            selectinload(Dose.administration),
+        )
+        .order_by(Dose.due_date, Dose.id)
+    ).all()
+    entries: list[dict[str, Any]] = []
+    for dose in doses:
+        readiness = dose.readiness
+        if readiness.ready:
+            continue
+        day = dose.appointment_at.astimezone(zone).date() if dose.appointment_at else dose.due_date
+        entries.append(
+            {
+                "patient": _patient_summary(dose.plan.patient),
+                "plan": _plan_summary(dose.plan),
+                "dose": _dose_summary(dose),
+                "appointment_at": dose.appointment_at,
+                "date": day,
+                "days_until": (day - today).days,
+                "open_items": readiness.blocking_items,
+                "links": _links(dose.plan, dose),
+            }
+        )
+    entries.sort(key=lambda e: (e["date"], e["dose"]["id"]))
+    return entries
+
+
+def _observation_missing(
+    session: Session, clinic_id: int, zone: ZoneInfo, today: date
+) -> list[dict[str, Any]]:
+    since = today - timedelta(days=OBSERVATION_LOOKBACK_DAYS)
+    doses = session.scalars(
+        select(Dose)
+        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .where(
+            TreatmentPlan.clinic_id == clinic_id,
+            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            Dose.status == DoseStatus.ADMINISTERED,
+            Dose.due_date >= since,
+        )
+        .options(
+            selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
+            selectinload(Dose.administration),
+        )
+        .order_by(Dose.due_date, Dose.id)
+    ).all()
+    entries: list[dict[str, Any]] = []
+    for dose in doses:
+        required = get_regimen(dose.plan.regimen_code).observation.minutes_after(dose.sequence)
+        administration = dose.administration
+        if required is None or administration is None:
+            continue
+        recorded = administration.observation_minutes
+        if recorded is not None and recorded >= required:
+            continue
+        entries.append(
+            {
+                "patient": _patient_summary(dose.plan.patient),
+                "plan": _plan_summary(dose.plan),
+                "dose": _dose_summary(dose),
+                "administered_at": administration.administered_at,
+                "required_minutes": required,
+                "recorded_minutes": recorded,
+                "links": _links(dose.plan, dose),
+            }
+        )
     return entries
 
 
@@ -311,6 +486,7 @@ def _overdue_doses(
                 "appointment_at": dose.appointment_at,
                 "date": day,
                 "days_overdue": (today - day).days,
+                "links": _links(dose.plan, dose),
             }
         )
     entries.sort(key=lambda e: (e["date"], e["dose"]["id"]))

@@ -17,10 +17,13 @@ from service.core.paging import Page, paginate
 from service.core.wall_clock import clinic_today, clinic_zone
 from service.db import utcnow
 from service.errors import (
+    DoseNotReady,
+    Forbidden,
     InvalidTransition,
     MinimumIntervalViolated,
     NotFound,
     PlanOnHold,
+    PremedicationOutsideWindow,
     ValidationFailed,
 )
 from service.models import Dose, DoseAdministration, PremedicationGiven, TreatmentPlan
@@ -29,6 +32,7 @@ from service.protocols.schedule import (
     PlannedDose,
     check_minimum_interval,
     extend_doses,
+    reanchor_following,
     shift_following,
 )
 from service.treatment.plans import (
@@ -38,7 +42,14 @@ from service.treatment.plans import (
     schedule_changed,
     touch,
 )
-from service.vocabulary import SKIPPED_DOSE_STATUSES, Booking, DoseStatus, PlanStatus, values
+from service.vocabulary import (
+    SKIPPED_DOSE_STATUSES,
+    Booking,
+    DoseStatus,
+    PlanStatus,
+    Role,
+    values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,10 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(minutes=5)
 # Plans whose schedule the nightly run extends; a plan on hold waits for a decision.
 EXTENDABLE_PLAN_STATUSES = values(PlanStatus.SCREENING, PlanStatus.READY, PlanStatus.ACTIVE)
+MIN_REASON = 10
+# No label states a tolerance around "about 30 min"; the regimen setting's default is used when
+# a regimen does not declare it.
+DEFAULT_PREMEDICATION_TOLERANCE = 10
 
 
 @dataclass
@@ -116,7 +131,9 @@ def update_dose(
     _ensure_changeable(plan, dose)
     change = DoseChange(dose)
     if "status" in changes:
-        _close_dose(session, plan, dose, changes["status"], now=now)
+        _close_dose(
+            session, actor, plan, dose, changes["status"], reason=changes.get("reason"), now=now
+        )
     else:
         _book_or_move(session, plan, dose, changes, change)
     touch(plan)
@@ -135,12 +152,44 @@ def _ensure_changeable(plan: TreatmentPlan, dose: Dose) -> None:
 
 
 def _close_dose(
-    session: Session, plan: TreatmentPlan, dose: Dose, status: str, *, now: datetime | None
+    session: Session,
+    actor: Actor,
+    plan: TreatmentPlan,
+    dose: Dose,
+    status: str,
+    *,
+    reason: str | None,
+    now: datetime | None,
 ) -> None:
-    if status == "missed" and dose.due_date > clinic_today(session, plan.clinic_id, now=now):
-        raise ValidationFailed(
-            errors={"status": ["A dose can only be missed on or after its due date."]}
-        )
+    """Missed: the dose did not happen on its day and stays owed (overdue until given; the
+    labels say give it as soon as possible). Skipped: a clinician leaves it out, with a reason.
+    Cancelled: it will not happen (e.g. entered in error)."""
+    today = clinic_today(session, plan.clinic_id, now=now)
+    if status == DoseStatus.MISSED:
+        if dose.due_date > today:
+            raise ValidationFailed(
+                errors={"status": ["A dose can only be missed on or after its due date."]}
+            )
+        if dose.status == DoseStatus.MISSED:
+            raise InvalidTransition(f"Dose {dose.sequence} is already missed", allowed=[])
+        # The appointment has passed: the dose must be booked again.
+        dose.booking, dose.appointment_at = None, None
+        dose.missed_on = today
+    if status == DoseStatus.SKIPPED:
+        if actor.role != Role.CLINICIAN:
+            raise Forbidden("Only a clinician may skip a dose.")
+        text = (reason or "").strip()
+        if len(text) < MIN_REASON:
+            raise ValidationFailed(
+                errors={
+                    "reason": [f"Say why the dose is skipped, in at least {MIN_REASON} characters."]
+                }
+            )
+        dose.skip_reason = text
+        dose.skipped_by_id = actor.user_id
+        dose.booking, dose.appointment_at = None, None
+    elif reason is not None:
+        raise ValidationFailed(errors={"reason": ["Only skipping a dose takes a reason."]})
     dose.status = status
 
 
@@ -211,8 +260,8 @@ def _move(
         _check_next_spacing(regimen, plan, taking_place, dose, new_due)
     planned = [d.as_planned() for d in taking_place]
     if cascade:
-        planned = shift_following(
-            planned, dose.sequence, new_due, regimen=regimen, settings=plan.settings
+        planned = reanchor_following(
+            regimen, plan.variant, planned, dose.sequence, new_due, settings=plan.settings
         )
     else:
         planned = [
@@ -239,13 +288,11 @@ def _apply(
         if dose.sequence < moved.sequence or not dose.is_open:
             continue
         target = by_sequence[dose.sequence]
-        if (
-            dose is not moved
-            and dose.due_date != target.due_date
-            and dose.status == DoseStatus.BOOKED
-        ):
+        if dose is not moved and dose.due_date != target.due_date and dose.appointment_at:
             # The appointment no longer falls on the dose's day: it must be booked again.
-            dose.status, dose.booking, dose.appointment_at = DoseStatus.PLANNED, None, None
+            if dose.status == DoseStatus.BOOKED:
+                dose.status = DoseStatus.PLANNED
+            dose.booking, dose.appointment_at = None, None
             shifted_booked.append(dose.sequence)
         if dose.due_date != target.due_date and dose is not moved:
             change.warnings.append(
@@ -354,13 +401,18 @@ def record_administration(
     premedications: Sequence[dict[str, Any]] = (),
     reaction: dict[str, Any] | None = None,
     notes: str | None = None,
+    premedication_exception_reason: str | None = None,
+    observation_minutes: int | None = None,
     now: datetime | None = None,
 ) -> DoseChange:
     """Record a dose as given: premedication, reaction grade, and what it does to the plan.
 
-    Giving a dose on another day than its due date moves the later open doses by the same
-    number of days (the labels count the next dose from the one given); a dose given before
-    its earliest allowed date is refused. The first dose makes a ready plan active; a
+    The dose's own readiness must be complete (or covered by a clinician's override), else
+    409 dose_not_ready with the blocking items. Each required premedication must be on the
+    record inside its window, else 422 premedication_outside_window unless a clinician states
+    the reason. Giving a dose on another day than its due date (late, or a missed dose given)
+    counts the later open doses from the day given, in the regimen's own unit; a dose given
+    before its earliest allowed date is refused. The first dose makes a ready plan active; a
     life-threatening reaction puts the plan on hold (the label: discontinue permanently).
     """
     actor.require_staff()
@@ -378,11 +430,22 @@ def record_administration(
     still_open = [d.sequence for d in plan.doses if d.sequence < dose.sequence and d.is_open]
     if still_open:
         raise InvalidTransition(
-            "Earlier doses are still open: record them as given, missed or cancelled first.",
+            "Earlier doses are still open: record them as given, skipped or cancelled first.",
             open_doses=still_open,
         )
     reaction = reaction or {"grade": "none"}
     _check_administration_times(administered_at, premedications, reaction, now or utcnow())
+    readiness = dose.readiness
+    if not readiness.ready:
+        codes = ", ".join(item["code"] for item in readiness.blocking_items)
+        raise DoseNotReady(
+            f"Dose {dose.sequence} is not ready: {codes} still open or blocking. Answer them "
+            "(PUT /doses/{id}/readiness/{code}) or have a clinician override with a reason.",
+            blocking_items=readiness.blocking_items,
+        )
+    exception = _check_premedication(
+        actor, plan, administered_at, premedications, premedication_exception_reason
+    )
     day = administered_at.astimezone(ZoneInfo(clinic_zone(session, plan.clinic_id))).date()
     regimen = plan.regimen
     taking_place = _taking_place(plan)
@@ -397,11 +460,12 @@ def record_administration(
             }
         )
     if day != dose.due_date:
-        planned = shift_following(
+        planned = reanchor_following(
+            regimen,
+            plan.variant,
             [d.as_planned() for d in taking_place],
             dose.sequence,
             day,
-            regimen=regimen,
             settings=plan.settings,
         )
         _apply(planned, taking_place, dose, change)
@@ -414,6 +478,8 @@ def record_administration(
         reaction_action=reaction.get("action"),
         reaction_notes=reaction.get("notes"),
         notes=notes,
+        premedication_exception_reason=exception,
+        observation_minutes=observation_minutes,
         recorded_by_id=actor.user_id,
         recorded_at=utcnow(),
         premedications=[
@@ -439,6 +505,66 @@ def record_administration(
     session.flush()
     schedule_changed(session, plan)
     return change
+
+
+def _check_premedication(
+    actor: Actor,
+    plan: TreatmentPlan,
+    administered_at: datetime,
+    premedications: Sequence[dict[str, Any]],
+    exception_reason: str | None,
+) -> str | None:
+    """Every required premedication on the record, inside its window (+/- the tolerance).
+
+    Returns the clinician's stated reason when one is needed and given; refuses otherwise.
+    """
+    regimen = plan.regimen
+    tolerance = int(
+        regimen.setting_value(
+            plan.settings, "premedication_tolerance_minutes", DEFAULT_PREMEDICATION_TOLERANCE
+        )
+    )
+    problems: dict[str, list[str]] = {}
+    for required in (p for p in regimen.premedications if p.required):
+        given = [p for p in premedications if required.matches(str(p["drug"]))]
+        if not given:
+            problems[required.drug] = ["Required before each dose; not on the record."]
+            continue
+        window = required.minutes_before
+        if window is None:
+            continue
+        low = None if window.min is None else window.min - tolerance
+        high = None if window.max is None else window.max + tolerance
+        minutes = [int((administered_at - p["given_at"]).total_seconds() // 60) for p in given]
+        if not any((low is None or m >= low) and (high is None or m <= high) for m in minutes):
+            span = f"{window.min if window.min is not None else 0}-" + (
+                f"{window.max} min" if window.max is not None else "... min"
+            )
+            problems[required.drug] = [
+                f"Given {', '.join(map(str, minutes))} min before; the window is {span} "
+                f"before the dose (+/- {tolerance} min)."
+            ]
+    reason = (exception_reason or "").strip() or None
+    if not problems:
+        if reason is not None:
+            raise ValidationFailed(
+                errors={"premedication_exception_reason": ["The premedication is in order."]}
+            )
+        return None
+    if reason is None:
+        raise PremedicationOutsideWindow(
+            "Required premedication is missing or outside its window; give it as the label "
+            "says, or a clinician records the reason (premedication_exception_reason).",
+            errors={"premedications": problems},
+            premedications=sorted(problems),
+        )
+    if actor.role != Role.CLINICIAN:
+        raise Forbidden("Only a clinician may record a dose with premedication outside the label.")
+    if len(reason) < MIN_REASON:
+        raise ValidationFailed(
+            errors={"premedication_exception_reason": [f"At least {MIN_REASON} characters."]}
+        )
+    return reason
 
 
 def _check_administration_times(

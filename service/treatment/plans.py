@@ -63,7 +63,8 @@ def plan_loader_options() -> list[Any]:
     return [
         selectinload(TreatmentPlan.screening_items),
         selectinload(TreatmentPlan.overrides),
-        selectinload(TreatmentPlan.doses),
+        selectinload(TreatmentPlan.doses).selectinload(Dose.checks),
+        selectinload(TreatmentPlan.doses).selectinload(Dose.readiness_overrides),
         selectinload(TreatmentPlan.monitoring_tasks),
     ]
 

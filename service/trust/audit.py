@@ -17,6 +17,7 @@ from service.models import (
     AuditEvent,
     Device,
     Dose,
+    DoseReadinessOverride,
     InboxMessage,
     LabResult,
     MonitoringTask,
@@ -200,19 +201,32 @@ def _override_reference(
     """The override just signed, by id, and a digest of its reason (the text stays on the row).
 
     The digest lets a reviewer check that the reason on the override was not edited since.
+    A plan's screening override or a dose's readiness override, whichever the URL names.
     """
+    dose_ids = [id_ for type_, id_ in subjects if type_ == "dose"]
     plan_ids = [id_ for type_, id_ in subjects if type_ == "plan"]
-    if not plan_ids:
+    if dose_ids:
+        row = session.execute(
+            select(DoseReadinessOverride.id, DoseReadinessOverride.reason)
+            .where(
+                DoseReadinessOverride.dose_id == dose_ids[-1],
+                DoseReadinessOverride.clinician_id == actor.user_id,
+            )
+            .order_by(DoseReadinessOverride.id.desc())
+            .limit(1)
+        ).first()
+    elif plan_ids:
+        row = session.execute(
+            select(ScreeningOverride.id, ScreeningOverride.reason)
+            .where(
+                ScreeningOverride.plan_id == plan_ids[-1],
+                ScreeningOverride.clinician_id == actor.user_id,
+            )
+            .order_by(ScreeningOverride.id.desc())
+            .limit(1)
+        ).first()
+    else:
         return {}
-    row = session.execute(
-        select(ScreeningOverride.id, ScreeningOverride.reason)
-        .where(
-            ScreeningOverride.plan_id == plan_ids[-1],
-            ScreeningOverride.clinician_id == actor.user_id,
-        )
-        .order_by(ScreeningOverride.id.desc())
-        .limit(1)
-    ).first()
     if row is None:
         return {}
     return {

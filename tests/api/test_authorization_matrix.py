@@ -46,6 +46,8 @@ OBJECT_KINDS = (
     "plan",
     "screening_item",
     "dose",
+    "readiness_item",
+    "later_dose",
     "task",
     "reminder",
     "message",

@@ -251,6 +251,7 @@ def test_every_creating_route_honours_the_key_and_documents_it(app, client):
         "patients.Patients",
         "plans.PatientPlans",
         "screening.ScreeningOverride",
+        "doses.ReadinessOverride",
     }
     spec = client.get("/openapi.json").get_json()
     documented = {
@@ -267,6 +268,7 @@ def test_every_creating_route_honours_the_key_and_documents_it(app, client):
         "/api/v1/patients",
         "/api/v1/patients/{patient_id}/plans",
         "/api/v1/plans/{plan_id}/screening/override",
+        "/api/v1/doses/{dose_id}/readiness/override",
     }
     assert spec["components"]["parameters"]["IdempotencyKey"]["in"] == "header"
 

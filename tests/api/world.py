@@ -35,6 +35,7 @@ from service.treatment.doses import record_administration, update_dose
 from service.treatment.labs import record_lab
 from service.treatment.monitoring import update_task
 from service.treatment.plans import PlanRequest, create_plan, update_plan
+from service.treatment.readiness import record_readiness_answer
 from service.treatment.screening import override_screening, record_screening_result
 from tests.factories import (
     PASSWORD,
@@ -108,6 +109,9 @@ class Party:
             "plan": {"plan_id": self.plan.id},
             "screening_item": {"plan_id": self.plan.id, "item_code": self.screening_code},
             "dose": {"dose_id": self.dose.id},
+            "readiness_item": {"dose_id": self.dose.id, "code": "active_infection"},
+            # The dose after the open one: its readiness is still open (nothing answered).
+            "later_dose": {"dose_id": self.plan.doses[2].id},
             "task": {"task_id": self.task.id},
             "reminder": {"reminder_id": self.reminder.id},
             "message": {"message_id": self.message.id},
@@ -216,6 +220,8 @@ def build_world(session: Session, settings: Settings) -> World:
         "yesterday_date": (date.today() - timedelta(days=1)).isoformat(),
         "start_date": (date.today() + timedelta(days=7)).isoformat(),
         "an_hour_ago": (now - timedelta(hours=1)).isoformat(),
+        # The label's premedication window before a dose given an hour ago.
+        "premedicated_at": (now - timedelta(minutes=95)).isoformat(),
         "yesterday": (now - timedelta(days=1)).isoformat(),
         "amount_mg": party_a.dose.amount_mg,
     }
@@ -296,6 +302,9 @@ def _party(
 
     first, second = plan.doses[0], plan.doses[1]
     given_at = datetime.combine(start, time(10, 0), tzinfo=ZoneInfo(ZONE))
+    record_readiness_answer(
+        session, staff, first.id, "active_infection", result="negative", result_date=start
+    )
     record_administration(
         session,
         staff,
@@ -303,6 +312,7 @@ def _party(
         administered_at=given_at,
         amount_mg=first.amount_mg,
         premedications=[{"drug": text, "given_at": given_at - timedelta(minutes=45)}],
+        premedication_exception_reason=f"Local protocol premedication: {text}",
         reaction={
             "grade": "mild_moderate",
             "onset_at": given_at + timedelta(minutes=30),
@@ -316,6 +326,15 @@ def _party(
         today_at_ten = datetime.combine(date.today(), time(10, 0), tzinfo=ZoneInfo(ZONE))
         changes["appointment_at"] = today_at_ten
     update_dose(session, staff, second, changes)
+    # Staff found no infection before the open dose, so recording it is only a question of access.
+    record_readiness_answer(
+        session,
+        staff,
+        second.id,
+        "active_infection",
+        result="negative",
+        result_date=date.today() - timedelta(days=1),
+    )
     task = next(t for t in plan.monitoring_tasks if t.is_open)
     update_task(session, staff, task, {"notes": text})
 

@@ -13,6 +13,7 @@ from service.treatment.doses import record_administration, update_dose
 from service.treatment.plans import update_plan
 from tests.factories import (
     actor_of,
+    answer_infection_check,
     clear_checklist,
     make_clinic,
     make_patient,
@@ -204,12 +205,17 @@ def test_an_infusion_brings_a_symptom_check_in_24_hours_later(session, settings)
     _, staff, _, plan = make_ready(session, settings)
     first = plan.doses[0]
     given = datetime(2027, 3, 15, 14, 0, tzinfo=ZoneInfo(NEW_YORK))
+    answer_infection_check(session, first, staff)
     record_administration(
         session,
         actor_of(staff),
         first.id,
         administered_at=given,
         amount_mg=300,
+        premedications=[
+            {"drug": "methylprednisolone", "given_at": given - timedelta(minutes=30)},
+            {"drug": "diphenhydramine", "given_at": given - timedelta(minutes=45)},
+        ],
         now=given + timedelta(hours=4),
     )
     kinds = kinds_for(session, plan, first.id)

@@ -13,6 +13,7 @@ PATIENT_KINDS = (
     "infection_checkin",
     "morning_of",
     "self_injection_due",
+    "dose_missed",
     "labs_due",
     "symptom_checkin",
 )

@@ -49,6 +49,7 @@ COLLECTIONS = {
     "doses": "dose",
     "monitoring": "monitoring_task",
     "screening": "screening_item",
+    "readiness": "dose_readiness",
     "labs": "lab_result",
     "reminders": "reminder",
     "inbox": "inbox_message",

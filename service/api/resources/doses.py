@@ -14,9 +14,13 @@ from schemas.doses import (
     DoseQueryArgsSchema,
     DoseSchema,
     DoseUpdateSchema,
+    ReadinessAnswerSchema,
+    ReadinessItemSchema,
+    ReadinessOverrideCreateSchema,
+    ReadinessSchema,
 )
 from service.api.context import actor, db, login_required
-from service.treatment import doses
+from service.treatment import doses, readiness
 
 blp = Blueprint("doses", __name__, description="Doses")
 
@@ -66,3 +70,48 @@ class Administration(MethodView):
         change = doses.record_administration(db(), actor(), dose_id, **data)
         db().commit()
         return change
+
+
+@blp.route("/doses/<int:dose_id>/readiness")
+class Readiness(MethodView):
+    decorators = [login_required]
+
+    @blp.response(200, ReadinessSchema)
+    def get(self, dose_id: int) -> Any:
+        """Read the dose's own pre-dose checklist: ready, items, blocking items, override."""
+        return readiness.get_readiness(db(), actor(), dose_id)
+
+
+@blp.route("/doses/<int:dose_id>/readiness/<string:code>")
+class ReadinessItem(MethodView):
+    decorators = [login_required]
+
+    @blp.etag
+    @blp.response(200, ReadinessItemSchema)
+    def get(self, dose_id: int, code: str) -> Any:
+        """Read one readiness item of a dose."""
+        return readiness.get_readiness_item(db(), actor(), dose_id, code)
+
+    @blp.etag
+    @blp.arguments(ReadinessAnswerSchema)
+    @blp.response(200, ReadinessItemSchema)
+    def put(self, data: dict[str, Any], dose_id: int, code: str) -> Any:
+        """Answer a readiness item of a dose (staff)."""
+        item = readiness.get_readiness_item(db(), actor(), dose_id, code)
+        blp.check_etag(item, ReadinessItemSchema)
+        answered = readiness.record_readiness_answer(db(), actor(), dose_id, code, **data)
+        db().commit()
+        return answered
+
+
+@blp.route("/doses/<int:dose_id>/readiness/override")
+class ReadinessOverride(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(ReadinessOverrideCreateSchema)
+    @blp.response(201, ReadinessSchema)
+    def post(self, data: dict[str, Any], dose_id: int) -> Any:
+        """Override the dose's open readiness items (clinicians, with a reason)."""
+        result = readiness.override_readiness(db(), actor(), dose_id, **data)
+        db().commit()
+        return result

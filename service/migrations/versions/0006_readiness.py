@@ -1,7 +1,7 @@
 """per-dose readiness: answers, overrides, missed and skipped doses, premedication exceptions
 
-Revision ID: 0003_readiness
-Revises: 0002
+Revision ID: 0006_readiness
+Revises: 0005_login
 
 dose_check holds each dose's answered readiness items (staff, or the patient's pre-dose
 check-in); dose_readiness_override a clinician's signed override of a dose's open items.
@@ -17,8 +17,8 @@ from alembic import op
 
 import service.db
 
-revision = "0003_readiness"
-down_revision = "0002"
+revision = "0006_readiness"
+down_revision = "0005_login"
 branch_labels = None
 depends_on = None
 

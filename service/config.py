@@ -67,6 +67,8 @@ class Settings:
     login_limit_per_address: str = "10/minute"
     login_limit_per_account: str = "5/minute"
     rate_limit_key_prefix: str = "cd20"
+    # Fetches of one secret calendar feed URL (calendar apps poll every few hours at most).
+    calendar_feed_limit: str = "60/hour"
     # How long a retry with the same Idempotency-Key gets the first response.
     idempotency_key_ttl_s: int = 24 * 3600
 
@@ -154,5 +156,6 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_LOGIN_LIMIT_PER_ADDRESS", "login_limit_per_address", str),
     ("CD20_LOGIN_LIMIT_PER_ACCOUNT", "login_limit_per_account", str),
     ("CD20_RATE_LIMIT_PREFIX", "rate_limit_key_prefix", str),
+    ("CD20_CALENDAR_FEED_LIMIT", "calendar_feed_limit", str),
     ("CD20_IDEMPOTENCY_TTL", "idempotency_key_ttl_s", int),
 )

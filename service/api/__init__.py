@@ -28,6 +28,7 @@ def register_api(app: Flask) -> Api:
     from service.api.resources import (
         audit,
         auth,
+        calendar,
         clinic,
         doses,
         health,
@@ -80,6 +81,7 @@ def register_api(app: Flask) -> Api:
         labs,
         staff,
         reminders,
+        calendar,
         audit,
     ):
         blueprint = resource.blp

@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.models.audit import AuditEvent
 from service.models.clinic import Clinic
 from service.models.dose import Dose, DoseAdministration, PremedicationGiven
+from service.models.export import CalendarFeed, ImportedObservation
 from service.models.idempotency import IdempotencyKey
 from service.models.metric import MetricCounter
 from service.models.monitoring import LabResult, MonitoringTask, StaffAlert
@@ -22,12 +23,14 @@ from service.models.user import Invitation, RefreshToken, User
 
 __all__ = [
     "AuditEvent",
+    "CalendarFeed",
     "Clinic",
     "Delivery",
     "Device",
     "Dose",
     "DoseAdministration",
     "IdempotencyKey",
+    "ImportedObservation",
     "InboxCounter",
     "InboxMessage",
     "Invitation",

@@ -31,6 +31,7 @@ def register_api(app: Flask) -> Api:
         calendar,
         clinic,
         doses,
+        fhir,
         health,
         inbox,
         labs,
@@ -82,6 +83,7 @@ def register_api(app: Flask) -> Api:
         staff,
         reminders,
         calendar,
+        fhir,
         audit,
     ):
         blueprint = resource.blp

@@ -193,9 +193,7 @@ def _when(dose: Dose) -> datetime | None:
     return None
 
 
-def _dose_event(
-    dose: Dose, regimen: Regimen, clinic: Clinic, lead_days: Iterable[int]
-) -> Event:
+def _dose_event(dose: Dose, regimen: Regimen, clinic: Clinic, lead_days: Iterable[int]) -> Event:
     event = Event()
     _stamp(event, dose_uid(dose), dose.version, dose.updated_at)
     zone = ZoneInfo(clinic.time_zone)

@@ -14,7 +14,6 @@ from alembic import op
 
 import service.db
 
-
 revision = "0003_exports"
 down_revision = "0002"
 branch_labels = None

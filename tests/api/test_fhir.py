@@ -316,3 +316,31 @@ def test_a_round_trip_moves_a_patients_labs_to_another_patient(client, session, 
 
     assert results(target) == results(source)
     assert len(results(target)) == 4
+
+
+def test_the_openapi_document_names_the_media_types(client):
+    paths = client.get("/openapi.json").get_json()["paths"]
+    assert (
+        "application/fhir+json"
+        in paths["/api/v1/patients/{patient_id}/fhir"]["get"]["responses"]["200"]["content"]
+    )
+    assert "application/fhir+json" in paths["/api/v1/me/fhir"]["get"]["responses"]["200"]["content"]
+    imported = paths["/api/v1/patients/{patient_id}/fhir/observations"]["post"]
+    assert "application/fhir+json" in imported["requestBody"]["content"]
+    for path in ("/api/v1/me/calendar.ics", "/api/v1/staff/schedule.ics"):
+        responses = paths[path]["get"]["responses"]
+        assert "text/calendar" in responses["200"]["content"]
+        assert "304" in responses
+    secret = paths["/api/v1/feeds/{feed_token}/calendar.ics"]["get"]
+    assert secret["security"] == []
+
+
+def test_a_body_that_is_not_json_is_a_problem_not_a_crash(client, world):
+    response = client.post(
+        f"/api/v1/patients/{world['patient'].id}/fhir/observations",
+        data=b"<Observation/>",
+        headers={**world["headers"], "Content-Type": FHIR_JSON},
+    )
+    assert 400 <= response.status_code < 500
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"]

@@ -51,25 +51,34 @@ def _events(calendar: Calendar) -> dict[str, object]:
     return {str(event["UID"]): event for event in calendar.walk("VEVENT")}
 
 
+# Each zone's spring-forward: Berlin on 2027-03-28 (CET -> CEST), New York on 2027-03-14
+# (EST -> EDT). A 10:00 appointment the week before and the day after the change: the same wall
+# clock time, UTC hours an hour apart.
+DST_WEEKS = [
+    (BERLIN, date(2027, 3, 22), date(2027, 3, 29), (9, 8), {"CET", "CEST"}),
+    (NEW_YORK, date(2027, 3, 8), date(2027, 3, 15), (15, 14), {"EST", "EDT"}),
+]
+
+
+@pytest.mark.parametrize(("zone_name", "before_day", "after_day", "utc_hours", "names"), DST_WEEKS)
 def test_a_booked_dose_is_a_timed_event_in_the_clinics_zone_across_a_dst_change(
-    client, session, settings
+    client, session, settings, zone_name, before_day, after_day, utc_hours, names
 ):
-    """Berlin moves to summer time on 2027-03-28: a 10:00 appointment the day after is 08:00 UTC,
-    one the week before is 09:00 UTC, and both read 10:00 on the clinic's wall clock."""
-    _clinic, _staff, patient, user, plan = _world(session, settings)
+    _clinic, _staff, patient, user, plan = _world(session, settings, zone=zone_name)
     first, second = plan.doses[0], plan.doses[1]
-    before = datetime(2027, 3, 22, 10, 0, tzinfo=ZoneInfo(BERLIN))
-    after = datetime(2027, 3, 29, 10, 0, tzinfo=ZoneInfo(BERLIN))
-    book_dose(session, first, before, location="Chair 3")
-    book_dose(session, second, after, location="Chair 4")
+    zone = ZoneInfo(zone_name)
+    before = datetime.combine(before_day, time(10), zone)
+    after = datetime.combine(after_day, time(10), zone)
+    book_dose(session, first, before, zone=zone_name, location="Chair 3")
+    book_dose(session, second, after, zone=zone_name, location="Chair 4")
 
     calendar = _calendar(client.get(ME_ICS, headers=auth_headers(settings, user)))
     events = _events(calendar)
     regimen = get_regimen(plan.regimen_code)
-    for dose, utc_hour in ((first, 9), (second, 8)):
+    for dose, utc_hour in zip((first, second), utc_hours, strict=True):
         event = events[f"dose-{dose.id}@cd20-monitor"]
         start = event.decoded("DTSTART")
-        assert str(start.tzinfo) == BERLIN
+        assert str(start.tzinfo) == zone_name
         assert (start.hour, start.minute) == (10, 0)
         assert start.astimezone(UTC).hour == utc_hour
         minutes = expected_chair_minutes(regimen, dose.as_planned())
@@ -79,9 +88,9 @@ def test_a_booked_dose_is_a_timed_event_in_the_clinics_zone_across_a_dst_change(
         assert str(event["SUMMARY"]) == f"Ocrelizumab infusion, dose {dose.sequence}"
         assert str(event["LOCATION"]).startswith(dose.location)
     # The zone is defined in the document itself, with both of its offsets.
-    (zone,) = calendar.walk("VTIMEZONE")
-    assert str(zone["TZID"]) == BERLIN
-    assert {str(part["TZNAME"]) for part in zone.subcomponents} >= {"CET", "CEST"}
+    (zone_component,) = calendar.walk("VTIMEZONE")
+    assert str(zone_component["TZID"]) == zone_name
+    assert {str(part["TZNAME"]) for part in zone_component.subcomponents} >= names
 
     # Planned doses not yet booked are all-day events on their due date.
     later = plan.doses[2]

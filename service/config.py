@@ -107,6 +107,8 @@ class Settings:
     login_lock_after: int = 10
     login_lock_s: int = 15 * 60
     login_alert_after: int = 20
+    # Fetches of one secret calendar feed URL (calendar apps poll every few hours at most).
+    calendar_feed_limit: str = "60/hour"
     # How long a retry with the same Idempotency-Key gets the first response.
     idempotency_key_ttl_s: int = 24 * 3600
     # How long a claimed key waits for its request: a few seconds beyond the longest a request
@@ -306,6 +308,7 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_LOGIN_LOCK_AFTER", "login_lock_after", int),
     ("CD20_LOGIN_LOCK_SECONDS", "login_lock_s", int),
     ("CD20_LOGIN_ALERT_AFTER", "login_alert_after", int),
+    ("CD20_CALENDAR_FEED_LIMIT", "calendar_feed_limit", str),
     ("CD20_IDEMPOTENCY_TTL", "idempotency_key_ttl_s", int),
     ("CD20_IDEMPOTENCY_LEASE", "idempotency_lease_s", float),
 )

@@ -30,8 +30,10 @@ def register_api(app: Flask) -> Api:
     from service.api.resources import (
         audit,
         auth,
+        calendar,
         clinic,
         doses,
+        fhir,
         health,
         inbox,
         labs,
@@ -82,6 +84,8 @@ def register_api(app: Flask) -> Api:
         labs,
         staff,
         reminders,
+        calendar,
+        fhir,
         audit,
     ):
         blueprint = resource.blp

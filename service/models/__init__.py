@@ -11,6 +11,7 @@ from service.models.dose import (
     DoseReadinessOverride,
     PremedicationGiven,
 )
+from service.models.export import CalendarFeed, ImportedObservation
 from service.models.idempotency import IdempotencyKey
 from service.models.metric import MetricCounter
 from service.models.monitoring import LabResult, MonitoringTask, StaffAlert
@@ -28,6 +29,7 @@ from service.models.user import Invitation, LoginLock, RefreshToken, User
 
 __all__ = [
     "AuditEvent",
+    "CalendarFeed",
     "Clinic",
     "Delivery",
     "Device",
@@ -36,6 +38,7 @@ __all__ = [
     "DoseCheck",
     "DoseReadinessOverride",
     "IdempotencyKey",
+    "ImportedObservation",
     "InboxCounter",
     "InboxMessage",
     "Invitation",

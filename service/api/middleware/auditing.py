@@ -60,6 +60,9 @@ COLLECTIONS = {
     "audit": "audit",
     "clinic": "clinic",
     "staff": "staff_view",
+    "calendar-feed": "calendar_feed",
+    "feeds": "calendar_feed",
+    "observations": "lab_result",
 }
 STAFF_VIEWS = frozenset({"schedule", "worklist"})
 # A POST to one of these runs an operation on the object the URL names before it.
@@ -210,6 +213,9 @@ def _describe(response: Response, request_id: str, who: Actor | None) -> audit.A
         action = "execute"
     details: dict[str, Any] = dict(route.url_ids)
     details.update(_query_ids())
+    # What a view without a login names itself (a calendar feed fetched by its secret URL).
+    route.subjects.extend(g.get("audit_subjects", ()))
+    details.update(g.get("audit_details", {}))
     status = response.status_code
     body = _json(response) if status == 201 or status >= 400 else None
     if action == "create" and status == 201 and route.resource_id is None:

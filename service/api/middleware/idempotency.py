@@ -35,7 +35,9 @@ REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 NOT_STORED_STATUSES = frozenset({401, 429})
 # Responses carrying a secret that the database keeps only as a hash are never stored for
 # replay. Retrying them is safe anyway: a new invitation replaces the earlier code.
-SECRET_RESPONSES = frozenset({"auth.PatientInvitation"})
+SECRET_RESPONSES = frozenset(
+    {"auth.PatientInvitation", "calendar.MyCalendarFeed", "calendar.StaffCalendarFeed"}
+)
 EXTENSION = "cd20_idempotent_endpoints"
 
 

@@ -37,13 +37,16 @@ LIMITED_ENDPOINTS: dict[str, str | None] = {
     "auth.Activate": "code",
     "me.MyPassword": None,
 }
+# The secret calendar feed URL: counted per feed (by the token's hash), not per address, since
+# hosted calendars (Google, Outlook) fetch every subscriber's feed from a few shared addresses.
+FEED_ENDPOINT = "calendar.SecretFeed"
 
 
 def install(app: Flask, settings: Settings) -> Limiter | None:
     """Put the per-address and per-account limits on the log-in and activation routes."""
     if not settings.rate_limits_enabled:
         return None
-    for name in ("login_limit_per_address", "login_limit_per_account"):
+    for name in ("login_limit_per_address", "login_limit_per_account", "calendar_feed_limit"):
         try:
             parse_many(getattr(settings, name))
         except ValueError as exc:
@@ -67,6 +70,10 @@ def install(app: Flask, settings: Settings) -> Limiter | None:
             view = limiter.limit(settings.login_limit_per_account, key_func=per_account)(view)
         view = limiter.limit(settings.login_limit_per_address, key_func=address_key)(view)
         app.view_functions[endpoint] = view
+    if FEED_ENDPOINT in app.view_functions:
+        feed_view: Any = app.view_functions[FEED_ENDPOINT]
+        feed_view = limiter.limit(settings.calendar_feed_limit, key_func=feed_key)(feed_view)
+        app.view_functions[FEED_ENDPOINT] = feed_view
     app.register_error_handler(RateLimitExceeded, too_many_requests)
     app.extensions[EXTENSION] = limiter
     return limiter
@@ -92,6 +99,12 @@ def account_key(field: str) -> Callable[[], str]:
         return f"{field}:" + hashlib.sha256(value.encode()).hexdigest()[:32] + where
 
     return key
+
+
+def feed_key() -> str:
+    """The feed named in the URL, hashed: no feed token is kept in Redis."""
+    token = (request.view_args or {}).get("feed_token", "")
+    return "feed:" + hashlib.sha256(str(token).encode()).hexdigest()[:32]
 
 
 def too_many_requests(error: RateLimitExceeded) -> Response:

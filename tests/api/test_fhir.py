@@ -19,6 +19,7 @@ from service.treatment.doses import record_administration
 from service.treatment.labs import record_lab
 from tests.factories import (
     actor_of,
+    answer_infection_check,
     auth_headers,
     book_dose,
     make_clinic,
@@ -43,12 +44,17 @@ def world(session, settings):
     start = date.today() - timedelta(days=20)
     plan = make_plan(session, patient, staff, start_date=start, cleared=True)
     given_at = datetime.combine(start, time(10), BERLIN)
+    answer_infection_check(session, plan.doses[0], staff, on=start)
     record_administration(
         session,
         actor_of(staff),
         plan.doses[0].id,
         administered_at=given_at,
         amount_mg=plan.doses[0].amount_mg,
+        premedications=[
+            {"drug": "methylprednisolone", "given_at": given_at - timedelta(minutes=30)},
+            {"drug": "diphenhydramine", "given_at": given_at - timedelta(minutes=45)},
+        ],
         reaction={"grade": "mild_moderate", "onset_at": given_at + timedelta(minutes=40)},
     )
     book_dose(

@@ -92,8 +92,12 @@ def chair_calendar(
     *,
     start: date | None = None,
     end: date | None = None,
+    with_names: bool = True,
 ) -> CalendarDocument:
-    """The clinic's booked chairs from `start` up to (not including) `end`, clinic dates."""
+    """The clinic's booked chairs from `start` up to (not including) `end`, clinic dates.
+
+    Without `with_names` an event names the patient by record number only: a feed URL handed to
+    a hosted calendar sends its content to that calendar's provider."""
     actor.require_staff()
     clinic = session.get(Clinic, actor.clinic_id)
     if clinic is None:
@@ -120,7 +124,7 @@ def chair_calendar(
     ).all()
     calendar = _calendar(f"{clinic.name}: chair schedule")
     for dose in doses:
-        calendar.add_component(_chair_event(dose, clinic))
+        calendar.add_component(_chair_event(dose, clinic, with_names=with_names))
     return _document(calendar)
 
 
@@ -253,7 +257,7 @@ def _alarm(lead_days: int, summary: str) -> Alarm:
     return alarm
 
 
-def _chair_event(dose: Dose, clinic: Clinic) -> Event:
+def _chair_event(dose: Dose, clinic: Clinic, *, with_names: bool) -> Event:
     plan = dose.plan
     regimen = get_regimen(plan.regimen_code)
     patient = plan.patient
@@ -262,7 +266,8 @@ def _chair_event(dose: Dose, clinic: Clinic) -> Event:
     assert dose.appointment_at is not None  # the query selects booked doses only
     event.add("dtstart", dose.appointment_at.astimezone(ZoneInfo(clinic.time_zone)))
     event.add("duration", timedelta(minutes=_chair_minutes(regimen, dose)))
-    event.add("summary", f"{patient.given_name} {patient.family_name}: {_what(regimen, dose)}")
+    who = f"{patient.given_name} {patient.family_name}" if with_names else f"Patient #{patient.id}"
+    event.add("summary", f"{who}: {_what(regimen, dose)}")
     event.add("location", dose.location or clinic.name)
     event.add("description", f"{dose.amount_mg} mg. Status: {dose.status}.")
     event.add("status", "CANCELLED" if dose.status == DoseStatus.CANCELLED else "CONFIRMED")

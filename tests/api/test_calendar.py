@@ -279,7 +279,12 @@ def test_staff_chair_schedule_by_secret_url(client, session, settings):
     assert made.status_code == 201
     url = made.get_json()["url"]
     events = _events(_calendar(client.get(url)))
-    assert f"chair-dose-{plan.doses[0].id}@cd20-monitor" in events
+    event = events[f"chair-dose-{plan.doses[0].id}@cd20-monitor"]
+    # By login the chair list names the patient; by a URL a hosted calendar fetches, it does not.
+    assert str(event["SUMMARY"]).startswith(f"Patient #{_patient.id}: ")
+    assert _patient.family_name not in _calendar(client.get(url)).to_ical().decode()
+    by_login = client.get("/api/v1/staff/schedule.ics", headers=auth_headers(settings, staff))
+    assert _patient.family_name in _calendar(by_login).to_ical().decode()
     assert client.delete("/api/v1/staff/calendar-feed", headers=auth_headers(settings, staff))
     assert client.get(url).status_code == 404
     assert clinic.id == staff.clinic_id

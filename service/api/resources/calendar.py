@@ -124,5 +124,6 @@ class SecretFeed(MethodView):
             document = calendar.patient_calendar(db(), opened.owner)
             g.audit_subjects = [("patient", opened.feed.patient_id)]
         else:
-            document = calendar.chair_calendar(db(), opened.owner, **args)
+            # Names stay behind a login: a subscribed URL's content leaves the clinic.
+            document = calendar.chair_calendar(db(), opened.owner, with_names=False, **args)
         return ics_response(document)

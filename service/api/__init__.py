@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from service.api import docs
 from service.api.converters import BigIdConverter, IdConverter
 from service.api.problems import Api
 
@@ -52,6 +53,10 @@ def register_api(app: Flask) -> Api:
     app.url_map.converters.update(int=IdConverter, bigint=BigIdConverter)
 
     auditing.init_app(app)  # request ids, and one audit event per API request
+
+    # Swagger UI from the package, not a CDN (before the Api reads its settings).
+    app.config["OPENAPI_SWAGGER_UI_URL"] = docs.ASSETS_URL
+    docs.install(app)
 
     api = Api(
         app,

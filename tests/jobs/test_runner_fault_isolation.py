@@ -26,8 +26,8 @@ from tests.jobs.test_serve_end_to_end import zone_where_it_is_midday
 PASSWORD = "fault-isolation-password"
 DEADLINE_S = 2  # CD20_WEBHOOK_TIMEOUT and CD20_SMTP_TIMEOUT for the runner
 STUCK_REMINDERS = 20  # each holds the runner for a webhook and an e-mail deadline
-BASELINE_S = 2.0
-FAULT_S = 5.0
+BASELINE_S = 4.0
+FAULT_S = 8.0
 START_S = 30
 LAB = {"code": "igg", "value": 9.1, "unit": "g/L", "taken_at": "2026-06-18T08:30:00+02:00"}
 

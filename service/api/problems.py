@@ -69,6 +69,19 @@ def problem(
     return response
 
 
+def domain_problem(error: DomainError) -> Response:
+    """A domain refusal as problem+json: its status, stable code, title, detail and fields."""
+    return problem(
+        error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        errors=error.errors,
+        headers=getattr(error, "headers", None),
+        **error.extra,
+    )
+
+
 def _field_errors(messages: Any) -> dict[str, Any]:
     """webargs nests errors by location; a single location is unwrapped to field -> messages."""
     if isinstance(messages, dict) and len(messages) == 1:
@@ -128,15 +141,7 @@ class Api(SmorestApi):
         )
 
     def handle_domain_error(self, error: DomainError) -> Response:
-        return problem(
-            error.status,
-            code=error.code,
-            title=error.title,
-            detail=error.detail,
-            errors=error.errors,
-            headers=getattr(error, "headers", None),
-            **error.extra,
-        )
+        return domain_problem(error)
 
     def handle_stale_data(self, error: StaleDataError) -> Response:
         return problem(

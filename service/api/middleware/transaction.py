@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.context import RequestSession
-from service.api.problems import constraint_name, log_failure, problem
+from service.api.problems import constraint_name, domain_problem, log_failure, problem
 from service.db import unit_of_work
 from service.errors import DomainError
 
@@ -109,14 +109,7 @@ def _active(session: Session) -> bool:
 def _refusal(error: Exception) -> Response:
     """The answer when the request's writes could not be committed: nothing was stored."""
     if isinstance(error, DomainError):
-        return problem(
-            error.status,
-            code=error.code,
-            title=error.title,
-            detail=error.detail,
-            errors=error.errors,
-            **error.extra,
-        )
+        return domain_problem(error)
     if isinstance(error, IntegrityError):
         log.info("commit refused by constraint %s", constraint_name(error))
         return problem(409, code="conflict", detail="Conflicts with data already stored.")

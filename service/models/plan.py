@@ -353,14 +353,14 @@ class ScreeningItem(Base):
         days = self.validity_days
         if self.result_date is None or days is None or rule is None:
             return None
+        if self.result == "positive" and self.code in ("anti_hbc", "hbsag"):
+            return None  # a positive marker decides the hepatitis B path; it does not age
         if rule.given_before is not None and self.result in rule.given_before.results:
             return None  # a vaccine's date is checked against the window, not for age
         return date.fromordinal(self.result_date.toordinal() + days)
 
     @property
     def expired(self) -> bool:
-        if self.result == "positive" and self.code in ("anti_hbc", "hbsag"):
-            return False
         until, first = self.valid_until, self.plan.first_dose_day
         return until is not None and first is not None and first > until
 

@@ -197,3 +197,20 @@ def test_non_live_vaccines_inside_two_weeks_only_warn(client, session, settings)
         == 200
     )
     assert _item(_checklist(client, plan.id, headers), "vaccines_nonlive")["warning"] is None
+
+
+def test_a_result_that_blocks_keeps_blocking_however_old(client, session, settings):
+    staff, plan, headers = _world(client, session, settings, start=TODAY + timedelta(days=10))
+    clear_checklist(session, plan, staff)
+    body = {"result": "positive", "result_date": RESULTS_ON.isoformat()}
+    assert _put(client, plan.id, "tb_igra", body, headers).status_code == 200
+    assert _put(client, plan.id, "anti_hbc", body, headers).status_code == 200
+    later = RESULTS_ON + timedelta(days=200)
+    assert (
+        _patch_plan(client, plan.id, {"start_date": later.isoformat()}, headers).status_code == 200
+    )
+    checklist = _checklist(client, plan.id, headers)
+    assert _item(checklist, "tb_igra")["outcome"] == "needs_review"
+    anti_hbc = _item(checklist, "anti_hbc")
+    assert (anti_hbc["outcome"], anti_hbc["valid_until"]) == ("needs_review", None)
+    assert _item(checklist, "hbsag")["status"] == "expired"

@@ -164,6 +164,13 @@ class Contraindicated(Conflict):
     title = "A screening result contraindicates treatment"
 
 
+class OverrideNotAllowed(Conflict):
+    """Items that only their structured record clears (the hepatitis B pathway)."""
+
+    code = "override_not_allowed"
+    title = "These checklist items cannot be overridden"
+
+
 class IdempotencyKeyReused(ValidationFailed):
     """The Idempotency-Key was already used for a different request."""
 

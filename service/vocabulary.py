@@ -54,6 +54,27 @@ class ScreeningOutcome(StrEnum):
     CONTRAINDICATED = "contraindicated"
 
 
+class ScreeningStatus(StrEnum):
+    PENDING = "pending"  # no result yet
+    DONE = "done"
+    EXPIRED = "expired"  # older than its validity on the first dose's day: no longer clears
+
+
+class HbvPath(StrEnum):
+    """Which hepatitis B path a checklist follows (issue 8)."""
+
+    PENDING = "pending_serology"
+    NONE = "none"
+    ANTI_HBC_POSITIVE = "anti_hbc_positive"
+    HBSAG_POSITIVE = "hbsag_positive"
+
+
+class ConsultDecision(StrEnum):
+    PROPHYLAXIS = "prophylaxis"
+    MONITOR = "monitor"
+    NOT_ELIGIBLE = "not_eligible"
+
+
 # What a catalog rule can decide for a result (pending is the absence of a result).
 RULE_OUTCOMES = values(
     ScreeningOutcome.CLEARED, ScreeningOutcome.NEEDS_REVIEW, ScreeningOutcome.CONTRAINDICATED

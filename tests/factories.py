@@ -167,6 +167,14 @@ def make_plan(
     return plan
 
 
+NORMAL_LIVER_TESTS = [
+    {"code": "alt", "value": 22, "unit": "U/L", "ref_low": 7, "ref_high": 56},
+    {"code": "ast", "value": 25, "unit": "U/L", "ref_low": 8, "ref_high": 48},
+    {"code": "alp", "value": 80, "unit": "U/L", "ref_low": 40, "ref_high": 129},
+    {"code": "bilirubin", "value": 10, "unit": "umol/L", "ref_low": 3, "ref_high": 21},
+]
+
+
 def clear_checklist(session: Session, plan: Any, by: User) -> None:
     """Record a clearing result on every required item that has none."""
     from datetime import timedelta
@@ -174,18 +182,21 @@ def clear_checklist(session: Session, plan: Any, by: User) -> None:
     from service.treatment.screening import record_screening_result
 
     session.expire_all()  # the API may have changed the plan since this session read it
+    # Two days ago, but never after the first dose (a result cannot be dated after it).
+    day = date.today() - timedelta(days=2)
+    if plan.first_dose_day is not None:
+        day = min(day, plan.first_dose_day)
     for item in plan.screening_items:
         rule = item.rule
-        if not item.required or item.result is not None or rule is None:
+        if not item.is_required or item.result is not None or rule is None:
+            continue
+        if item.code == "lft":
+            record_screening_result(
+                session, actor_of(by), item, result_date=day, values=NORMAL_LIVER_TESTS
+            )
             continue
         result = next(r for r in rule.allowed_results if rule.outcome_for(r) == "cleared")
-        record_screening_result(
-            session,
-            actor_of(by),
-            item,
-            result=result,
-            result_date=date.today() - timedelta(days=2),
-        )
+        record_screening_result(session, actor_of(by), item, result=result, result_date=day)
 
 
 def answer_infection_check(

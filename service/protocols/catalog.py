@@ -37,16 +37,25 @@ SCREENING_CODES = frozenset(
         "hiv",
         "vzv_igg",
         "tb_igra",
+        "hbv_dna",
+        "hepatology_consult",
     }
 )
-SCREENING_RESULTS = frozenset({"negative", "positive", "indeterminate", "done", "low", "normal"})
+# The hepatology consult's result is its decision (issue 8: prophylaxis | monitor | not_eligible).
+CONSULT_DECISIONS = ("prophylaxis", "monitor", "not_eligible")
+SCREENING_RESULTS = frozenset(
+    {"negative", "positive", "indeterminate", "done", "low", "normal", "abnormal"}
+    | set(CONSULT_DECISIONS)
+)
+# Items that only exist on the checklist when a hepatitis B marker is positive.
+SCREENING_CONDITIONS = frozenset({"hbv_pathway"})
 OUTCOMES = frozenset(RULE_OUTCOMES)
 DOSE_KINDS = frozenset(values(DoseKind))
 LABEL_STATUSES = frozenset({"approved", "off_label"})
 STATUSES = frozenset({"confirmed", "unconfirmed", "conflict", "operational"})
 MONITORING_SCHEDULES = frozenset({"before_maintenance_course", "periodic"})
-MONITORING_CONDITIONS = frozenset({"anti_hbc_positive"})
-SETTING_KINDS = frozenset({"interval", "integer"})
+MONITORING_CONDITIONS = frozenset({"anti_hbc_positive", "hbv_pathway"})
+SETTING_KINDS = frozenset({"interval", "integer", "flag"})
 READINESS_CODES = frozenset(values(ReadinessCode))
 # Which doses a readiness rule applies to.
 READINESS_APPLIES = frozenset({"every_dose", "first_dose", "maintenance_course"})
@@ -236,6 +245,16 @@ class Contraindication:
 
 
 @dataclass(frozen=True)
+class GivenBefore:
+    """A result (a vaccine) counts only when dated at least `days` before the first dose."""
+
+    days: int
+    advisory: bool  # true: a shorter gap warns (the label's "whenever possible"), never blocks
+    results: tuple[str, ...]  # the results whose date is the day the thing was given
+    source: str
+
+
+@dataclass(frozen=True)
 class ScreeningRule:
     code: str
     label: str
@@ -245,6 +264,16 @@ class ScreeningRule:
     source: str
     outcomes: dict[str, str] = field(default_factory=dict)
     note: str | None = None
+    # How many days before the first dose a result still clears: an integer setting's name
+    # (no source states one, so it is a clinic setting); None = the result does not age.
+    validity_setting: str | None = None
+    validity_note: str | None = None
+    given_before: GivenBefore | None = None
+    # A flag setting that decides `required` where the label text is unconfirmed.
+    required_setting: str | None = None
+    condition: str | None = None
+    # False: only the structured record clears it, never a clinician's free-text override.
+    overridable: bool = True
 
     def outcome_for(self, result: str | None) -> str:
         if result is None:
@@ -717,6 +746,20 @@ def _screening_rule(node: _Node) -> ScreeningRule:
                 raise outcomes_node.error(f"must be one of: {', '.join(sorted(OUTCOMES))}", result)
             outcomes[result] = outcome
         outcomes_node._read.update(outcomes_node.data)
+    given_node = node.node("given_before", required=False)
+    given_before = None
+    if given_node is not None:
+        dated = given_node.raw("results")
+        if not isinstance(dated, list) or not dated or any(r not in allowed for r in dated):
+            raise given_node.error("expected a list drawn from allowed_results", "results")
+        given_before = GivenBefore(
+            days=int(given_node.integer("days", minimum=1) or 0),
+            advisory=given_node.flag("advisory", required=True),
+            results=tuple(dated),
+            source=given_node.req_text("source"),
+        )
+        given_node.done()
+    overridable = node.raw("overridable", required=False)
     rule = ScreeningRule(
         code=code,
         label=node.req_text("label"),
@@ -726,8 +769,16 @@ def _screening_rule(node: _Node) -> ScreeningRule:
         source=node.req_text("source"),
         outcomes=outcomes,
         note=node.text("note", required=False),
+        validity_setting=node.text("validity_setting", required=False),
+        validity_note=node.text("validity_note", required=False),
+        given_before=given_before,
+        required_setting=node.text("required_setting", required=False),
+        condition=node.choice("condition", SCREENING_CONDITIONS, required=False),
+        overridable=node.flag("overridable") if overridable is not None else True,
     )
     node.done()
+    if rule.validity_setting is None and rule.validity_note is None:
+        raise node.error("say why a result does not age (validity_note) or name a setting")
     return rule
 
 
@@ -800,6 +851,8 @@ def _setting(name: str, node: _Node) -> Setting:
         if kind == "interval":
             where = f"{option_node.path}.value"
             value = None if raw is None else _interval(_Node(node.file, where, raw))
+        elif kind == "flag":
+            value = option_node.flag("value", required=True)
         else:
             value = option_node.integer("value", minimum=1)
         options[option_name] = SettingOption(
@@ -889,6 +942,16 @@ def _check_references(node: _Node, regimen: Regimen) -> None:
     if ReadinessCode.ACTIVE_INFECTION not in readiness:
         # §11: every regimen's label asks to delay a dose during an active infection.
         raise node.error("every regimen checks active_infection before each dose", "readiness")
+    for i, screening_rule in enumerate(regimen.screening):
+        for key, kind in (("validity_setting", "integer"), ("required_setting", "flag")):
+            name = getattr(screening_rule, key)
+            if name is not None and (
+                name not in regimen.settings or regimen.settings[name].kind != kind
+            ):
+                raise node.error(f"'{name}' is no {kind} setting", f"screening[{i}].{key}")
+    for code in ("hbv_dna", "hepatology_consult"):
+        if code in codes and regimen.screening_rule(code).overridable:
+            raise node.error("only the structured record clears it", f"screening.{code}")
     for i, rule in enumerate(regimen.monitoring):
         for key, kind in (("every_setting", "interval"), ("lead_days_setting", "integer")):
             name = getattr(rule, key)

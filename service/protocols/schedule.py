@@ -327,6 +327,8 @@ def monitoring_due_dates(
     for rule in regimen.monitoring:
         if rule.condition == "anti_hbc_positive" and not anti_hbc_positive:
             continue
+        if rule.condition == "hbv_pathway":
+            continue  # hbv_monitoring_dates: the consult's cadence, from the baseline
         if rule.schedule == "before_maintenance_course":
             lead = timedelta(days=int(values[str(rule.lead_days_setting)]))
             for previous, dose in zip([None, *ordered], ordered, strict=False):
@@ -341,6 +343,20 @@ def monitoring_due_dates(
             due.append((rule.kind, when))
             n += 1
     return sorted((item for item in due if item[1] <= until), key=lambda item: (item[1], item[0]))
+
+
+def hbv_monitoring_dates(
+    regimen: Regimen, *, baseline: date, every: Interval, until: date
+) -> list[tuple[str, date]]:
+    """(task kind, due date) of the hepatitis B pathway's tests (HBV DNA, ALT): every `every`
+    from the baseline HBV DNA, up to and including `until` (the planned stop)."""
+    kinds = sorted(rule.kind for rule in regimen.monitoring if rule.condition == "hbv_pathway")
+    due: list[tuple[str, date]] = []
+    n = 1
+    while (when := every.times(n).add_to(baseline)) <= until:
+        due.extend((kind, when) for kind in kinds)
+        n += 1
+    return due
 
 
 def expected_chair_minutes(regimen: Regimen, dose: PlannedDose) -> int | None:

@@ -34,7 +34,7 @@ SYMPTOM_CHECKIN_RELEVANT_FOR = timedelta(hours=48)
 # Instructions should reach the patient this long before the appointment at the latest.
 MORNING_OF_BEFORE_APPOINTMENT = timedelta(minutes=90)
 SELF_INJECTION_RELEVANT_DAYS = 7
-LAB_TASK_KINDS = ("ig_quant", "hbv_dna", "lft", "cbc", "neutrophils")
+LAB_TASK_KINDS = ("ig_quant", "hbv_dna", "alt", "lft", "cbc", "neutrophils")
 # Reminders the runner may still be working on: re-derivation may change or cancel them.
 
 

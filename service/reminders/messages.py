@@ -26,6 +26,7 @@ TASK_NAMES = {
     "cd19": "B-cell (CD19) count",
     "hbv_dna": "hepatitis B (HBV DNA) test",
     "lft": "liver function test",
+    "alt": "liver test (ALT)",
     "mri": "MRI scan",
     "pregnancy": "pregnancy test",
 }

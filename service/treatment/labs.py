@@ -23,7 +23,7 @@ from service.core.access import Actor
 from service.core.paging import Page, paginate
 from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
-from service.models import LabResult, MonitoringTask, Patient, TreatmentPlan
+from service.models import LabResult, MonitoringTask, Patient, ScreeningItem, TreatmentPlan
 from service.reminders.derive import sync_plan_reminders
 from service.staff.alerts import raise_alert
 from service.treatment.monitoring import complete_task
@@ -88,6 +88,7 @@ LAB_CODES: dict[str, LabCode] = {
 TASK_LAB_CODES: dict[str, frozenset[str]] = {
     "ig_quant": frozenset({"igg", "igm", "iga"}),
     "hbv_dna": frozenset({"hbv_dna"}),
+    "alt": frozenset({"alt"}),
     "lft": frozenset({"alt", "ast", "alp", "bilirubin"}),
     "cbc": frozenset({"wbc", "neutrophils", "lymphocytes", "platelets", "hemoglobin"}),
     "neutrophils": frozenset({"neutrophils"}),
@@ -204,11 +205,66 @@ def record_lab(
             subject=("lab_result", result.id),
             details={"code": code, "flag": result.flag},
         )
+    if code == "hbv_dna":
+        _alert_on_hbv_dna(session, result)
     if task is not None:
         complete_task(session, actor, task, lab_result=result)
         sync_plan_reminders(session, task.plan)
     session.flush()
     return result
+
+
+def _alert_on_hbv_dna(session: Session, result: LabResult) -> None:
+    """HBV DNA on the hepatitis B pathway: detected, or higher than the one before it (the
+    previous result, else the plan's baseline), is a possible reactivation: staff are alerted.
+
+    "Detected" is above the laboratory's upper limit when one is given, else above 0."""
+    previous = session.scalar(
+        select(LabResult.value)
+        .where(
+            LabResult.patient_id == result.patient_id,
+            LabResult.code == "hbv_dna",
+            LabResult.id != result.id,
+            LabResult.taken_at <= result.taken_at,
+        )
+        .order_by(LabResult.taken_at.desc(), LabResult.id.desc())
+        .limit(1)
+    )
+    if previous is None:
+        previous = _baseline_hbv_dna(session, result.patient_id)
+    kinds = []
+    if result.value > (result.ref_high if result.ref_high is not None else 0):
+        kinds.append("hbv_dna_detectable")
+    if previous is not None and result.value > previous:
+        kinds.append("hbv_dna_rising")
+    for kind in kinds:
+        raise_alert(
+            session,
+            clinic_id=result.clinic_id,
+            patient_id=result.patient_id,
+            kind=kind,
+            subject=("lab_result", result.id),
+            details={"code": "hbv_dna"},
+        )
+
+
+def _baseline_hbv_dna(session: Session, patient_id: int) -> float | None:
+    values = session.scalars(
+        select(ScreeningItem.value)
+        .join(TreatmentPlan, TreatmentPlan.id == ScreeningItem.plan_id)
+        .where(
+            TreatmentPlan.patient_id == patient_id,
+            ScreeningItem.code == "hbv_dna",
+            ScreeningItem.value.is_not(None),
+        )
+        .order_by(ScreeningItem.result_date.desc())
+    ).all()
+    for value in values:
+        try:
+            return float(value or "")
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _check_values(

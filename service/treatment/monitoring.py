@@ -19,9 +19,15 @@ from service.db import utcnow
 from service.errors import InvalidTransition, NotFound, ValidationFailed
 from service.models import Clinic, Dose, LabResult, MonitoringTask, TreatmentPlan
 from service.protocols.catalog import Interval, Regimen, get_regimen
-from service.protocols.schedule import monitoring_due_dates
+from service.protocols.schedule import hbv_monitoring_dates, monitoring_due_dates
 from service.reminders.derive import sync_plan_reminders
-from service.vocabulary import OPEN_PLAN_STATUSES, SKIPPED_DOSE_STATUSES, DoseKind, TaskStatus
+from service.vocabulary import (
+    OPEN_PLAN_STATUSES,
+    SKIPPED_DOSE_STATUSES,
+    ConsultDecision,
+    DoseKind,
+    TaskStatus,
+)
 
 # --- derivation -------------------------------------------------------------------------------
 
@@ -114,6 +120,7 @@ def _wanted_tasks(regimen: Regimen, plan: TreatmentPlan, zone: str) -> list[_Wan
         anti_hbc_positive=anti_hbc_positive,
         until=until,
     )
+    due = sorted(due + _hbv_tasks(regimen, plan, until), key=lambda item: (item[1], item[0]))
     # monitoring_due_dates gives one date per course-starting maintenance dose, in dose order:
     # pair them back up so the task knows its dose and moves with it.
     dates = {p.sequence: p.due_date for p in planned}
@@ -132,6 +139,25 @@ def _wanted_tasks(regimen: Regimen, plan: TreatmentPlan, zone: str) -> list[_Wan
             wanted.append(_Wanted(kind, when, None, ordinals[kind]))
             ordinals[kind] += 1
     return wanted
+
+
+def _hbv_tasks(regimen: Regimen, plan: TreatmentPlan, until: date) -> list[tuple[str, date]]:
+    """HBV DNA and ALT on the hepatitis B pathway: at the consult's cadence (default: the
+    regimen's hbv_dna_interval) from the baseline HBV DNA (the plan's start until it is
+    recorded), up to the planned stop (the consult's, else the last anti-CD20 dose plus
+    hbv_prophylaxis_after_last_dose) even beyond the plan's horizon or its end."""
+    pathway = plan.hbv_pathway
+    if not pathway.active or pathway.decision == ConsultDecision.NOT_ELIGIBLE:
+        return []
+    if pathway.planned_stop is None and not plan.is_open:
+        return []  # ended before any anti-CD20 dose was given: nothing to follow up
+    assert pathway.monitoring_every is not None
+    return hbv_monitoring_dates(
+        regimen,
+        baseline=pathway.baseline_date or plan.start_date,
+        every=pathway.monitoring_every,
+        until=pathway.planned_stop or until,
+    )
 
 
 def _dose_tied_kinds(regimen: Regimen) -> set[str]:

@@ -63,7 +63,10 @@ def test_ocrelizumab_plan_follows_the_label(client, session, settings):
     screening = plan["screening"]
     assert screening["outcome"] == "pending"
     assert screening["override"] is None
-    assert len(screening["items"]) == 12
+    # The twelve screening codes, and the hepatitis B pathway's two (issue 8), not required
+    # until a hepatitis B marker is positive.
+    assert len(screening["items"]) == 14
+    assert not {i["code"]: i for i in screening["items"]}["hepatology_consult"]["required"]
     required = {i["code"] for i in screening["items"] if i["required"]}
     assert {"hbsag", "anti_hbc", "ig_quant", "lft", "active_infection"} <= required
     assert {b["code"] for b in screening["blocking_items"]} == required

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from service.models import ScreeningOverride
 from tests.factories import (
+    NORMAL_LIVER_TESTS,
     auth_headers,
     clear_checklist,
     make_clinic,
@@ -68,11 +69,14 @@ def test_results_drive_the_outcome(client, session, settings):
     for code, result in [
         ("hbsag", "negative"),
         ("anti_hbc", "negative"),
-        ("lft", "normal"),
         ("vaccines_live", "done"),
         ("active_infection", "negative"),
     ]:
         assert _put(client, plan.id, code, _result(result), headers).status_code == 200
+    # Liver tests are values with units and ranges (issue 8): "normal" alone is not enough.
+    assert _put(client, plan.id, "lft", _result("normal"), headers).status_code == 422
+    lft = _put(client, plan.id, "lft", _result("normal", values=NORMAL_LIVER_TESTS), headers)
+    assert lft.status_code == 200, lft.get_json()
     checklist = _checklist(client, plan.id, headers)
     assert checklist["outcome"] == "cleared"
     assert checklist["passes_gate"] is True
@@ -104,44 +108,68 @@ def test_hbsag_positive_is_contraindicated_and_cannot_be_overridden(client, sess
     assert session.scalar(select(func.count()).select_from(ScreeningOverride)) == 0
 
 
-def test_anti_hbc_positive_needs_review_and_a_clinician_can_override(client, session, settings):
+def test_anti_hbc_positive_is_cleared_by_the_consult_not_by_an_override(client, session, settings):
+    # Issue 8 deliberately changes this test: a free-text override used to clear anti-HBc
+    # positive ("reviewed ok" passed); now only the hepatology consult plus HBV DNA do.
     staff, plan, headers = _plan(session, settings)
     clear_checklist(session, plan, staff)
     assert _put(client, plan.id, "anti_hbc", _result("positive"), headers).status_code == 200
     checklist = _checklist(client, plan.id, headers)
     assert checklist["outcome"] == "needs_review"
-    assert checklist["blocking_items"] == [{"code": "anti_hbc", "outcome": "needs_review"}]
+    assert checklist["blocking_items"] == [
+        {"code": "anti_hbc", "outcome": "needs_review"},
+        {"code": "hbv_dna", "outcome": "pending"},
+        {"code": "hepatology_consult", "outcome": "pending"},
+    ]
+    assert checklist["hbv_pathway"]["path"] == "anti_hbc_positive"
     # anti-HBc positive: HBV DNA follow-up joins the monitoring.
     plan_body = client.get(f"/api/v1/plans/{plan.id}", headers=headers).get_json()
-    assert "hbv_dna" in {t["kind"] for t in plan_body["monitoring"]}
+    assert {"hbv_dna", "alt"} <= {t["kind"] for t in plan_body["monitoring"]}
 
-    reason = "Hepatology consult 2026-11-20: HBV DNA undetectable, start with monitoring"
     override = client.post(
-        f"/api/v1/plans/{plan.id}/screening/override", json={"reason": reason}, headers=headers
+        f"/api/v1/plans/{plan.id}/screening/override",
+        json={"reason": "Hepatology consult 2026-11-20: HBV DNA undetectable, monitor"},
+        headers=headers,
     )
-    assert override.status_code == 201, override.get_json()
-    body = override.get_json()
-    assert body["outcome"] == "needs_review"
-    assert body["passes_gate"] is True
-    assert body["override_in_effect"] is True
-    assert body["override"]["reason"] == reason
-    assert body["override"]["clinician_id"] == staff.id
-    assert body["override"]["created_at"]
-    assert body["override"]["outcome_overridden"] == "needs_review"
-    stored = session.scalars(select(ScreeningOverride)).one()
-    assert (stored.clinician_id, stored.reason) == (staff.id, reason)
+    assert override.status_code == 409
+    assert override.get_json()["code"] == "override_not_allowed"
+    assert session.scalar(select(func.count()).select_from(ScreeningOverride)) == 0
+
+    dna = _put(client, plan.id, "hbv_dna", _result("negative", value="0", unit="IU/mL"), headers)
+    assert dna.status_code == 200, dna.get_json()
+    consult = {"consultant": "Dr Hepa", "decision": "monitor"}
+    recorded = _put(
+        client,
+        plan.id,
+        "hepatology_consult",
+        {"result_date": YESTERDAY, "consult": consult},
+        headers,
+    )
+    assert recorded.status_code == 200, recorded.get_json()
+    checklist = _checklist(client, plan.id, headers)
+    assert checklist["outcome"] == "cleared"
 
     url = f"/api/v1/plans/{plan.id}"
     etag = client.get(url, headers=headers).headers["ETag"]
     ready = client.patch(url, json={"status": "ready"}, headers={**headers, "If-Match": etag})
     assert ready.status_code == 200, ready.get_json()
 
-    # A new finding is not covered by the override: the gate closes again.
+    # A new finding closes the gate; a clinician may override that one, with a reason.
     assert _put(client, plan.id, "ig_quant", _result("low"), headers).status_code == 200
     checklist = _checklist(client, plan.id, headers)
     assert checklist["passes_gate"] is False
-    assert checklist["override_in_effect"] is False
-    assert {b["code"] for b in checklist["blocking_items"]} == {"anti_hbc", "ig_quant"}
+    assert checklist["blocking_items"] == [{"code": "ig_quant", "outcome": "needs_review"}]
+    reason = "Immunology consulted: IgG 5.9 g/L acceptable to start"
+    override = client.post(
+        f"/api/v1/plans/{plan.id}/screening/override", json={"reason": reason}, headers=headers
+    )
+    assert override.status_code == 201, override.get_json()
+    body = override.get_json()
+    assert body["passes_gate"] is True
+    assert body["override"]["reason"] == reason
+    assert body["override"]["clinician_id"] == staff.id
+    stored = session.scalars(select(ScreeningOverride)).one()
+    assert (stored.clinician_id, stored.reason) == (staff.id, reason)
 
 
 def test_override_rules(client, session, settings):

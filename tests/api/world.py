@@ -38,6 +38,7 @@ from service.treatment.plans import PlanRequest, create_plan, update_plan
 from service.treatment.readiness import record_readiness_answer
 from service.treatment.screening import override_screening, record_screening_result
 from tests.factories import (
+    NORMAL_LIVER_TESTS,
     PASSWORD,
     actor_of,
     auth_headers,
@@ -218,6 +219,7 @@ def build_world(session: Session, settings: Settings) -> World:
         "refresh_token": login.tokens().refresh_token,
         "activation_code": invitation.code,
         "yesterday_date": (date.today() - timedelta(days=1)).isoformat(),
+        "before_first_dose": (date.today() - PLAN_AGE - timedelta(days=2)).isoformat(),
         "start_date": (date.today() + timedelta(days=7)).isoformat(),
         "an_hour_ago": (now - timedelta(hours=1)).isoformat(),
         # The label's premedication window before a dose given an hour ago.
@@ -289,11 +291,12 @@ def _party(
             session,
             staff,
             item,
-            result=result,
+            result=None if item.code == "lft" else result,
             result_date=start - timedelta(days=3),
             value=text,
             unit=text,
             notes=text,
+            values=NORMAL_LIVER_TESTS if item.code == "lft" else None,
         )
     # One item stays pending: a clinician's override lets treatment go ahead, and another
     # override is still possible (the checklist is not cleared).

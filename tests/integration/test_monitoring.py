@@ -68,8 +68,12 @@ def test_hbv_dna_tasks_follow_the_anti_hbc_result(session, staff):
     anti_hbc.result = "positive"
     derive_monitoring_tasks(session, plan)
     hbv = [t for t in _tasks(session, plan) if t.kind == "hbv_dna"]
-    # Every 6 months (catalog default) from the start, up to the planned horizon.
-    assert [t.due_date for t in hbv] == [date(2027, 7, 4), date(2028, 1, 4)]
+    # Issue 8: every 3 months (guidelines: 1-3) from the start while no baseline HBV DNA is
+    # recorded, until the planned stop: the last planned dose (2028-01-04) plus 12 months.
+    assert [t.due_date for t in hbv][:3] == [date(2027, 4, 4), date(2027, 7, 4), date(2027, 10, 4)]
+    assert hbv[-1].due_date == date(2029, 1, 4)
+    alt = [t.due_date for t in _tasks(session, plan) if t.kind == "alt"]
+    assert alt == [t.due_date for t in hbv]
 
     # The first one is done; then the result is corrected to negative.
     actor = actor_of(staff)
@@ -77,7 +81,7 @@ def test_hbv_dna_tasks_follow_the_anti_hbc_result(session, staff):
     anti_hbc.result = "negative"
     derive_monitoring_tasks(session, plan)
     left = [(t.due_date, t.status) for t in _tasks(session, plan) if t.kind == "hbv_dna"]
-    assert left == [(date(2027, 7, 4), "done")]
+    assert left == [(date(2027, 4, 4), "done")]
 
 
 def test_tasks_move_with_their_dose_and_history_stays(session, staff):

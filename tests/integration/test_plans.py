@@ -127,7 +127,13 @@ def test_override_covers_only_what_it_listed(session, staff):
     record_screening_result(
         session, actor_of(staff), items["anti_hbc"], result="positive", result_date=YESTERDAY
     )
-    assert sorted(blocking_items_of(plan)) == ["anti_hbc", "ig_quant"]
+    # anti-HBc positive brings the hepatitis B pathway's items (issue 8).
+    assert sorted(blocking_items_of(plan)) == [
+        "anti_hbc",
+        "hbv_dna",
+        "hepatology_consult",
+        "ig_quant",
+    ]
     with pytest.raises(ScreeningNotCleared) as refused:
         plan.checklist.ensure_passes("make the plan ready")
     assert {"code": "anti_hbc", "outcome": "needs_review"} in refused.value.extra["blocking_items"]

@@ -44,7 +44,14 @@ def setup(session, settings, *, zone=NEW_YORK, clinic_zone=NEW_YORK, start=date(
     clinic = make_clinic(session, time_zone=clinic_zone)
     staff = make_user(session, settings, clinic, "clinician")
     patient = make_patient(session, clinic, time_zone=zone)
-    plan = make_plan(session, patient, staff, start_date=start)
+    # The first dose is months ahead (a DST weekend): results recorded today must stay current.
+    plan = make_plan(
+        session,
+        patient,
+        staff,
+        start_date=start,
+        settings={"screening_validity_days": "one_hundred_eighty_days"},
+    )
     return clinic, staff, patient, plan
 
 
@@ -237,5 +244,12 @@ def make_ready(session, settings):
     clinic = make_clinic(session, time_zone=NEW_YORK)
     staff = make_user(session, settings, clinic, "clinician")
     patient = make_patient(session, clinic, time_zone=NEW_YORK)
-    plan = make_plan(session, patient, staff, start_date=date(2027, 3, 15), cleared=True)
+    plan = make_plan(
+        session,
+        patient,
+        staff,
+        start_date=date(2027, 3, 15),
+        cleared=True,
+        settings={"screening_validity_days": "one_hundred_eighty_days"},
+    )
     return clinic, staff, patient, plan

@@ -25,8 +25,15 @@ SCREENING_CODES = {
     "hiv",
     "vzv_igg",
     "tb_igra",
+    # Issue 8: the hepatitis B pathway's items.
+    "hbv_dna",
+    "hepatology_consult",
 }
-RESULTS = {"negative", "positive", "indeterminate", "done", "low", "normal"}
+RESULTS = {"negative", "positive", "indeterminate", "done", "low", "normal", "abnormal"} | {
+    "prophylaxis",
+    "monitor",
+    "not_eligible",
+}
 CATALOG_DIR = Path(str(resources.files("service.protocols") / "catalog"))
 
 
@@ -143,23 +150,33 @@ def test_shared_screening_rules(regimen: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "required"),
+    ("code", "required", "setting"),
     [
-        ("ocrelizumab-iv", True),
-        ("ublituximab-iv", True),
-        ("ocrelizumab-sc", False),
-        ("ofatumumab-sc", False),
-        ("rituximab-iv", False),
+        ("ocrelizumab-iv", True, None),
+        ("ublituximab-iv", True, None),
+        # Issue 8: a clinic setting, default "required", until the label text is confirmed.
+        ("ocrelizumab-sc", False, "lft_before_start"),
+        ("ofatumumab-sc", False, "lft_before_start"),
+        ("rituximab-iv", False, None),
     ],
 )
-def test_lft_required_only_where_the_8_2025_label_says_so(code: str, required: bool) -> None:
-    lft = get_regimen(code).screening_rule("lft")
+def test_lft_required_where_the_8_2025_label_says_so_else_a_setting(
+    code: str, required: bool, setting: str | None
+) -> None:
+    regimen = get_regimen(code)
+    lft = regimen.screening_rule("lft")
 
     assert lft.required is required
-    assert lft.outcome_for("done") == "cleared"
+    assert lft.required_setting == setting
+    if setting is not None:
+        assert regimen.settings[setting].default == "required"
+        assert regimen.resolve_settings(None)[setting] is True
+        assert regimen.settings[setting].status == "unconfirmed"
+    # Values with ranges: normal clears, abnormal needs review; "done" says nothing.
     assert lft.outcome_for("normal") == "cleared"
+    assert lft.outcome_for("abnormal") == "needs_review"
     with pytest.raises(ValidationFailed):
-        lft.outcome_for("low")
+        lft.outcome_for("done")
 
 
 def test_pregnancy_is_checked_before_every_ublituximab_infusion() -> None:

@@ -6,11 +6,13 @@ import pytest
 
 from service.errors import NotFound, ValidationFailed
 from service.protocols import (
+    Interval,
     PlannedDose,
     check_minimum_interval,
     expected_chair_minutes,
     extend_doses,
     get_regimen,
+    hbv_monitoring_dates,
     monitoring_due_dates,
     plan_doses,
     shift_following,
@@ -490,7 +492,9 @@ def test_monitoring_for_ocrelizumab() -> None:
     ]
 
 
-def test_hbv_dna_only_when_anti_hbc_positive() -> None:
+def test_hbv_monitoring_follows_the_pathway_not_the_plan_start() -> None:
+    # Issue 8: HBV DNA and ALT come from the hepatitis B pathway (hbv_monitoring_dates, at the
+    # consult's cadence from the baseline), no longer every 6 months from the plan's start.
     regimen = get_regimen("ocrelizumab-iv")
     settings = regimen.resolve_settings({"ig_quant_lead_days": "seven_days"})
     start = date(2027, 1, 4)
@@ -500,10 +504,18 @@ def test_hbv_dna_only_when_anti_hbc_positive() -> None:
         regimen, doses, start, settings=settings, anti_hbc_positive=True, until=date(2028, 7, 4)
     )
 
-    assert [t for t in tasks if t[0] == "hbv_dna"] == [
-        ("hbv_dna", date(2027, 7, 4)),
-        ("hbv_dna", date(2028, 1, 4)),
-        ("hbv_dna", date(2028, 7, 4)),
+    assert not [t for t in tasks if t[0] in ("hbv_dna", "alt")]
+    assert settings["hbv_dna_interval"] == Interval(months=3)
+    pathway = hbv_monitoring_dates(
+        regimen, baseline=date(2026, 12, 20), every=Interval(months=3), until=date(2027, 9, 20)
+    )
+    assert pathway == [
+        ("alt", date(2027, 3, 20)),
+        ("hbv_dna", date(2027, 3, 20)),
+        ("alt", date(2027, 6, 20)),
+        ("hbv_dna", date(2027, 6, 20)),
+        ("alt", date(2027, 9, 20)),
+        ("hbv_dna", date(2027, 9, 20)),
     ]
     assert ("ig_quant", date(2027, 6, 27)) in tasks  # 7-day lead option
     assert ("mri", date(2028, 7, 4)) in tasks  # then every 12 months

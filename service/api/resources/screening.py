@@ -43,7 +43,16 @@ class ChecklistItem(MethodView):
     @blp.arguments(ScreeningResultSchema)
     @blp.response(200, ScreeningItemSchema)
     def put(self, data: dict[str, Any], plan_id: int, item_code: str) -> Any:
-        """Record an item's result."""
+        """Record an item's result.
+
+        Most items take `result` and `result_date` (never after the first dose's day). Three
+        take structured data: `hbv_dna` a `value` in IU/mL and `unit`; `lft` the `values` of
+        ALT, AST, ALP and bilirubin with units and reference ranges (the result, normal or
+        abnormal, follows from them); `hepatology_consult` a `consult` (consultant, decision
+        prophylaxis | monitor | not_eligible, prophylaxis {drug, start_date, planned_stop},
+        monitoring_interval_months 1-3), dated by `result_date`. The hepatitis B items are
+        cleared only this way, never by the checklist override.
+        """
         item = screening.get_screening_item(db(), actor(), plan_id, item_code)
         blp.check_etag(item, ScreeningItemSchema)
         screening.record_screening_result(db(), actor(), item, **data)

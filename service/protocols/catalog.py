@@ -725,9 +725,8 @@ def _contraindication(node: _Node) -> Contraindication:
     return result
 
 
-def _screening_rule(node: _Node) -> ScreeningRule:
-    code = str(node.choice("code", SCREENING_CODES))
-    allowed = node.raw("allowed_results")
+def _check_results(node: _Node, allowed: Any) -> None:
+    """`allowed_results`: a non-empty list of the screening result words."""
     if (
         not isinstance(allowed, list)
         or not allowed
@@ -736,8 +735,12 @@ def _screening_rule(node: _Node) -> ScreeningRule:
         raise node.error(
             f"expected a list drawn from: {', '.join(sorted(SCREENING_RESULTS))}", "allowed_results"
         )
-    outcomes_node = node.node("outcomes", required=False)
+
+
+def _outcomes(node: _Node, allowed: list[str]) -> dict[str, str]:
+    """`outcomes`: result -> outcome, for results the rule allows and outcomes a rule can give."""
     outcomes: dict[str, str] = {}
+    outcomes_node = node.node("outcomes", required=False)
     if outcomes_node is not None:
         for result, outcome in outcomes_node.data.items():
             if result not in allowed:
@@ -746,6 +749,14 @@ def _screening_rule(node: _Node) -> ScreeningRule:
                 raise outcomes_node.error(f"must be one of: {', '.join(sorted(OUTCOMES))}", result)
             outcomes[result] = outcome
         outcomes_node._read.update(outcomes_node.data)
+    return outcomes
+
+
+def _screening_rule(node: _Node) -> ScreeningRule:
+    code = str(node.choice("code", SCREENING_CODES))
+    allowed = node.raw("allowed_results")
+    _check_results(node, allowed)
+    outcomes = _outcomes(node, allowed)
     given_node = node.node("given_before", required=False)
     given_before = None
     if given_node is not None:
@@ -786,26 +797,11 @@ def _readiness_rule(node: _Node) -> ReadinessRule:
     code = str(node.choice("code", READINESS_CODES))
     allowed = node.raw("allowed_results", required=False) or []
     answered = code in ANSWERED_READINESS_CODES
-    if answered and (
-        not isinstance(allowed, list)
-        or not allowed
-        or any(r not in SCREENING_RESULTS for r in allowed)
-    ):
-        raise node.error(
-            f"expected a list drawn from: {', '.join(sorted(SCREENING_RESULTS))}", "allowed_results"
-        )
+    if answered:
+        _check_results(node, allowed)
     if not answered and allowed:
         raise node.error(f"{code} is worked out from the record, not answered", "allowed_results")
-    outcomes: dict[str, str] = {}
-    outcomes_node = node.node("outcomes", required=False)
-    if outcomes_node is not None:
-        for result, outcome in outcomes_node.data.items():
-            if result not in allowed:
-                raise outcomes_node.error("not one of allowed_results", str(result))
-            if outcome not in OUTCOMES:
-                raise outcomes_node.error(f"must be one of: {', '.join(sorted(OUTCOMES))}", result)
-            outcomes[result] = outcome
-        outcomes_node._read.update(outcomes_node.data)
+    outcomes = _outcomes(node, allowed)
     rule = ReadinessRule(
         code=code,
         label=node.req_text("label"),

@@ -168,6 +168,9 @@ class StaffTaskSchema(_Out):
     due_date = fields.Date()
     status = fields.String()
     dose_id = fields.Integer(allow_none=True)
+    after_treatment = fields.Boolean(
+        metadata={"description": "Monitoring that continues after the plan ended"}
+    )
 
 
 class WorklistTaskSchema(_Out):

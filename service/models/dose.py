@@ -41,6 +41,8 @@ class Dose(Base):
     # A clinician's decision to leave the dose out, and why.
     skip_reason: Mapped[str | None] = mapped_column(Text)
     skipped_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # A named infusion-rate option of the catalog chosen for this dose (e.g. short_2h).
+    infusion_option: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -102,7 +104,11 @@ class DoseAdministration(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     # A clinician's stated reason for premedication missing or outside its window.
     premedication_exception_reason: Mapped[str | None] = mapped_column(Text)
-    # Minutes the patient was observed after the dose (the label's minimum per drug and dose).
+    # administered_at is the infusion's start; these are its end and the end of observation.
+    infusion_ended_at: Mapped[datetime | None]
+    observation_ended_at: Mapped[datetime | None]
+    # Minutes the patient was observed after the dose (the label's minimum per drug and dose);
+    # worked out from the two ends above when both are recorded.
     observation_minutes: Mapped[int | None]
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -113,6 +119,10 @@ class DoseAdministration(Base):
         order_by="PremedicationGiven.given_at",
         cascade="all, delete-orphan",
     )
+
+    @property
+    def infusion_started_at(self) -> datetime:
+        return self.administered_at
 
     @property
     def reaction(self) -> dict[str, object]:

@@ -335,6 +335,8 @@ def monitoring_due_dates(
                     due.append((rule.kind, dose.due_date - lead))
             continue
         every = rule.every if rule.every is not None else values[str(rule.every_setting)]
+        if rule.baseline:
+            due.append((rule.kind, start_date))
         first = (rule.first_due or every).add_to(start_date)
         n = 0
         while (when := every.times(n).add_to(first)) <= until:

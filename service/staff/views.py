@@ -20,6 +20,7 @@ from service.db import utcnow
 from service.errors import NotFound
 from service.models import (
     Dose,
+    MonitoringFollowUp,
     MonitoringTask,
     Patient,
     StaffAlert,
@@ -499,9 +500,14 @@ def _overdue_tasks(
     base = (
         select(MonitoringTask)
         .join(TreatmentPlan, TreatmentPlan.id == MonitoringTask.plan_id)
+        .outerjoin(MonitoringFollowUp, MonitoringFollowUp.id == MonitoringTask.follow_up_id)
         .where(
             TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            # Open plans, and monitoring that continues after a plan ended.
+            or_(
+                TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+                and_(MonitoringFollowUp.id.is_not(None), MonitoringFollowUp.ended_at.is_(None)),
+            ),
             or_(
                 MonitoringTask.status == TaskStatus.OVERDUE,
                 and_(MonitoringTask.status == TaskStatus.DUE, MonitoringTask.due_date < today),
@@ -524,6 +530,7 @@ def _overdue_tasks(
                 "due_date": task.due_date,
                 "status": task.status,
                 "dose_id": task.dose_id,
+                "after_treatment": task.follow_up_id is not None,
             },
             "days_overdue": (today - task.due_date).days,
         }

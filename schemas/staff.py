@@ -93,7 +93,14 @@ class ScheduleEntrySchema(_Out):
     screening = fields.Nested(StaffChecklistSchema)
     expected_chair_minutes = fields.Integer(
         allow_none=True,
-        metadata={"description": "Minimum infusion plus observation; null when not in the catalog"},
+        metadata={
+            "description": "Infusion time from the catalog's rates (the dose's chosen option) "
+            "plus the observation required; null when the catalog has neither"
+        },
+    )
+    expected_infusion_minutes = fields.Integer(allow_none=True)
+    infusion_option = fields.String(
+        allow_none=True, metadata={"description": "e.g. short_2h; null: the standard rates"}
     )
     needs_review = fields.Boolean()
 

@@ -345,12 +345,31 @@ def monitoring_due_dates(
     return sorted((item for item in due if item[1] <= until), key=lambda item: (item[1], item[0]))
 
 
-def expected_chair_minutes(regimen: Regimen, dose: PlannedDose) -> int | None:
-    """Minimum infusion time plus observation; None when a source states neither number."""
+def expected_infusion_minutes(
+    regimen: Regimen, dose: PlannedDose, *, option: str | None = None
+) -> int | None:
+    """How long the dose's infusion runs by the catalog's rates (the chosen option's), else
+    the label's stated minimum; None when a source states neither."""
     rule = _rule(regimen, dose.rule_key)
-    if rule is None or rule.infusion is None or rule.infusion.min_minutes is None:
+    if rule is None or rule.infusion is None:
         return None
-    observation = regimen.observation.minutes_after(dose.sequence)
+    return rule.infusion.minutes(dose.amount_mg, option)
+
+
+def expected_chair_minutes(
+    regimen: Regimen,
+    dose: PlannedDose,
+    *,
+    option: str | None = None,
+    had_reaction: bool = False,
+) -> int | None:
+    """Infusion time plus the observation required after it; None when a source states
+    neither number. `had_reaction`: the patient had an infusion reaction before (ublituximab
+    then asks for the hour of observation from the third infusion on)."""
+    minutes = expected_infusion_minutes(regimen, dose, option=option)
+    if minutes is None:
+        return None
+    observation = regimen.observation.minutes_after(dose.sequence, had_reaction=had_reaction)
     if observation is None:
         return None
-    return rule.infusion.min_minutes + observation
+    return minutes + observation

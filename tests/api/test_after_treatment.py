@@ -114,7 +114,10 @@ def test_the_next_follow_up_task_comes_when_one_is_done_and_a_clinician_ends_it(
     ended = client.post(end_url, json={"reason": "b_cell_repletion"}, headers=headers)
     assert ended.status_code == 200, ended.get_json()
     assert ended.get_json()["end_reason"] == "b_cell_repletion"
-    assert client.post(end_url, json={"reason": "b_cell_repletion"}, headers=headers).status_code == 409
+    assert (
+        client.post(end_url, json={"reason": "b_cell_repletion"}, headers=headers).status_code
+        == 409
+    )
 
     plan_body = client.get(f"/api/v1/plans/{plan.id}", headers=headers).get_json()
     assert [t for t in plan_body["monitoring"] if t["status"] in ("due", "overdue")] == []
@@ -139,7 +142,9 @@ def test_a_switch_after_a_life_threatening_reaction(client, session, settings):
     patient, plan, headers, _ = _stopped_after_reaction(client, session, settings)
     url = f"/api/v1/patients/{patient.id}/plans"
     start = (TODAY + timedelta(days=7)).isoformat()
-    still_open = client.post(url, json={"regimen": "ofatumumab-sc", "start_date": start}, headers=headers)
+    still_open = client.post(
+        url, json={"regimen": "ofatumumab-sc", "start_date": start}, headers=headers
+    )
     assert still_open.status_code == 409
     assert still_open.get_json()["code"] == "already_exists"
     _patch_plan(client, plan.id, {"status": "discontinued"}, headers)
@@ -152,7 +157,9 @@ def test_a_switch_after_a_life_threatening_reaction(client, session, settings):
         assert problem["contraindication"] == "life_threatening_infusion_reaction"
         assert problem["history"][0]["plan_id"] == plan.id
 
-    switched = client.post(url, json={"regimen": "ofatumumab-sc", "start_date": start}, headers=headers)
+    switched = client.post(
+        url, json={"regimen": "ofatumumab-sc", "start_date": start}, headers=headers
+    )
     assert switched.status_code == 201, switched.get_json()
     history = switched.get_json()["patient_history"]
     assert [(h["plan_id"], h["drug"], h["grade"]) for h in history] == [

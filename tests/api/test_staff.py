@@ -83,8 +83,10 @@ def test_schedule_uses_the_clinic_local_day(client, session, headers, staff, ber
     assert first["dose"]["amount_mg"] == 300
     assert first["dose"]["booking"] == "confirmed"
     assert first["dose"]["status"] == "booked"
-    # Ocrelizumab IV, infusion 1: >= 150 min infusion + 60 min observation.
-    assert first["expected_chair_minutes"] == 210
+    # Ocrelizumab IV, infusion 1: 250 mL at 30 mL/h raised by 30 every 30 min to 180
+    # (159 min by the label's rate table) + 60 min observation.
+    assert first["expected_infusion_minutes"] == 159
+    assert first["expected_chair_minutes"] == 219
     drugs = {p["drug"]: p for p in first["premedications"]}
     assert drugs["methylprednisolone"]["dose_mg"] == 100
     assert drugs["methylprednisolone"]["route"] == "IV"

@@ -189,7 +189,9 @@ class WorklistTaskSchema(_Out):
 
 class StaffAlertSchema(_Out):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "e.g. lab_low, lab_high, login_failures"})
+    kind = fields.String(
+        metadata={"description": "e.g. lab_low, lab_high, neutropenia, login_failures"}
+    )
     patient = fields.Function(
         lambda alert: (
             {

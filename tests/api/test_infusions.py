@@ -83,7 +83,10 @@ def test_ublituximab_observes_an_hour_after_infusion_3_after_an_earlier_reaction
     doses = _doses(client, plan.id, headers)
     assert doses[2]["required_observation_minutes"] == 0  # physician's discretion
     mild = {"grade": "mild_moderate", "onset_at": at(start, 10, 40), "action": "rate halved"}
-    assert _give(client, doses[0]["id"], headers, start, amount_mg=150, reaction=mild).status_code == 201
+    assert (
+        _give(client, doses[0]["id"], headers, start, amount_mg=150, reaction=mild).status_code
+        == 201
+    )
     second = start + timedelta(days=14)
     assert _give(client, doses[1]["id"], headers, second, amount_mg=450).status_code == 201
     doses = _doses(client, plan.id, headers)
@@ -103,7 +106,9 @@ def test_ublituximab_observes_an_hour_after_infusion_3_after_an_earlier_reaction
     assert given.status_code == 201, given.get_json()
     body = given.get_json()
     assert body["administration"]["observation_minutes"] == 30
-    assert body["administration"]["infusion_started_at"] == body["administration"]["administered_at"]
+    assert (
+        body["administration"]["infusion_started_at"] == body["administration"]["administered_at"]
+    )
     assert [w["code"] for w in body["warnings"]] == ["observation_short"]
 
 

@@ -222,7 +222,11 @@ def test_worklist_sections(client, session, settings, headers, staff, berlin):
     tasks = [(t["plan"]["id"], t["task"]["kind"]) for t in body["overdue_tasks"]]
     assert (treating.id, "ig_quant") in tasks
     assert all(t["days_overdue"] > 0 for t in body["overdue_tasks"])
-    assert {t["plan"]["id"] for t in body["overdue_tasks"]} == {treating.id}
+    # Issue 8: the baseline blood count of the plan that never started is overdue too.
+    assert {t["plan"]["id"] for t in body["overdue_tasks"]} == {treating.id, missed.id}
+    assert [t["task"]["kind"] for t in body["overdue_tasks"] if t["plan"]["id"] == missed.id] == [
+        "cbc"
+    ]
     dates = [t["task"]["due_date"] for t in body["overdue_tasks"]]
     assert dates == sorted(dates)
 

@@ -485,9 +485,12 @@ def test_monitoring_for_ocrelizumab() -> None:
     )
 
     assert tasks == [
+        ("cbc", date(2027, 1, 4)),  # blood count at baseline (issue 8)
         ("ig_quant", date(2027, 6, 20)),  # 14 days before Jul 4
+        ("cbc", date(2027, 7, 4)),  # and every 6 months
         ("mri", date(2027, 7, 4)),  # re-baseline at 6 months
         ("ig_quant", date(2027, 12, 21)),  # 14 days before Jan 4
+        ("cbc", date(2028, 1, 4)),
     ]
 
 

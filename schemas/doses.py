@@ -130,10 +130,35 @@ class DoseAdministrationSchema(StrictSchema):
         allow_none=True,
         strict=True,
         validate=validate.Range(min=0, max=MAX_OBSERVATION_MINUTES),
-        metadata={"description": "Minutes the patient was observed after the dose"},
+        metadata={
+            "description": "Minutes the patient was observed after the dose (worked out from "
+            "infusion_ended_at and observation_ended_at when both are given)"
+        },
     )
+    infusion_started_at = fields.DateTime(
+        dump_only=True, metadata={"description": "The same instant as administered_at"}
+    )
+    infusion_ended_at = fields.AwareDateTime(allow_none=True)
+    observation_ended_at = fields.AwareDateTime(allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True)
     recorded_at = fields.DateTime(dump_only=True)
+
+
+class AdministrationAmendSchema(StrictSchema):
+    """What can be added to a given dose's record afterwards."""
+
+    infusion_ended_at = fields.AwareDateTime(allow_none=True)
+    observation_ended_at = fields.AwareDateTime(allow_none=True)
+    observation_minutes = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_OBSERVATION_MINUTES),
+    )
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("Nothing to change.", "_schema")
 
 
 class DoseSchema(StrictSchema):
@@ -159,6 +184,26 @@ class DoseSchema(StrictSchema):
     needs_review = fields.Boolean(dump_only=True)
     missed_on = fields.Date(dump_only=True, allow_none=True)
     skip_reason = fields.String(dump_only=True, allow_none=True)
+    infusion_option = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "A catalog infusion-rate option (e.g. short_2h); null: standard"},
+    )
+    infusion_minutes = fields.Integer(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Infusion time from the catalog's rates (and option)"},
+    )
+    required_observation_minutes = fields.Integer(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Observation the catalog asks for after this dose"},
+    )
+    chair_minutes = fields.Integer(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Infusion plus observation; null when either is unknown"},
+    )
     administration = fields.Nested(DoseAdministrationSchema, dump_only=True, allow_none=True)
     readiness = fields.Nested(ReadinessSchema, dump_only=True)
     version = fields.Integer(dump_only=True)
@@ -192,9 +237,30 @@ class DoseUpdateSchema(StrictSchema):
         metadata={"description": "missed (still owed) | cancelled | skipped (clinician, reason)"},
     )
     reason = text(2000, metadata={"description": "Why the dose is skipped"})
+    infusion_option = text(
+        32,
+        min_length=1,
+        allow_none=True,
+        metadata={
+            "description": "A catalog infusion-rate option for this dose (e.g. short_2h); "
+            "null: the standard rates"
+        },
+    )
+    administration = fields.Nested(
+        AdministrationAmendSchema,
+        metadata={
+            "description": "A given dose only: the infusion's end, the end of observation "
+            "or the observed minutes, recorded after the fact"
+        },
+    )
 
     @validates_schema
     def _one_kind_of_change(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "administration" in data and len(data) > 1:
+            raise ValidationError(
+                "Send administration alone: a given dose is not booked or moved.",
+                "administration",
+            )
         if "status" in data and len(set(data) - {"reason"}) > 1:
             raise ValidationError(
                 "Send status alone: a missed or cancelled dose is not booked or moved.", "status"

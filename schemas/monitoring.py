@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, text
-from service.vocabulary import TaskStatus, values
+from service.vocabulary import FollowUpEnd, TaskStatus, values
 
 MAX_NOTES = 2000
 
@@ -30,7 +30,38 @@ class MonitoringTaskSchema(StrictSchema):
     completed_by_id = fields.Integer(dump_only=True, allow_none=True)
     notes = fields.String(dump_only=True, allow_none=True)
     lab_result_id = fields.Integer(dump_only=True, allow_none=True)
+    after_treatment = fields.Boolean(
+        dump_only=True, metadata={"description": "Monitoring that continues after the plan ended"}
+    )
     updated_at = fields.DateTime(dump_only=True)
+
+
+class FollowUpSchema(StrictSchema):
+    """Monitoring that goes on after a plan ended, and why."""
+
+    id = fields.Integer(dump_only=True)
+    plan_id = fields.Integer(dump_only=True)
+    regimen = fields.Function(lambda f: f.plan.regimen_code, dump_only=True)
+    kind = fields.String(dump_only=True, metadata={"description": "Catalog monitoring kind"})
+    reason = fields.String(
+        dump_only=True,
+        metadata={"description": "until_b_cell_repletion | until_end_date"},
+    )
+    label = fields.Function(lambda f: f.label, dump_only=True)
+    source = fields.Function(lambda f: f.source, dump_only=True)
+    every_months = fields.Integer(dump_only=True)
+    last_dose_date = fields.Date(attribute="anchor_date", dump_only=True)
+    started_on = fields.Date(dump_only=True)
+    until = fields.Date(dump_only=True, allow_none=True)
+    next_due = fields.Date(dump_only=True, allow_none=True)
+    ended_at = fields.DateTime(dump_only=True, allow_none=True)
+    end_reason = fields.String(dump_only=True, allow_none=True)
+    end_notes = fields.String(dump_only=True, allow_none=True)
+
+
+class FollowUpEndSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.OneOf(values(FollowUpEnd)))
+    notes = text(MAX_NOTES, allow_none=True)
 
 
 class MonitoringTaskUpdateSchema(StrictSchema):

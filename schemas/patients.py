@@ -7,6 +7,8 @@ from datetime import date
 from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.common import PageArgsSchema, PartialMixin, StrictSchema, TimeZoneField, text
+from schemas.monitoring import FollowUpSchema
+from schemas.plans import ReactionHistorySchema
 
 
 class PatientSchema(StrictSchema):
@@ -44,6 +46,16 @@ class PatientSchema(StrictSchema):
     )
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
+    monitoring_after_treatment = fields.List(
+        fields.Nested(FollowUpSchema),
+        dump_only=True,
+        metadata={"description": "What is still monitored after a plan ended, and why"},
+    )
+    reaction_history = fields.List(
+        fields.Nested(ReactionHistorySchema),
+        dump_only=True,
+        metadata={"description": "Infusion reactions under any of the patient's plans"},
+    )
 
     @validates("birth_date")
     def _not_in_future(self, value: date, **_kwargs: object) -> None:

@@ -9,6 +9,7 @@ from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.common import PageArgsSchema, StrictSchema, text
 from schemas.doses import ReadinessSchema
+from schemas.monitoring import FollowUpSchema
 from schemas.screening import ScreeningChecklistSchema
 from service.vocabulary import PlanStatus, values
 
@@ -47,6 +48,38 @@ class PlanMonitoringTaskSchema(StrictSchema):
     kind = fields.String(dump_only=True)
     due_date = fields.Date(dump_only=True)
     status = fields.String(dump_only=True)
+    after_treatment = fields.Boolean(dump_only=True)
+
+
+class ReactionHistorySchema(StrictSchema):
+    grade = fields.String(dump_only=True)
+    drug = fields.String(dump_only=True)
+    regimen = fields.String(dump_only=True)
+    plan_id = fields.Integer(dump_only=True)
+    dose_id = fields.Integer(dump_only=True)
+    dose_sequence = fields.Integer(dump_only=True)
+    administered_at = fields.DateTime(dump_only=True)
+
+
+class IntervalSchema(StrictSchema):
+    months = fields.Integer(dump_only=True)
+    weeks = fields.Integer(dump_only=True)
+    days = fields.Integer(dump_only=True)
+
+
+class ContraceptionSchema(StrictSchema):
+    advised_until = fields.Date(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Last dose given plus the window; null before any dose"},
+    )
+    last_dose_date = fields.Date(dump_only=True, allow_none=True)
+    window = fields.Nested(IntervalSchema, dump_only=True, allow_none=True)
+    option = fields.String(dump_only=True, metadata={"description": "The clinic's option"})
+    source = fields.String(dump_only=True)
+    treatment_ongoing = fields.Boolean(
+        dump_only=True, metadata={"description": "Further doses will move the date"}
+    )
 
 
 class PlanSchema(StrictSchema):
@@ -72,6 +105,24 @@ class PlanSchema(StrictSchema):
     doses = fields.List(fields.Nested(PlanDoseSchema), dump_only=True)
     monitoring = fields.List(
         fields.Nested(PlanMonitoringTaskSchema), attribute="monitoring_tasks", dump_only=True
+    )
+    ended_on = fields.Date(dump_only=True, allow_none=True)
+    monitoring_after_treatment = fields.List(
+        fields.Nested(FollowUpSchema),
+        attribute="follow_ups",
+        dump_only=True,
+        metadata={"description": "Monitoring that continues after the plan ended"},
+    )
+    patient_history = fields.List(
+        fields.Nested(ReactionHistorySchema),
+        dump_only=True,
+        metadata={"description": "Infusion reactions under the patient's other plans"},
+    )
+    contraception = fields.Nested(
+        ContraceptionSchema,
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "For a patient who can become pregnant; else null"},
     )
 
 

@@ -93,7 +93,14 @@ class ScheduleEntrySchema(_Out):
     screening = fields.Nested(StaffChecklistSchema)
     expected_chair_minutes = fields.Integer(
         allow_none=True,
-        metadata={"description": "Minimum infusion plus observation; null when not in the catalog"},
+        metadata={
+            "description": "Infusion time from the catalog's rates (the dose's chosen option) "
+            "plus the observation required; null when the catalog has neither"
+        },
+    )
+    expected_infusion_minutes = fields.Integer(allow_none=True)
+    infusion_option = fields.String(
+        allow_none=True, metadata={"description": "e.g. short_2h; null: the standard rates"}
     )
     needs_review = fields.Boolean()
 
@@ -168,6 +175,9 @@ class StaffTaskSchema(_Out):
     due_date = fields.Date()
     status = fields.String()
     dose_id = fields.Integer(allow_none=True)
+    after_treatment = fields.Boolean(
+        metadata={"description": "Monitoring that continues after the plan ended"}
+    )
 
 
 class WorklistTaskSchema(_Out):
@@ -179,7 +189,9 @@ class WorklistTaskSchema(_Out):
 
 class StaffAlertSchema(_Out):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "e.g. lab_low, lab_high, login_failures"})
+    kind = fields.String(
+        metadata={"description": "e.g. lab_low, lab_high, neutropenia, login_failures"}
+    )
     patient = fields.Function(
         lambda alert: (
             {

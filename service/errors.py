@@ -171,6 +171,21 @@ class OverrideNotAllowed(Conflict):
     title = "These checklist items cannot be overridden"
 
 
+class ContraindicatedByHistory(Contraindicated):
+    """The patient's own history (e.g. a life-threatening infusion reaction to the same
+    molecule under an earlier plan) is a label contraindication to the regimen."""
+
+    title = "The patient's history contraindicates this drug"
+
+
+class InfusionOptionNotAllowed(Conflict):
+    """An infusion-rate option whose condition the patient does not meet (e.g. the shorter
+    ocrelizumab infusion after a serious infusion reaction)."""
+
+    code = "infusion_option_not_allowed"
+    title = "This infusion option is not allowed for the patient"
+
+
 class IdempotencyKeyReused(ValidationFailed):
     """The Idempotency-Key was already used for a different request."""
 

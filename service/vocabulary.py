@@ -155,6 +155,13 @@ class TaskStatus(StrEnum):
 OPEN_TASK_STATUSES = values(TaskStatus.DUE, TaskStatus.OVERDUE)
 
 
+class FollowUpEnd(StrEnum):
+    """Why monitoring that continued after a plan was ended by a clinician."""
+
+    B_CELL_REPLETION = "b_cell_repletion"
+    OTHER = "other"
+
+
 class LabFlag(StrEnum):
     LOW = "low"
     NORMAL = "normal"

@@ -14,7 +14,7 @@ from service.models.dose import (
 from service.models.export import CalendarFeed, ImportedObservation
 from service.models.idempotency import IdempotencyKey
 from service.models.metric import MetricCounter
-from service.models.monitoring import LabResult, MonitoringTask, StaffAlert
+from service.models.monitoring import LabResult, MonitoringFollowUp, MonitoringTask, StaffAlert
 from service.models.patient import Patient
 from service.models.plan import ScreeningItem, ScreeningOverride, TreatmentPlan
 from service.models.reminder import (
@@ -45,6 +45,7 @@ __all__ = [
     "LabResult",
     "LoginLock",
     "MetricCounter",
+    "MonitoringFollowUp",
     "MonitoringTask",
     "Patient",
     "PremedicationGiven",

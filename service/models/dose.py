@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
@@ -12,8 +12,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from service.db import Base, utcnow
 from service.models.readiness import Readiness, assess
 from service.models.reminder import BIG_ID
-from service.protocols.schedule import PlannedDose
-from service.vocabulary import OPEN_DOSE_STATUSES, DoseStatus
+from service.protocols.schedule import (
+    PlannedDose,
+    expected_chair_minutes,
+    expected_infusion_minutes,
+)
+from service.vocabulary import OPEN_DOSE_STATUSES, DoseStatus, ReactionGrade
+
+SERIOUS_REACTIONS = (ReactionGrade.SEVERE, ReactionGrade.LIFE_THREATENING)
 
 if TYPE_CHECKING:
     from service.models.plan import TreatmentPlan
@@ -41,6 +47,8 @@ class Dose(Base):
     # A clinician's decision to leave the dose out, and why.
     skip_reason: Mapped[str | None] = mapped_column(Text)
     skipped_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # A named infusion-rate option of the catalog chosen for this dose (e.g. short_2h).
+    infusion_option: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -61,6 +69,50 @@ class Dose(Base):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_DOSE_STATUSES
+
+    @property
+    def serious_reaction_before(self) -> bool:
+        """A severe or life-threatening infusion reaction under any plan, before this dose."""
+        return any(
+            e["grade"] in SERIOUS_REACTIONS for e in self._reactions_before(include_self=False)
+        )
+
+    @property
+    def reaction_before_or_now(self) -> bool:
+        """Any infusion reaction in this dose or an earlier one (any plan of the patient)."""
+        return bool(self._reactions_before(include_self=True))
+
+    def _reactions_before(self, *, include_self: bool) -> list[dict[str, Any]]:
+        history = self.plan.patient.reaction_history
+        if self.administration is None:
+            return history
+        given = self.administration.administered_at
+        return [
+            e
+            for e in history
+            if e["administered_at"] < given or (include_self and e["dose_id"] == self.id)
+        ]
+
+    @property
+    def required_observation_minutes(self) -> int | None:
+        """The observation the catalog asks for after this dose, given the patient's reactions."""
+        observation = self.plan.regimen.observation
+        return observation.minutes_after(self.sequence, had_reaction=self.reaction_before_or_now)
+
+    @property
+    def infusion_minutes(self) -> int | None:
+        return expected_infusion_minutes(
+            self.plan.regimen, self.as_planned(), option=self.infusion_option
+        )
+
+    @property
+    def chair_minutes(self) -> int | None:
+        return expected_chair_minutes(
+            self.plan.regimen,
+            self.as_planned(),
+            option=self.infusion_option,
+            had_reaction=self.reaction_before_or_now,
+        )
 
     @property
     def readiness(self) -> Readiness:
@@ -102,7 +154,11 @@ class DoseAdministration(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     # A clinician's stated reason for premedication missing or outside its window.
     premedication_exception_reason: Mapped[str | None] = mapped_column(Text)
-    # Minutes the patient was observed after the dose (the label's minimum per drug and dose).
+    # administered_at is the infusion's start; these are its end and the end of observation.
+    infusion_ended_at: Mapped[datetime | None]
+    observation_ended_at: Mapped[datetime | None]
+    # Minutes the patient was observed after the dose (the label's minimum per drug and dose);
+    # worked out from the two ends above when both are recorded.
     observation_minutes: Mapped[int | None]
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -113,6 +169,10 @@ class DoseAdministration(Base):
         order_by="PremedicationGiven.given_at",
         cascade="all, delete-orphan",
     )
+
+    @property
+    def infusion_started_at(self) -> datetime:
+        return self.administered_at
 
     @property
     def reaction(self) -> dict[str, object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from service.models.dose import Dose
     from service.models.patient import Patient
     from service.models.plan import TreatmentPlan
+    from service.protocols.catalog import MonitoringRule
 
 
 class MonitoringTask(Base):
@@ -41,11 +42,16 @@ class MonitoringTask(Base):
     lab_result_id: Mapped[int | None] = mapped_column(
         ForeignKey("lab_result.id", ondelete="SET NULL"), unique=True
     )
+    # Set on tasks of monitoring that continues after the plan ended (see MonitoringFollowUp).
+    follow_up_id: Mapped[int | None] = mapped_column(
+        ForeignKey("monitoring_follow_up.id", ondelete="SET NULL"), index=True
+    )
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     plan: Mapped[TreatmentPlan] = relationship(back_populates="monitoring_tasks")
     dose: Mapped[Dose | None] = relationship()
+    follow_up: Mapped[MonitoringFollowUp | None] = relationship(back_populates="tasks")
     lab_result: Mapped[LabResult | None] = relationship(foreign_keys=[lab_result_id])
 
     __mapper_args__ = {"version_id_col": version}
@@ -53,6 +59,70 @@ class MonitoringTask(Base):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_TASK_STATUSES
+
+    @property
+    def after_treatment(self) -> bool:
+        return self.follow_up_id is not None or self.follow_up is not None
+
+
+class MonitoringFollowUp(Base):
+    """Monitoring of one kind that goes on after its plan ended (discontinued or completed).
+
+    Made when the plan closes, for each catalog monitoring rule with `after_stop`; it asks for
+    one task at a time, every `every_months`, counted from `anchor_date` (the last dose given),
+    until `until` (when set) or until a clinician ends it (`ended_at`, with a reason code).
+    Other use cases may set `until` (e.g. a hepatology consult's planned stop).
+    """
+
+    __tablename__ = "monitoring_follow_up"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(
+        ForeignKey("treatment_plan.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    # Why it continues, a code (e.g. until_b_cell_repletion).
+    reason: Mapped[str] = mapped_column(String(48))
+    every_months: Mapped[int]
+    anchor_date: Mapped[date]
+    started_on: Mapped[date]
+    until: Mapped[date | None]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    end_notes: Mapped[str | None] = mapped_column(Text)
+    ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    version: Mapped[int] = mapped_column(default=1)
+
+    plan: Mapped[TreatmentPlan] = relationship(back_populates="follow_ups")
+    tasks: Mapped[list[MonitoringTask]] = relationship(
+        back_populates="follow_up", order_by="MonitoringTask.due_date, MonitoringTask.id"
+    )
+
+    __table_args__ = (UniqueConstraint("plan_id", "kind"),)
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def is_active(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def rule(self) -> MonitoringRule | None:
+        return next((r for r in self.plan.regimen.monitoring if r.kind == self.kind), None)
+
+    @property
+    def label(self) -> str:
+        rule = self.rule
+        return rule.label if rule is not None else self.kind
+
+    @property
+    def source(self) -> str | None:
+        rule = self.rule
+        return rule.after_stop.source if rule is not None and rule.after_stop else None
+
+    @property
+    def next_due(self) -> date | None:
+        due = [t.due_date for t in self.tasks if t.is_open]
+        return min(due) if due else None
 
 
 class LabResult(Base):

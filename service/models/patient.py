@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
+from service.vocabulary import ReactionGrade
 
 if TYPE_CHECKING:
     from service.models.clinic import Clinic
+    from service.models.monitoring import MonitoringFollowUp
     from service.models.plan import TreatmentPlan
 
 
@@ -54,3 +56,31 @@ class Patient(Base):
 
     __table_args__ = (UniqueConstraint("clinic_id", "mrn"),)
     __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def reaction_history(self) -> list[dict[str, Any]]:
+        """Every infusion reaction recorded for the patient, under any plan, oldest first:
+        it belongs to the patient, not only to the plan it happened in (reference §11)."""
+        entries: list[dict[str, Any]] = []
+        for plan in self.plans:
+            for dose in plan.doses:
+                record = dose.administration
+                if record is None or record.reaction_grade in (None, ReactionGrade.NONE):
+                    continue
+                entries.append(
+                    {
+                        "grade": record.reaction_grade,
+                        "drug": plan.regimen.molecule,
+                        "regimen": plan.regimen_code,
+                        "plan_id": plan.id,
+                        "dose_id": dose.id,
+                        "dose_sequence": dose.sequence,
+                        "administered_at": record.administered_at,
+                    }
+                )
+        return sorted(entries, key=lambda e: (e["administered_at"], e["dose_id"]))
+
+    @property
+    def monitoring_after_treatment(self) -> list[MonitoringFollowUp]:
+        """Monitoring that goes on after a plan ended, still active."""
+        return [f for plan in self.plans for f in plan.follow_ups if f.is_active]

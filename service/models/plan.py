@@ -26,7 +26,7 @@ from service.vocabulary import (
 if TYPE_CHECKING:
     from service.models.clinic import Clinic
     from service.models.dose import Dose
-    from service.models.monitoring import MonitoringTask
+    from service.models.monitoring import MonitoringFollowUp, MonitoringTask
     from service.models.patient import Patient
 
 
@@ -48,6 +48,8 @@ class TreatmentPlan(Base):
     # The options chosen where sources conflict, fixed when the plan is made.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     hold_reason: Mapped[str | None] = mapped_column(Text)
+    # The clinic day the plan was discontinued or completed.
+    ended_on: Mapped[date | None]
     notes: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -68,6 +70,9 @@ class TreatmentPlan(Base):
         back_populates="plan",
         order_by="MonitoringTask.due_date, MonitoringTask.id",
         cascade="all, delete-orphan",
+    )
+    follow_ups: Mapped[list[MonitoringFollowUp]] = relationship(
+        back_populates="plan", order_by="MonitoringFollowUp.id", cascade="all, delete-orphan"
     )
 
     __mapper_args__ = {"version_id_col": version}
@@ -128,6 +133,39 @@ class TreatmentPlan(Base):
     @property
     def hbv_pathway(self) -> HbvPathway:
         return HbvPathway.of(self)
+
+    @property
+    def patient_history(self) -> list[dict[str, Any]]:
+        """Infusion reactions the patient had under their other plans."""
+        patient = self.patient
+        if patient is None:
+            return []
+        return [e for e in patient.reaction_history if e["plan_id"] != self.id]
+
+    @property
+    def contraception(self) -> dict[str, Any] | None:
+        """For a patient who can become pregnant: until when contraception is advised, the
+        last dose given plus the window of the clinic's option (None for other patients)."""
+        patient = self.patient
+        if patient is None or not patient.can_become_pregnant:
+            return None
+        regimen = self.regimen
+        setting = regimen.settings["contraception_after_last_dose"]
+        option = (self.settings or {}).get(setting.name, setting.default)
+        if option not in setting.options:
+            option = setting.default
+        window = setting.options[option].value
+        given = [d.due_date for d in self.doses if d.status == DoseStatus.ADMINISTERED]
+        last = max(given) if given else None
+        return {
+            "advised_until": window.add_to(last) if window is not None and last else None,
+            "last_dose_date": last,
+            "window": window.as_dict() if window is not None else None,
+            "option": option,
+            "source": setting.options[option].source,
+            # While doses are still to come, each one moves the date.
+            "treatment_ongoing": self.is_open,
+        }
 
 
 @dataclass(frozen=True)

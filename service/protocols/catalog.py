@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date
@@ -55,6 +56,9 @@ LABEL_STATUSES = frozenset({"approved", "off_label"})
 STATUSES = frozenset({"confirmed", "unconfirmed", "conflict", "operational"})
 MONITORING_SCHEDULES = frozenset({"before_maintenance_course", "periodic"})
 MONITORING_CONDITIONS = frozenset({"anti_hbc_positive", "hbv_pathway"})
+AFTER_STOP_UNTIL = frozenset({"clinician_ends", "end_date"})
+RATE_UNITS = frozenset({"mL/h", "mg/h"})
+INFUSION_REQUIREMENTS = frozenset({"no_prior_serious_reaction"})
 SETTING_KINDS = frozenset({"interval", "integer", "flag"})
 READINESS_CODES = frozenset(values(ReadinessCode))
 # Which doses a readiness rule applies to.
@@ -110,10 +114,73 @@ class Statement:
 
 
 @dataclass(frozen=True)
+class RateStep:
+    rate: int
+    minutes: int
+
+
+@dataclass(frozen=True)
+class Rates:
+    """How fast an infusion runs: fixed steps, or a start rate raised by `step` every
+    `step_every_minutes` up to `max` (the labels' tables). `unit` is mL/h or mg/h."""
+
+    unit: str
+    source: str
+    steps: tuple[RateStep, ...] = ()
+    start: int | None = None
+    step: int | None = None
+    step_every_minutes: int | None = None
+    max: int | None = None
+
+    def minutes(self, amount: float | None) -> int | None:
+        """Minutes to run `amount` (mL for mL/h, mg for mg/h) at these rates, rounded up;
+        fixed steps need no amount."""
+        if self.steps:
+            return sum(step.minutes for step in self.steps)
+        if amount is None or amount <= 0:
+            return None
+        start, step, every, top = self.start, self.step, self.step_every_minutes, self.max
+        if start is None or step is None or every is None or top is None:
+            return None  # the loader refuses such rates; never reached
+        left, minutes, rate = float(amount), 0.0, start
+        while rate < top:
+            chunk = rate * every / 60
+            if chunk >= left:
+                return math.ceil(minutes + left / rate * 60)
+            left -= chunk
+            minutes += every
+            rate = min(rate + step, top)
+        return math.ceil(minutes + left / rate * 60)
+
+
+@dataclass(frozen=True)
+class InfusionOption:
+    """A named alternative way to run a dose (e.g. ocrelizumab's shorter 2-hour infusion)."""
+
+    label: str
+    rates: Rates
+    source: str
+    requires: str | None = None  # no_prior_serious_reaction
+
+
+@dataclass(frozen=True)
 class Infusion:
     min_minutes: int | None
     source: str
     note: str | None = None
+    volume_ml: int | None = None
+    rates: Rates | None = None
+    options: dict[str, InfusionOption] = field(default_factory=dict)
+
+    def minutes(self, amount_mg: int, option: str | None = None) -> int | None:
+        """How long the infusion runs: from its rates (the chosen option's, when one is named)
+        when the catalog has them, else the label's stated minimum."""
+        rates = self.options[option].rates if option in self.options else self.rates
+        if rates is None:
+            return self.min_minutes
+        amount = self.volume_ml if rates.unit == "mL/h" else amount_mg
+        computed = rates.minutes(amount)
+        return computed if computed is not None else self.min_minutes
 
 
 @dataclass(frozen=True)
@@ -224,8 +291,15 @@ class Observation:
     source: str
     note: str | None = None
 
-    def minutes_after(self, sequence: int) -> int | None:
-        return self.first_minutes if sequence <= self.first_doses else self.later_minutes
+    # Later doses' minimum when the patient had an infusion reaction before (or in this one).
+    later_minutes_after_reaction: int | None = None
+
+    def minutes_after(self, sequence: int, *, had_reaction: bool = False) -> int | None:
+        if sequence <= self.first_doses:
+            return self.first_minutes
+        if had_reaction and self.later_minutes_after_reaction is not None:
+            return max(self.later_minutes or 0, self.later_minutes_after_reaction)
+        return self.later_minutes
 
 
 @dataclass(frozen=True)
@@ -287,6 +361,21 @@ class ScreeningRule:
 
 
 @dataclass(frozen=True)
+class AfterStop:
+    """Monitoring that goes on after the plan ends: every `every` (or the setting's value),
+    counted from the last dose given, until a clinician ends it (`until: clinician_ends`, the
+    reason being e.g. B-cell repletion) or until an end date someone records (`until:
+    end_date`; open-ended until then)."""
+
+    until: str
+    reason: str
+    source: str
+    every: Interval | None = None
+    every_setting: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class MonitoringRule:
     kind: str
     label: str
@@ -298,6 +387,9 @@ class MonitoringRule:
     lead_days_setting: str | None = None
     condition: str | None = None
     note: str | None = None
+    # periodic: one task on the plan's start date too (a baseline test).
+    baseline: bool = False
+    after_stop: AfterStop | None = None
 
 
 @dataclass(frozen=True)
@@ -405,6 +497,28 @@ class Regimen:
 
     def horizon_months(self, settings: Mapping[str, Any]) -> int:
         return int(self.setting_values(settings)["schedule_horizon_months"])
+
+    def contraception_window(self, settings: Mapping[str, Any]) -> Interval | None:
+        """How long after the last dose contraception is advised (the clinic's option)."""
+        value: Interval | None = self.setting_values(settings)["contraception_after_last_dose"]
+        return value
+
+    def after_stop_months(self, rule: MonitoringRule, settings: Mapping[str, Any]) -> int | None:
+        """The interval, in months, of a rule's monitoring after the plan ends (None: off)."""
+        after = rule.after_stop
+        if after is None:
+            return None
+        every = after.every or self.setting_values(settings)[str(after.every_setting)]
+        return int(every.months) if every is not None else None
+
+    @property
+    def molecule(self) -> str:
+        """The antibody itself ("ocrelizumab + hyaluronidase" is ocrelizumab): a history
+        with one route of a molecule counts for its other routes."""
+        return self.drug.split(" + ")[0].strip()
+
+    def contraindicated_by(self, code: str) -> Contraindication | None:
+        return next((c for c in self.contraindications if c.code == code), None)
 
     def screening_rule(self, code: str) -> ScreeningRule:
         for rule in self.screening:
@@ -563,13 +677,63 @@ def _statement(node: _Node) -> Statement:
     return result
 
 
+def _rates(node: _Node) -> Rates:
+    steps = []
+    for step_node in node.node_list("steps", required=False):
+        steps.append(
+            RateStep(
+                rate=int(step_node.integer("rate", minimum=1) or 0),
+                minutes=int(step_node.integer("minutes", minimum=1) or 0),
+            )
+        )
+        step_node.done()
+    rates = Rates(
+        unit=str(node.choice("unit", RATE_UNITS)),
+        source=node.req_text("source"),
+        steps=tuple(steps),
+        start=node.integer("start", required=False, minimum=1),
+        step=node.integer("step", required=False, minimum=1),
+        step_every_minutes=node.integer("step_every_minutes", required=False, minimum=1),
+        max=node.integer("max", required=False, minimum=1),
+    )
+    node.done()
+    escalation = (rates.start, rates.step, rates.step_every_minutes, rates.max)
+    if rates.steps and any(v is not None for v in escalation):
+        raise node.error("either `steps` or start/step/step_every_minutes/max, not both")
+    if not rates.steps and any(v is None for v in escalation):
+        raise node.error("needs `steps`, or all of start, step, step_every_minutes and max")
+    if rates.start is not None and rates.max is not None and rates.start > rates.max:
+        raise node.error("start must not exceed max")
+    return rates
+
+
 def _infusion(node: _Node) -> Infusion:
+    rates_node = node.node("rates", required=False)
+    options: dict[str, InfusionOption] = {}
+    options_node = node.node("options", required=False)
+    if options_node is not None:
+        options_node._read.update(options_node.data)
+        for name, raw in options_node.data.items():
+            child = _Node(node.file, f"{options_node.path}.{name}", raw)
+            options[str(name)] = InfusionOption(
+                label=child.req_text("label"),
+                rates=_rates(child.req_node("rates")),
+                source=child.req_text("source"),
+                requires=child.choice("requires", INFUSION_REQUIREMENTS, required=False),
+            )
+            child.done()
     result = Infusion(
         min_minutes=node.integer("min_minutes", nullable=True, minimum=1),
         source=node.req_text("source"),
         note=node.text("note", required=False),
+        volume_ml=node.integer("volume_ml", required=False, minimum=1),
+        rates=_rates(rates_node) if rates_node is not None else None,
+        options=options,
     )
     node.done()
+    for rates in [result.rates, *(o.rates for o in options.values())]:
+        if rates is not None and not rates.steps and rates.unit == "mL/h" and not result.volume_ml:
+            raise node.error("escalating mL/h rates need volume_ml")
     return result
 
 
@@ -698,6 +862,9 @@ def _observation(node: _Node) -> Observation:
         status=str(node.choice("status", STATUSES)),
         source=node.req_text("source"),
         note=node.text("note", required=False),
+        later_minutes_after_reaction=node.integer(
+            "later_minutes_after_reaction", required=False, minimum=1
+        ),
     )
     node.done()
     return result
@@ -817,7 +984,25 @@ def _readiness_rule(node: _Node) -> ReadinessRule:
     return rule
 
 
+def _after_stop(node: _Node) -> AfterStop:
+    result = AfterStop(
+        until=str(node.choice("until", AFTER_STOP_UNTIL)),
+        reason=str(node.choice("reason", frozenset({"until_b_cell_repletion", "until_end_date"}))),
+        source=node.req_text("source"),
+        every=_optional_interval(node, "every"),
+        every_setting=node.text("every_setting", required=False),
+        note=node.text("note", required=False),
+    )
+    node.done()
+    if (result.every is None) == (result.every_setting is None):
+        raise node.error("needs exactly one of `every` and `every_setting`")
+    if result.every is not None and (result.every.weeks or result.every.days):
+        raise node.error("`every` after stopping is counted in months", "every")
+    return result
+
+
 def _monitoring_rule(node: _Node) -> MonitoringRule:
+    after_stop = node.node("after_stop", required=False)
     rule = MonitoringRule(
         kind=node.req_text("kind"),
         label=node.req_text("label"),
@@ -829,8 +1014,12 @@ def _monitoring_rule(node: _Node) -> MonitoringRule:
         lead_days_setting=node.text("lead_days_setting", required=False),
         condition=node.choice("condition", MONITORING_CONDITIONS, required=False),
         note=node.text("note", required=False),
+        baseline=node.flag("baseline"),
+        after_stop=_after_stop(after_stop) if after_stop is not None else None,
     )
     node.done()
+    if rule.baseline and rule.schedule != "periodic":
+        raise node.error("only a periodic rule has a baseline task", "baseline")
     if rule.schedule == "periodic" and (rule.every is None) == (rule.every_setting is None):
         raise node.error("a periodic rule needs exactly one of `every` and `every_setting`")
     if rule.schedule == "before_maintenance_course" and rule.lead_days_setting is None:
@@ -949,6 +1138,19 @@ def _check_references(node: _Node, regimen: Regimen) -> None:
         if code in codes and regimen.screening_rule(code).overridable:
             raise node.error("only the structured record clears it", f"screening.{code}")
     for i, rule in enumerate(regimen.monitoring):
+        after = rule.after_stop
+        if after is not None and after.every_setting is not None:
+            setting = regimen.settings.get(after.every_setting)
+            # A null option switches the monitoring after stopping off.
+            if setting is None or any(
+                o.value is not None
+                and (not isinstance(o.value, Interval) or o.value.weeks or o.value.days)
+                for o in setting.options.values()
+            ):
+                raise node.error(
+                    f"'{after.every_setting}' is no interval setting in months",
+                    f"monitoring[{i}].after_stop.every_setting",
+                )
         for key, kind in (("every_setting", "interval"), ("lead_days_setting", "integer")):
             name = getattr(rule, key)
             if name is None:

@@ -337,6 +337,8 @@ def monitoring_due_dates(
                     due.append((rule.kind, dose.due_date - lead))
             continue
         every = rule.every if rule.every is not None else values[str(rule.every_setting)]
+        if rule.baseline:
+            due.append((rule.kind, start_date))
         first = (rule.first_due or every).add_to(start_date)
         n = 0
         while (when := every.times(n).add_to(first)) <= until:
@@ -359,12 +361,31 @@ def hbv_monitoring_dates(
     return due
 
 
-def expected_chair_minutes(regimen: Regimen, dose: PlannedDose) -> int | None:
-    """Minimum infusion time plus observation; None when a source states neither number."""
+def expected_infusion_minutes(
+    regimen: Regimen, dose: PlannedDose, *, option: str | None = None
+) -> int | None:
+    """How long the dose's infusion runs by the catalog's rates (the chosen option's), else
+    the label's stated minimum; None when a source states neither."""
     rule = _rule(regimen, dose.rule_key)
-    if rule is None or rule.infusion is None or rule.infusion.min_minutes is None:
+    if rule is None or rule.infusion is None:
         return None
-    observation = regimen.observation.minutes_after(dose.sequence)
+    return rule.infusion.minutes(dose.amount_mg, option)
+
+
+def expected_chair_minutes(
+    regimen: Regimen,
+    dose: PlannedDose,
+    *,
+    option: str | None = None,
+    had_reaction: bool = False,
+) -> int | None:
+    """Infusion time plus the observation required after it; None when a source states
+    neither number. `had_reaction`: the patient had an infusion reaction before (ublituximab
+    then asks for the hour of observation from the third infusion on)."""
+    minutes = expected_infusion_minutes(regimen, dose, option=option)
+    if minutes is None:
+        return None
+    observation = regimen.observation.minutes_after(dose.sequence, had_reaction=had_reaction)
     if observation is None:
         return None
-    return rule.infusion.min_minutes + observation
+    return minutes + observation

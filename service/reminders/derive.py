@@ -8,12 +8,20 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.core.wall_clock import to_utc
 from service.db import utcnow
-from service.models import Clinic, Dose, MonitoringTask, Patient, Reminder, TreatmentPlan
+from service.models import (
+    Clinic,
+    Dose,
+    MonitoringFollowUp,
+    MonitoringTask,
+    Patient,
+    Reminder,
+    TreatmentPlan,
+)
 from service.protocols import get_regimen
 from service.reminders.timing import QuietHours, patient_fire_time, push_out_of_quiet_hours
 from service.vocabulary import (
@@ -36,6 +44,8 @@ MORNING_OF_BEFORE_APPOINTMENT = timedelta(minutes=90)
 SELF_INJECTION_RELEVANT_DAYS = 7
 LAB_TASK_KINDS = ("ig_quant", "hbv_dna", "alt", "lft", "cbc", "neutrophils")
 # Reminders the runner may still be working on: re-derivation may change or cancel them.
+# Monitoring rules of the hepatitis B pathway: they run to their planned stop, plan or not.
+HBV_PATHWAY = "hbv_pathway"
 
 
 @dataclass(frozen=True)
@@ -348,9 +358,16 @@ def _task_overdue_spec(ctx: _Context, task: MonitoringTask) -> ReminderSpec:
 def derive_plan_reminders(
     plan: TreatmentPlan, patient: Patient, clinic: Clinic, *, blocking_items: Sequence[str]
 ) -> list[ReminderSpec]:
-    """Every reminder the plan calls for now, sent or not (pure: no database)."""
-    if plan.status not in OPEN_PLAN_STATUSES or plan.status == PlanStatus.ON_HOLD:
-        return []
+    """Every reminder the plan calls for now, sent or not (pure: no database).
+
+    A plan on hold keeps its monitoring reminders but none for doses; a plan that ended keeps
+    those of the monitoring that continues after it (follow-ups, and the hepatitis B pathway's
+    tests up to their planned stop), and nothing else.
+    """
+    if plan.status not in OPEN_PLAN_STATUSES:
+        return list(_monitoring_specs(plan, patient, clinic, after_stop_only=True))
+    if plan.status == PlanStatus.ON_HOLD:
+        return list(_monitoring_specs(plan, patient, clinic, after_stop_only=False))
     ctx = _Context(plan, patient, clinic)
     specs: list[ReminderSpec] = []
     for dose in plan.doses:
@@ -368,6 +385,22 @@ def derive_plan_reminders(
     first_open = next((d for d in plan.doses if d.sequence == 1 and d.is_open), None)
     specs.extend(_checklist_specs(ctx, first_open, blocking_items))
     return specs
+
+
+def _monitoring_specs(
+    plan: TreatmentPlan, patient: Patient, clinic: Clinic, *, after_stop_only: bool
+) -> Iterable[ReminderSpec]:
+    ctx = _Context(plan, patient, clinic)
+    hbv_kinds = {r.kind for r in ctx.regimen.monitoring if r.condition == HBV_PATHWAY}
+    for task in plan.monitoring_tasks:
+        continues = (
+            task.follow_up.is_active if task.follow_up is not None else task.kind in hbv_kinds
+        )
+        if after_stop_only and not continues:
+            continue
+        yield from _task_specs(ctx, task)
+        if task.status in ("due", "overdue"):
+            yield _task_overdue_spec(ctx, task)
 
 
 def sync_plan_reminders(
@@ -466,12 +499,16 @@ def _new_reminder(plan: TreatmentPlan, spec: ReminderSpec) -> Reminder:
 def sync_patient_reminders(
     session: Session, patient: Patient, *, now: datetime | None = None
 ) -> SyncCounts:
-    """After a change of time zone, preferred time or quiet hours: recompute future reminders."""
+    """After a change of time zone, preferred time or quiet hours: recompute future reminders
+    (of open plans, and of ended ones whose monitoring continues)."""
     total = SyncCounts()
     plans = session.scalars(
         select(TreatmentPlan).where(
             TreatmentPlan.patient_id == patient.id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            or_(
+                TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+                TreatmentPlan.follow_ups.any(MonitoringFollowUp.ended_at.is_(None)),
+            ),
         )
     )
     for plan in plans:

@@ -20,12 +20,13 @@ from service.db import utcnow
 from service.errors import NotFound
 from service.models import (
     Dose,
+    MonitoringFollowUp,
     MonitoringTask,
     Patient,
     StaffAlert,
     TreatmentPlan,
 )
-from service.protocols import Regimen, expected_chair_minutes, get_regimen
+from service.protocols import Regimen, get_regimen
 from service.vocabulary import (
     OPEN_DOSE_STATUSES,
     OPEN_PLAN_STATUSES,
@@ -95,8 +96,17 @@ def _premedications(regimen: Regimen) -> list[dict[str, Any]]:
     ]
 
 
-def _chair_minutes(regimen: Regimen, dose: Dose) -> int | None:
-    return expected_chair_minutes(regimen, dose.as_planned())
+def _history_loads() -> tuple[Any, ...]:
+    """What a dose's required observation and chair time read: the patient's reactions under
+    every plan (loaded up front, so more patients cost no more queries)."""
+    patient_plans = (
+        selectinload(Dose.plan).selectinload(TreatmentPlan.patient).selectinload(Patient.plans)
+    )
+    return (patient_plans.selectinload(TreatmentPlan.doses).selectinload(Dose.administration),)
+
+
+def _chair_minutes(dose: Dose) -> int | None:
+    return dose.chair_minutes
 
 
 def _links(plan: TreatmentPlan, dose: Dose | None = None) -> dict[str, str]:
@@ -136,6 +146,7 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     start, end = day_bounds(day, zone)
     plan_loads = (
         selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
+        *_history_loads(),
         selectinload(Dose.plan).selectinload(TreatmentPlan.screening_items),
         selectinload(Dose.plan).selectinload(TreatmentPlan.overrides),
     )
@@ -180,7 +191,9 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
                 "location": dose.location,
                 "premedications": _premedications(regimen),
                 "screening": _screening(plan),
-                "expected_chair_minutes": _chair_minutes(regimen, dose),
+                "expected_chair_minutes": _chair_minutes(dose),
+                "expected_infusion_minutes": dose.infusion_minutes,
+                "infusion_option": dose.infusion_option,
                 "needs_review": dose.needs_review,
             }
         )
@@ -426,12 +439,13 @@ def _observation_missing(
         .options(
             selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
             selectinload(Dose.administration),
+            *_history_loads(),
         )
         .order_by(Dose.due_date, Dose.id)
     ).all()
     entries: list[dict[str, Any]] = []
     for dose in doses:
-        required = get_regimen(dose.plan.regimen_code).observation.minutes_after(dose.sequence)
+        required = dose.required_observation_minutes
         administration = dose.administration
         if required is None or administration is None:
             continue
@@ -499,9 +513,14 @@ def _overdue_tasks(
     base = (
         select(MonitoringTask)
         .join(TreatmentPlan, TreatmentPlan.id == MonitoringTask.plan_id)
+        .outerjoin(MonitoringFollowUp, MonitoringFollowUp.id == MonitoringTask.follow_up_id)
         .where(
             TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            # Open plans, and monitoring that continues after a plan ended.
+            or_(
+                TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+                and_(MonitoringFollowUp.id.is_not(None), MonitoringFollowUp.ended_at.is_(None)),
+            ),
             or_(
                 MonitoringTask.status == TaskStatus.OVERDUE,
                 and_(MonitoringTask.status == TaskStatus.DUE, MonitoringTask.due_date < today),
@@ -524,6 +543,7 @@ def _overdue_tasks(
                 "due_date": task.due_date,
                 "status": task.status,
                 "dose_id": task.dose_id,
+                "after_treatment": task.follow_up_id is not None,
             },
             "days_overdue": (today - task.due_date).days,
         }

@@ -19,6 +19,7 @@ from service.db import utcnow
 from service.errors import (
     DoseNotReady,
     Forbidden,
+    InfusionOptionNotAllowed,
     InvalidTransition,
     MinimumIntervalViolated,
     NotFound,
@@ -128,6 +129,8 @@ def update_dose(
     """
     actor.require_staff()
     plan = dose.plan
+    if "administration" in changes:
+        return _amend_administration(session, dose, changes["administration"], now=now)
     _ensure_changeable(plan, dose)
     change = DoseChange(dose)
     if "status" in changes:
@@ -193,9 +196,126 @@ def _close_dose(
     dose.status = status
 
 
+def _amend_administration(
+    session: Session, dose: Dose, changes: dict[str, Any], *, now: datetime | None
+) -> DoseChange:
+    """Complete a given dose's record after the fact: the infusion's end, the end of
+    observation, or the observed minutes (kept consistent with the two ends)."""
+    record = dose.administration
+    if record is None:
+        raise InvalidTransition(
+            f"Dose {dose.sequence} is {dose.status}: only a given dose has an administration "
+            "record to complete.",
+            allowed=[],
+        )
+    infusion_end = changes.get("infusion_ended_at", record.infusion_ended_at)
+    observation_end = changes.get("observation_ended_at", record.observation_ended_at)
+    if "observation_minutes" in changes:
+        minutes = changes["observation_minutes"]
+    else:  # worked out again from the ends when both are known
+        both = infusion_end is not None and observation_end is not None
+        minutes = None if both else record.observation_minutes
+    minutes = _observation_times(
+        record.administered_at, infusion_end, observation_end, minutes, now or utcnow()
+    )
+    record.infusion_ended_at = infusion_end.astimezone(UTC) if infusion_end else None
+    record.observation_ended_at = observation_end.astimezone(UTC) if observation_end else None
+    record.observation_minutes = minutes
+    change = DoseChange(dose)
+    change.warnings.extend(_observation_warnings(dose))
+    touch(dose.plan)
+    dose.updated_at = utcnow()
+    session.flush()
+    return change
+
+
+def _observation_times(
+    administered_at: datetime,
+    infusion_end: datetime | None,
+    observation_end: datetime | None,
+    minutes: int | None,
+    now: datetime,
+) -> int | None:
+    """Check the infusion's end and the observation's end against the start and each other;
+    the observed minutes are the time between the two ends when both are known."""
+    problems: dict[str, list[str]] = {}
+    if infusion_end is not None:
+        if infusion_end <= administered_at:
+            problems["infusion_ended_at"] = [
+                "Must be after the infusion's start (administered_at)."
+            ]
+        elif infusion_end > now + CLOCK_SKEW:
+            problems["infusion_ended_at"] = ["Must not be in the future."]
+    if observation_end is not None:
+        if infusion_end is None:
+            problems["observation_ended_at"] = [
+                "Record infusion_ended_at too: observation counts from the end of the infusion."
+            ]
+        elif observation_end < infusion_end:
+            problems["observation_ended_at"] = ["Must not be before infusion_ended_at."]
+        elif observation_end > now + CLOCK_SKEW:
+            problems["observation_ended_at"] = ["Must not be in the future."]
+    if not problems and infusion_end is not None and observation_end is not None:
+        between = int((observation_end - infusion_end).total_seconds() // 60)
+        if minutes is not None and minutes != between:
+            problems["observation_minutes"] = [
+                f"{between} min lie between infusion_ended_at and observation_ended_at; leave "
+                "observation_minutes out or make it agree."
+            ]
+        minutes = between
+    if problems:
+        raise ValidationFailed(errors=problems)
+    return minutes
+
+
+def _observation_warnings(dose: Dose) -> list[dict[str, str]]:
+    """A warning when the recorded observation is shorter than the catalog asks for."""
+    record = dose.administration
+    required = dose.required_observation_minutes
+    if record is None or not required or record.observation_minutes is None:
+        return []
+    if record.observation_minutes >= required:
+        return []
+    return [
+        {
+            "code": "observation_short",
+            "detail": f"Observed {record.observation_minutes} min; at least {required} min are "
+            f"required after dose {dose.sequence}.",
+        }
+    ]
+
+
+def _check_infusion_option(plan: TreatmentPlan, dose: Dose, option: str | None) -> None:
+    """The option must be one the catalog offers for this dose, and its condition met: the
+    shorter ocrelizumab infusion only without a prior serious infusion reaction (§1, §11)."""
+    if option is None:
+        return
+    rule = next(
+        (r for r in plan.regimen.variant(plan.variant).doses if r.key == dose.rule_key), None
+    )
+    offered = rule.infusion.options if rule is not None and rule.infusion is not None else {}
+    if option not in offered:
+        raise ValidationFailed(
+            errors={
+                "infusion_option": [
+                    f"Not an option for this dose; offered: {', '.join(offered) or 'none'}."
+                ]
+            }
+        )
+    if offered[option].requires == "no_prior_serious_reaction" and dose.serious_reaction_before:
+        raise InfusionOptionNotAllowed(
+            f"{offered[option].label}: the patient had a serious infusion reaction before, so "
+            "this dose runs at the standard rates.",
+            infusion_option=option,
+            requires=offered[option].requires,
+        )
+
+
 def _book_or_move(
     session: Session, plan: TreatmentPlan, dose: Dose, changes: dict[str, Any], change: DoseChange
 ) -> None:
+    if "infusion_option" in changes:
+        _check_infusion_option(plan, dose, changes["infusion_option"])
     zone = ZoneInfo(clinic_zone(session, plan.clinic_id))
     booking_appointment = "appointment_at" in changes
     appointment: datetime | None = changes.get("appointment_at")
@@ -247,6 +367,8 @@ def _book_or_move(
         dose.booking = booking_after
     if "location" in changes:
         dose.location = changes["location"]
+    if "infusion_option" in changes:
+        dose.infusion_option = changes["infusion_option"]
 
 
 def _move(
@@ -403,9 +525,15 @@ def record_administration(
     notes: str | None = None,
     premedication_exception_reason: str | None = None,
     observation_minutes: int | None = None,
+    infusion_ended_at: datetime | None = None,
+    observation_ended_at: datetime | None = None,
     now: datetime | None = None,
 ) -> DoseChange:
     """Record a dose as given: premedication, reaction grade, and what it does to the plan.
+
+    administered_at is the start of the infusion; its end and the end of observation may be
+    recorded now or later (PATCH /doses/{id} with `administration`); a warning says when the
+    observation was shorter than the catalog asks for after this dose and this patient.
 
     The dose's own readiness must be complete (or covered by a clinician's override), else
     409 dose_not_ready with the blocking items. Each required premedication must be on the
@@ -434,7 +562,16 @@ def record_administration(
             open_doses=still_open,
         )
     reaction = reaction or {"grade": "none"}
+    # A serious reaction recorded since the option was chosen takes the option away.
+    _check_infusion_option(plan, dose, dose.infusion_option)
     _check_administration_times(administered_at, premedications, reaction, now or utcnow())
+    observation_minutes = _observation_times(
+        administered_at,
+        infusion_ended_at,
+        observation_ended_at,
+        observation_minutes,
+        now or utcnow(),
+    )
     readiness = dose.readiness
     if not readiness.ready:
         codes = ", ".join(item["code"] for item in readiness.blocking_items)
@@ -480,6 +617,10 @@ def record_administration(
         notes=notes,
         premedication_exception_reason=exception,
         observation_minutes=observation_minutes,
+        infusion_ended_at=infusion_ended_at.astimezone(UTC) if infusion_ended_at else None,
+        observation_ended_at=(
+            observation_ended_at.astimezone(UTC) if observation_ended_at else None
+        ),
         recorded_by_id=actor.user_id,
         recorded_at=utcnow(),
         premedications=[
@@ -489,6 +630,7 @@ def record_administration(
     )
     dose.status = DoseStatus.ADMINISTERED
     dose.due_date = day
+    change.warnings.extend(_observation_warnings(dose))
     if plan.status == PlanStatus.READY:
         plan.status = PlanStatus.ACTIVE
     if reaction["grade"] == "life_threatening":

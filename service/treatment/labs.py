@@ -8,7 +8,9 @@ one cohort, not label thresholds (reference §3 and §8.7):
   Eur J Neurol 2024 (PMC11236063), 2745 rituximab-treated MS patients.
 
 No unit conversion is made: a default applies only when the value is in the unit it is cited in.
-Without a range the flag is "unknown" and no alert is raised.
+Without a range the flag is "unknown" and no alert is raised. No source gives a neutrophil
+threshold, so a neutrophil count is flagged only against the laboratory's own range; a low one
+raises the `neutropenia` alert (late-onset neutropenia, reference §1 and §3).
 """
 
 from __future__ import annotations
@@ -197,13 +199,19 @@ def record_lab(
     session.add(result)
     session.flush()
     if result.flag in ("low", "high"):
+        details: dict[str, str] = {"code": code, "flag": result.flag}
+        kind = f"lab_{result.flag}"
+        if code == "neutrophils" and result.flag == "low":
+            # Late-onset neutropenia is reported after anti-CD20 infusions (reference §1, §3):
+            # its own alert kind, so the worklist can tell it from any other low value.
+            kind, details["concern"] = "neutropenia", "late_onset_neutropenia"
         raise_alert(
             session,
             clinic_id=patient.clinic_id,
             patient_id=patient.id,
-            kind=f"lab_{result.flag}",
+            kind=kind,
             subject=("lab_result", result.id),
-            details={"code": code, "flag": result.flag},
+            details=details,
         )
     if code == "hbv_dna":
         _alert_on_hbv_dna(session, result)

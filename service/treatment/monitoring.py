@@ -9,16 +9,23 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
 from service.core.wall_clock import clinic_zone, local_today
 from service.db import utcnow
-from service.errors import InvalidTransition, NotFound, ValidationFailed
-from service.models import Clinic, Dose, LabResult, MonitoringTask, TreatmentPlan
-from service.protocols.catalog import Interval, Regimen, get_regimen
+from service.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from service.models import (
+    Clinic,
+    Dose,
+    LabResult,
+    MonitoringFollowUp,
+    MonitoringTask,
+    TreatmentPlan,
+)
+from service.protocols.catalog import Interval, Regimen, all_regimens, get_regimen
 from service.protocols.schedule import hbv_monitoring_dates, monitoring_due_dates
 from service.reminders.derive import sync_plan_reminders
 from service.vocabulary import (
@@ -26,8 +33,24 @@ from service.vocabulary import (
     SKIPPED_DOSE_STATUSES,
     ConsultDecision,
     DoseKind,
+    DoseStatus,
+    FollowUpEnd,
+    Role,
     TaskStatus,
 )
+
+# The tests of the hepatitis B pathway (catalog rules with condition hbv_pathway).
+HBV_PATHWAY_KINDS = tuple(
+    sorted(
+        {
+            rule.kind
+            for r in all_regimens()
+            for rule in r.monitoring
+            if rule.condition == "hbv_pathway"
+        }
+    )
+)
+MIN_REASON = 10
 
 # --- derivation -------------------------------------------------------------------------------
 
@@ -57,9 +80,11 @@ def derive_monitoring_tasks(session: Session, plan: TreatmentPlan) -> None:
     session.flush()  # doses need their ids
     regimen = get_regimen(plan.regimen_code)
     zone = clinic_zone(session, plan.clinic_id)
-    wanted = _wanted_tasks(regimen, plan, zone)
+    # A plan that ended asks only for the monitoring that continues after it: the hepatitis B
+    # pathway's tests up to their planned stop, and the follow-ups (derive_follow_up_tasks).
+    wanted = _wanted_tasks(regimen, plan, zone) if plan.is_open else _after_plan_hbv(regimen, plan)
 
-    existing = list(plan.monitoring_tasks)
+    existing = [t for t in plan.monitoring_tasks if t.follow_up_id is None]
     before_course = _dose_tied_kinds(regimen)
     by_key: dict[tuple[str, int | None, int], MonitoringTask] = {}
     leftovers: list[MonitoringTask] = []
@@ -101,15 +126,163 @@ def derive_monitoring_tasks(session: Session, plan: TreatmentPlan) -> None:
             plan.monitoring_tasks.remove(task)
             session.delete(task)
     session.flush()
+    derive_follow_up_tasks(session, plan)
+
+
+# --- monitoring after the plan ends -----------------------------------------------------------
+
+
+def start_follow_ups(session: Session, plan: TreatmentPlan, *, ended_on: date) -> None:
+    """When a plan ends: the monitoring its catalog rules continue after the last dose.
+
+    Only after a dose was given (no dose, no B-cell depletion to follow). Each follow-up asks
+    for one task at a time, every N months counted from the last dose given, the first one no
+    earlier than the day the plan ended.
+    """
+    zone = clinic_zone(session, plan.clinic_id)
+    given = [
+        d.as_planned(given_day_in=zone).due_date
+        for d in plan.doses
+        if d.status == DoseStatus.ADMINISTERED
+    ]
+    if not given:
+        return
+    regimen = get_regimen(plan.regimen_code)
+    anti_hbc_positive = _anti_hbc_positive(plan)
+    existing = {f.kind for f in plan.follow_ups}
+    for rule in regimen.monitoring:
+        months = regimen.after_stop_months(rule, plan.settings)
+        if rule.after_stop is None or months is None or rule.kind in existing:
+            continue
+        if rule.condition == "anti_hbc_positive" and not anti_hbc_positive:
+            continue
+        if rule.condition == "hbv_pathway":
+            continue  # its own schedule runs to the planned stop (_hbv_tasks)
+        plan.follow_ups.append(
+            MonitoringFollowUp(
+                kind=rule.kind,
+                reason=rule.after_stop.reason,
+                every_months=months,
+                anchor_date=max(given),
+                started_on=ended_on,
+                until=None,
+            )
+        )
+    session.flush()
+
+
+def follow_up_dates(follow_up: MonitoringFollowUp, count: int) -> list[date]:
+    """The first `count` due dates of a follow-up (never before the day it started), up to its
+    end date when it has one."""
+    every = Interval(months=follow_up.every_months)
+    dates: list[date] = []
+    n = 1
+    while len(dates) < count:
+        when = max(every.times(n).add_to(follow_up.anchor_date), follow_up.started_on)
+        n += 1
+        if follow_up.until is not None and when > follow_up.until:
+            break
+        if dates and when <= dates[-1]:
+            continue
+        dates.append(when)
+    return dates
+
+
+def derive_follow_up_tasks(session: Session, plan: TreatmentPlan) -> None:
+    """Keep one open task ahead for each active follow-up: the next one appears when the last
+    is done or waived. An ended follow-up (or one past its end date) keeps only its history."""
+    with session.no_autoflush:
+        for follow_up in plan.follow_ups:
+            _derive_follow_up(session, plan, follow_up)
+    session.flush()
+
+
+def _derive_follow_up(session: Session, plan: TreatmentPlan, follow_up: MonitoringFollowUp) -> None:
+    tasks = sorted(follow_up.tasks, key=lambda t: (t.rule_date, t.id or 0))
+    closed = [t for t in tasks if not t.is_open]
+    open_tasks = [t for t in tasks if t.is_open]
+    wanted = follow_up_dates(follow_up, len(closed) + 1) if follow_up.is_active else []
+    next_date = wanted[len(closed)] if len(wanted) > len(closed) else None
+    keep = open_tasks[0] if open_tasks and next_date is not None else None
+    for task in open_tasks:
+        if task is not keep:
+            follow_up.tasks.remove(task)
+            plan.monitoring_tasks.remove(task)
+            session.delete(task)
+    if next_date is None:
+        return
+    if keep is None:
+        task = MonitoringTask(
+            kind=follow_up.kind, due_date=next_date, rule_date=next_date, status=TaskStatus.DUE
+        )
+        plan.monitoring_tasks.append(task)
+        follow_up.tasks.append(task)
+    elif keep.rule_date != next_date:
+        keep.rule_date = keep.due_date = next_date
+        keep.status = TaskStatus.DUE
+
+
+def _anti_hbc_positive(plan: TreatmentPlan) -> bool:
+    return any(
+        item.code == "anti_hbc" and item.result == "positive" for item in plan.screening_items
+    )
+
+
+def end_follow_up(
+    session: Session,
+    actor: Actor,
+    plan_id: int,
+    kind: str,
+    *,
+    reason: str,
+    notes: str | None = None,
+) -> MonitoringFollowUp:
+    """A clinician ends monitoring that continued after the plan: B-cell repletion recorded,
+    or another reason in words. Its open task goes; done ones stay as history."""
+    if actor.role != Role.CLINICIAN:
+        raise Forbidden("Only a clinician may end monitoring after treatment.")
+    plan = _plan(session, actor, plan_id)
+    follow_up = next((f for f in plan.follow_ups if f.kind == kind), None)
+    if follow_up is None:
+        raise NotFound(f"No monitoring of '{kind}' continues after this plan")
+    if not follow_up.is_active:
+        raise InvalidTransition("This monitoring has already ended", allowed=[])
+    text = (notes or "").strip() or None
+    if reason == FollowUpEnd.OTHER and (text is None or len(text) < MIN_REASON):
+        raise ValidationFailed(
+            errors={"notes": [f"Say why it ends, in at least {MIN_REASON} characters."]}
+        )
+    follow_up.ended_at = utcnow()
+    follow_up.end_reason = reason
+    follow_up.end_notes = text
+    follow_up.ended_by_id = actor.user_id
+    plan.updated_at = utcnow()
+    session.flush()
+    derive_follow_up_tasks(session, plan)
+    sync_plan_reminders(session, plan)
+    return follow_up
+
+
+def set_follow_up_until(
+    session: Session, plan: TreatmentPlan, kind: str, until: date | None
+) -> MonitoringFollowUp | None:
+    """Give an after-stop monitoring its end date (e.g. a hepatology consult's planned stop of
+    HBV DNA monitoring); None when the plan has no such follow-up. The caller syncs reminders
+    (or calls this before a change that does)."""
+    follow_up = next((f for f in plan.follow_ups if f.kind == kind), None)
+    if follow_up is None:
+        return None
+    follow_up.until = until
+    session.flush()
+    derive_follow_up_tasks(session, plan)
+    return follow_up
 
 
 def _wanted_tasks(regimen: Regimen, plan: TreatmentPlan, zone: str) -> list[_Wanted]:
     settings = regimen.resolve_settings(plan.settings)
     doses = [d for d in plan.doses if d.status not in SKIPPED_DOSE_STATUSES]
     planned = [d.as_planned(given_day_in=zone) for d in doses]
-    anti_hbc_positive = any(
-        item.code == "anti_hbc" and item.result == "positive" for item in plan.screening_items
-    )
+    anti_hbc_positive = _anti_hbc_positive(plan)
     horizon = Interval(months=regimen.horizon_months(settings)).add_to(plan.start_date)
     until = max([horizon, *(p.due_date for p in planned)])
     due = monitoring_due_dates(
@@ -138,6 +311,15 @@ def _wanted_tasks(regimen: Regimen, plan: TreatmentPlan, zone: str) -> list[_Wan
         else:
             wanted.append(_Wanted(kind, when, None, ordinals[kind]))
             ordinals[kind] += 1
+    return wanted
+
+
+def _after_plan_hbv(regimen: Regimen, plan: TreatmentPlan) -> list[_Wanted]:
+    ordinals: dict[str, int] = defaultdict(int)
+    wanted: list[_Wanted] = []
+    for kind, when in _hbv_tasks(regimen, plan, plan.start_date):
+        wanted.append(_Wanted(kind, when, None, ordinals[kind]))
+        ordinals[kind] += 1
     return wanted
 
 
@@ -279,6 +461,8 @@ def update_task(
         today = local_today(clinic_zone(session, task.plan.clinic_id))
         task.status = TaskStatus.OVERDUE if task.due_date < today else TaskStatus.DUE
     session.flush()
+    if task.follow_up_id is not None:
+        derive_follow_up_tasks(session, task.plan)
     sync_plan_reminders(session, task.plan)
     return task
 
@@ -295,6 +479,14 @@ def complete_task(
     return task
 
 
+def _active_follow_ups(clinic_ids: list[int]) -> Any:
+    return (
+        select(MonitoringFollowUp.id)
+        .join(TreatmentPlan, TreatmentPlan.id == MonitoringFollowUp.plan_id)
+        .where(TreatmentPlan.clinic_id.in_(clinic_ids), MonitoringFollowUp.ended_at.is_(None))
+    )
+
+
 # --- the nightly run --------------------------------------------------------------------------
 
 
@@ -306,7 +498,8 @@ def mark_overdue(
     "Today" is each clinic's own calendar date at `now` (default: the current instant), so a
     task due on the 3rd turns overdue at midnight in Auckland and in Los Angeles alike. Pass
     `today` to use one date for every clinic instead (a fixed date in tests or a manual run).
-    Only plans that are still open count. Returns {"overdue": n, "clinics": clinics checked}.
+    Only plans that are still open count, and monitoring that continues after a plan ended.
+    Returns {"overdue": n, "clinics": clinics checked}.
     """
     if today is not None and now is not None:
         raise ValueError("pass now or today, not both")
@@ -325,7 +518,15 @@ def mark_overdue(
             .where(
                 MonitoringTask.status == TaskStatus.DUE,
                 MonitoringTask.due_date < day,
-                MonitoringTask.plan_id.in_(open_plans),
+                or_(
+                    MonitoringTask.plan_id.in_(open_plans),
+                    MonitoringTask.follow_up_id.in_(_active_follow_ups(clinic_ids)),
+                    # The hepatitis B pathway's tests after the plan (up to their planned stop).
+                    and_(
+                        MonitoringTask.follow_up_id.is_(None),
+                        MonitoringTask.kind.in_(HBV_PATHWAY_KINDS),
+                    ),
+                ),
             )
             .values(
                 status=TaskStatus.OVERDUE,

@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
+from service.core.wall_clock import clinic_today
 from service.db import utcnow
 from service.errors import (
     AlreadyExists,
+    ContraindicatedByHistory,
     Forbidden,
     InvalidTransition,
     NotFound,
@@ -31,13 +33,14 @@ from service.models import (
 from service.protocols.catalog import Interval, Regimen, get_regimen
 from service.protocols.schedule import PlannedDose, monitoring_due_dates, plan_doses
 from service.reminders.derive import sync_plan_reminders
-from service.treatment.monitoring import derive_monitoring_tasks
+from service.treatment.monitoring import derive_monitoring_tasks, start_follow_ups
 from service.vocabulary import (
     OPEN_DOSE_STATUSES,
     OPEN_PLAN_STATUSES,
     Booking,
     DoseStatus,
     PlanStatus,
+    ReactionGrade,
     TaskStatus,
     values,
 )
@@ -56,6 +59,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     PlanStatus.DISCONTINUED: (),
 }
 GATED_TARGETS = values(PlanStatus.READY, PlanStatus.ACTIVE)
+CLOSED_PLAN_STATUSES = values(PlanStatus.COMPLETED, PlanStatus.DISCONTINUED)
 
 
 def plan_loader_options() -> list[Any]:
@@ -66,6 +70,7 @@ def plan_loader_options() -> list[Any]:
         selectinload(TreatmentPlan.doses).selectinload(Dose.checks),
         selectinload(TreatmentPlan.doses).selectinload(Dose.readiness_overrides),
         selectinload(TreatmentPlan.monitoring_tasks),
+        selectinload(TreatmentPlan.follow_ups),
     ]
 
 
@@ -117,7 +122,10 @@ def create_plan(
     session: Session, actor: Actor, patient_id: int, request: PlanRequest
 ) -> TreatmentPlan:
     """Start a plan: status screening, the regimen's checklist, its doses and monitoring."""
-    plan, _ = _draft_plan(session, actor, patient_id, request, lock=True)
+    plan, catalog_entry = _draft_plan(session, actor, patient_id, request, lock=True)
+    patient = session.get(Patient, patient_id)
+    assert patient is not None
+    _refuse_contraindicated(patient, catalog_entry)
     open_plan = session.scalar(
         select(TreatmentPlan.id).where(
             TreatmentPlan.patient_id == patient_id,
@@ -134,6 +142,36 @@ def create_plan(
     session.flush()
     schedule_changed(session, plan)
     return plan
+
+
+def _refuse_contraindicated(patient: Patient, regimen: Regimen) -> None:
+    """A life-threatening infusion reaction to the same molecule, under any earlier plan, is a
+    label contraindication (ocrelizumab, §1 and §11): no new plan of that drug."""
+    contraindication = regimen.contraindicated_by(LIFE_THREATENING_HOLD)
+    if contraindication is None:
+        return
+    history = [
+        e
+        for e in patient.reaction_history
+        if e["grade"] == ReactionGrade.LIFE_THREATENING and e["drug"] == regimen.molecule
+    ]
+    if history:
+        raise ContraindicatedByHistory(
+            f"{contraindication.text} The patient had a life-threatening infusion reaction to "
+            f"{regimen.molecule} (plan {history[0]['plan_id']}).",
+            contraindication=contraindication.code,
+            source=contraindication.source,
+            history=[
+                {
+                    "plan_id": e["plan_id"],
+                    "dose_id": e["dose_id"],
+                    "regimen": e["regimen"],
+                    "grade": e["grade"],
+                    "administered_at": e["administered_at"].isoformat(),
+                }
+                for e in history
+            ],
+        )
 
 
 def preview_plan(
@@ -322,6 +360,9 @@ def update_plan(
         plan.hold_reason = hold_reason
     if moving:
         _apply_transition(plan, target, hold_reason)
+        if target in CLOSED_PLAN_STATUSES:
+            plan.ended_on = clinic_today(session, plan.clinic_id)
+            start_follow_ups(session, plan, ended_on=plan.ended_on)
     touch(plan)
     session.flush()
     if replan or moving:
@@ -332,7 +373,7 @@ def update_plan(
 def _check_transition(plan: TreatmentPlan, target: str) -> None:
     allowed = list(TRANSITIONS[plan.status])
     if plan.status == PlanStatus.ON_HOLD:
-        if plan.hold_reason == LIFE_THREATENING_HOLD:
+        if plan.hold_reason == LIFE_THREATENING_HOLD and target != PlanStatus.DISCONTINUED:
             raise InvalidTransition(
                 "The plan is on hold after a life-threatening infusion reaction: the label says "
                 "to discontinue permanently, so it can only be discontinued.",
@@ -372,7 +413,7 @@ def _apply_transition(plan: TreatmentPlan, target: str, hold_reason: str | None)
         plan.hold_reason = hold_reason
     elif plan.status == PlanStatus.ON_HOLD:
         plan.hold_reason = None
-    if target in ("completed", "discontinued"):
+    if target in CLOSED_PLAN_STATUSES:
         for dose in plan.doses:
             if dose.status in OPEN_DOSE_STATUSES:
                 dose.status = DoseStatus.CANCELLED

@@ -54,6 +54,7 @@ OBJECT_KINDS = (
     "device",
     "user",
     "alert",
+    "stopped_plan",
 )
 PARAM = re.compile(r"<(?:[^:<>]+:)?(?P<name>[^<>]+)>")
 

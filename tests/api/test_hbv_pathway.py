@@ -333,6 +333,20 @@ def test_hbv_monitoring_outlives_the_plan_until_the_planned_stop(client, session
     assert len(dna_dates) == 4  # every 3 months from the baseline, within the 12 months
     assert dna_dates == _monitoring(client, plan.id, headers, "alt")
     assert all(d <= pathway["planned_stop"] for d in dna_dates)
+    # Their reminders go on after the plan too: the patient is asked before each test.
+    tasks = client.get(
+        f"/api/v1/plans/{plan.id}/monitoring?page_size=100", headers=headers
+    ).get_json()["items"]
+    hbv_task_ids = {t["id"] for t in tasks if t["kind"] in ("hbv_dna", "alt")}
+    reminders = client.get(
+        f"/api/v1/patients/{plan.patient_id}/reminders?page_size=100", headers=headers
+    ).get_json()["items"]
+    reminded = {
+        r["subject"]["id"]
+        for r in reminders
+        if r["subject"]["type"] == "monitoring_task" and r["status"] == "pending"
+    }
+    assert hbv_task_ids <= reminded
 
 
 def test_rituximab_protects_for_24_months_after_the_last_dose(client, session, settings):

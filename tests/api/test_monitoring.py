@@ -23,19 +23,23 @@ def test_new_plan_lists_its_monitoring(client, headers, plan):
     response = client.get(f"/api/v1/plans/{plan.id}/monitoring", headers=headers)
     assert response.status_code == 200
     body = response.get_json()
-    assert body["total"] == 3
+    # Issue 8 adds the blood count with differential at baseline and every 6 months.
+    assert body["total"] == 6
     assert [(t["kind"], t["due_date"], t["status"]) for t in body["items"]] == [
+        ("cbc", "2027-01-04", "due"),
         ("ig_quant", "2027-06-20", "due"),
+        ("cbc", "2027-07-04", "due"),
         ("mri", "2027-07-04", "due"),
         ("ig_quant", "2027-12-21", "due"),
+        ("cbc", "2028-01-04", "due"),
     ]
-    ig = body["items"][0]
+    ig = body["items"][1]
     assert ig["dose_id"] is not None
     assert ig["patient_id"] == plan.patient_id
 
     filtered = client.get(f"/api/v1/plans/{plan.id}/monitoring?status=done", headers=headers)
     assert filtered.get_json()["total"] == 0
-    paged = client.get(f"/api/v1/plans/{plan.id}/monitoring?page_size=1&page=2", headers=headers)
+    paged = client.get(f"/api/v1/plans/{plan.id}/monitoring?page_size=1&page=4", headers=headers)
     assert paged.get_json()["items"][0]["kind"] == "mri"
 
 

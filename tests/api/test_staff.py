@@ -83,8 +83,10 @@ def test_schedule_uses_the_clinic_local_day(client, session, headers, staff, ber
     assert first["dose"]["amount_mg"] == 300
     assert first["dose"]["booking"] == "confirmed"
     assert first["dose"]["status"] == "booked"
-    # Ocrelizumab IV, infusion 1: >= 150 min infusion + 60 min observation.
-    assert first["expected_chair_minutes"] == 210
+    # Ocrelizumab IV, infusion 1: 250 mL at 30 mL/h raised by 30 every 30 min to 180
+    # (159 min by the label's rate table) + 60 min observation.
+    assert first["expected_infusion_minutes"] == 159
+    assert first["expected_chair_minutes"] == 219
     drugs = {p["drug"]: p for p in first["premedications"]}
     assert drugs["methylprednisolone"]["dose_mg"] == 100
     assert drugs["methylprednisolone"]["route"] == "IV"
@@ -220,7 +222,11 @@ def test_worklist_sections(client, session, settings, headers, staff, berlin):
     tasks = [(t["plan"]["id"], t["task"]["kind"]) for t in body["overdue_tasks"]]
     assert (treating.id, "ig_quant") in tasks
     assert all(t["days_overdue"] > 0 for t in body["overdue_tasks"])
-    assert {t["plan"]["id"] for t in body["overdue_tasks"]} == {treating.id}
+    # Issue 8: the baseline blood count of the plan that never started is overdue too.
+    assert {t["plan"]["id"] for t in body["overdue_tasks"]} == {treating.id, missed.id}
+    assert [t["task"]["kind"] for t in body["overdue_tasks"] if t["plan"]["id"] == missed.id] == [
+        "cbc"
+    ]
     dates = [t["task"]["due_date"] for t in body["overdue_tasks"]]
     assert dates == sorted(dates)
 

@@ -4,7 +4,8 @@ Clinic 1 has patients A and B, clinic 2 has patient C; each of them is a *party*
 account, an open plan (checklist overridden, first dose given), an open dose (B's is booked for
 today), a monitoring task, a lab result and the alert it raised, reminders (one to acknowledge,
 one answered), an inbox message, a push device, and a second patient record without account or
-plan (the *newcomer*, for invitations and new plans). Every free-text field of a party's records
+open plan (the *newcomer*, for invitations and new plans; its one plan was discontinued after a
+dose, so its Ig monitoring continues). Every free-text field of a party's records
 carries that party's marker, e.g. "MARKER-A-7f3a" (the newcomer's: "MARKER-A2-7f3a"); the
 clinic's own texts (its name, its staff's e-mails) carry the clinic's marker, "MARKER-K1-7f3a".
 `World.visible_markers(actor)` says which markers an actor may ever read: any other marker in a
@@ -97,6 +98,8 @@ class Party:
     answered_reminder: Any
     message: Any
     device: Any
+    # The newcomer's earlier plan, discontinued after one dose: its Ig monitoring continues.
+    stopped_plan: Any = None
 
     @property
     def marker(self) -> str:
@@ -119,6 +122,7 @@ class Party:
             "device": {"device_id": self.device.id},
             "user": {"user_id": self.user.id},
             "alert": {"alert_id": self.alert.id},
+            "stopped_plan": {"plan_id": self.stopped_plan.id, "kind": "ig_quant"},
         }
         return ids[kind]
 
@@ -278,6 +282,7 @@ def _party(
         time_zone=ZONE,
     )
 
+    stopped_plan = _stopped_plan(session, staff, newcomer, newcomer_text)
     start = date.today() - PLAN_AGE
     plan = create_plan(
         session, staff, patient.id, PlanRequest(regimen=REGIMEN, start_date=start, notes=text)
@@ -416,4 +421,32 @@ def _party(
         answered_reminder=answered,
         message=message,
         device=device,
+        stopped_plan=stopped_plan,
     )
+
+
+def _stopped_plan(session: Session, staff: Any, patient: Patient, text: str) -> Any:
+    """A plan given one dose a year ago and then discontinued: monitoring continues after it."""
+    start = date.today() - timedelta(days=365)
+    plan = create_plan(
+        session, staff, patient.id, PlanRequest(regimen=REGIMEN, start_date=start, notes=text)
+    )
+    override_screening(session, staff, plan.id, reason=f"Treat anyway: {text}")
+    update_plan(session, staff, plan, {"status": "ready"})
+    first = plan.doses[0]
+    given_at = datetime.combine(start, time(10, 0), tzinfo=ZoneInfo(ZONE))
+    record_readiness_answer(
+        session, staff, first.id, "active_infection", result="negative", result_date=start
+    )
+    record_administration(
+        session,
+        staff,
+        first.id,
+        administered_at=given_at,
+        amount_mg=first.amount_mg,
+        premedications=[{"drug": text, "given_at": given_at - timedelta(minutes=45)}],
+        premedication_exception_reason=f"Local protocol premedication: {text}",
+        notes=text,
+    )
+    update_plan(session, staff, plan, {"status": "discontinued"})
+    return plan

@@ -178,7 +178,9 @@ def test_mark_overdue_with_a_fixed_date_leaves_done_and_closed_plans(session, st
     assert ("mri", date(2027, 7, 4), "done") in statuses
     assert ("ig_quant", date(2027, 12, 21), "due") in statuses
     assert {s for _, _, s in _summary(session, closed_plan)} == {"due"}
-    assert counts["overdue"] == 1
+    # Issue 8 added the blood count at baseline (4 Jan) and 6 months (4 Jul): overdue as well.
+    assert ("cbc", date(2027, 1, 4), "overdue") in statuses
+    assert counts["overdue"] == 3
     # Running it again finds nothing new.
     assert mark_overdue(session, today=date(2027, 7, 5))["overdue"] == 0
 

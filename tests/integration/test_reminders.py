@@ -234,10 +234,14 @@ def test_an_infusion_brings_a_symptom_check_in_24_hours_later(session, settings)
     assert checkin.local_time == time(14, 0)
 
 
-def test_a_plan_on_hold_has_no_pending_reminders(session, settings):
+def test_a_plan_on_hold_keeps_only_its_monitoring_reminders(session, settings):
+    # Issue 8: a hold stops the doses, not the monitoring (labs stay due while on hold).
     _, staff, _, plan = make_ready(session, settings)
     update_plan(session, actor_of(staff), plan, {"status": "on_hold", "hold_reason": "infection"})
-    assert reminders(session, plan) == {}
+    kinds = {kind for kind, _ in reminders(session, plan)}
+    assert kinds == {"labs_due", "monitoring_overdue"}
+    subjects = {r.subject_type for r in reminders(session, plan).values()}
+    assert subjects == {"monitoring_task"}
 
 
 def make_ready(session, settings):

@@ -10,6 +10,7 @@ from service.protocols import (
     PlannedDose,
     check_minimum_interval,
     expected_chair_minutes,
+    expected_infusion_minutes,
     extend_doses,
     get_regimen,
     hbv_monitoring_dates,
@@ -486,9 +487,12 @@ def test_monitoring_for_ocrelizumab() -> None:
     )
 
     assert tasks == [
+        ("cbc", date(2027, 1, 4)),  # blood count at baseline (issue 8)
         ("ig_quant", date(2027, 6, 20)),  # 14 days before Jul 4
+        ("cbc", date(2027, 7, 4)),  # and every 6 months
         ("mri", date(2027, 7, 4)),  # re-baseline at 6 months
         ("ig_quant", date(2027, 12, 21)),  # 14 days before Jan 4
+        ("cbc", date(2028, 1, 4)),
     ]
 
 
@@ -543,21 +547,34 @@ def test_expected_chair_minutes() -> None:
     ubl = _plan("ublituximab-iv", date(2027, 1, 4))
     sc = _plan("ocrelizumab-sc", date(2027, 1, 4))
 
-    # infusion minimum + observation
-    assert [expected_chair_minutes(get_regimen("ocrelizumab-iv"), d) for d in ocr] == [
-        150 + 60,
-        150 + 60,
+    # Infusion time from the catalog's rate tables + observation (issue 8: chair time is
+    # computed from the rates; infusions 1 and 2 of ocrelizumab run 159 min by the label's
+    # table, a little over its ">= 2.5 h").
+    ocrelizumab = get_regimen("ocrelizumab-iv")
+    assert [expected_chair_minutes(ocrelizumab, d) for d in ocr] == [
+        159 + 60,
+        159 + 60,
         210 + 60,
         210 + 60,
     ]
-    assert [expected_chair_minutes(get_regimen("ublituximab-iv"), d) for d in ubl] == [
+    # The shorter option: 15 + 15 + 30 + 60 min at 100/200/250/300 mL/h.
+    assert expected_chair_minutes(ocrelizumab, ocr[2], option="short_2h") == 120 + 60
+    ublituximab = get_regimen("ublituximab-iv")
+    assert [expected_chair_minutes(ublituximab, d) for d in ubl] == [
         240 + 60,
         60 + 60,
         60,
         60,
     ]
+    # From the third infusion: the hour of observation after any earlier reaction.
+    assert expected_chair_minutes(ublituximab, ubl[2], had_reaction=True) == 60 + 60
     assert [expected_chair_minutes(get_regimen("ocrelizumab-sc"), d) for d in sc] == [70, 25, 25]
     rtx = _plan("rituximab-iv", date(2027, 1, 4))
-    assert expected_chair_minutes(get_regimen("rituximab-iv"), rtx[0]) is None
+    rituximab = get_regimen("rituximab-iv")
+    # mg/h rates: 1000 mg at 50 mg/h raised by 50 every 30 min to 400 takes 255 min, but the
+    # observation after it is unconfirmed, so no chair time.
+    assert expected_infusion_minutes(rituximab, rtx[0]) == 255
+    assert expected_infusion_minutes(rituximab, rtx[1]) == 120
+    assert expected_chair_minutes(rituximab, rtx[0]) is None
     ofa = _plan("ofatumumab-sc", date(2027, 1, 4))
     assert expected_chair_minutes(get_regimen("ofatumumab-sc"), ofa[0]) is None

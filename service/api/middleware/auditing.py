@@ -67,7 +67,7 @@ COLLECTIONS = {
 STAFF_VIEWS = frozenset({"schedule", "worklist"})
 # A POST to one of these runs an operation on the object the URL names before it.
 OPERATIONS = frozenset(
-    {"administration", "override", "ack", "read", "resolve", "invitation", "password"}
+    {"administration", "override", "ack", "read", "resolve", "invitation", "password", "end"}
 )
 METHOD_ACTIONS = {
     "GET": "read",

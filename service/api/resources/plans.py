@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas.common import page_of
+from schemas.monitoring import FollowUpEndSchema, FollowUpSchema
 from schemas.plans import (
     PlanCreateSchema,
     PlanPreviewArgsSchema,
@@ -16,7 +17,7 @@ from schemas.plans import (
     PlanUpdateSchema,
 )
 from service.api.context import actor, db, login_required
-from service.treatment import plans
+from service.treatment import monitoring, plans
 
 blp = Blueprint("plans", __name__, description="Treatment plans")
 
@@ -75,3 +76,16 @@ class MyPlans(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """List the signed-in patient's own plans."""
         return plans.list_my_plans(db(), actor(), **args)
+
+
+@blp.route("/plans/<int:plan_id>/follow-ups/<string:kind>/end")
+class FollowUpEnd(MethodView):
+    decorators = [login_required]
+
+    @blp.arguments(FollowUpEndSchema)
+    @blp.response(200, FollowUpSchema)
+    def post(self, data: dict[str, Any], plan_id: int, kind: str) -> Any:
+        """End monitoring that continued after the plan (B-cell repletion, or another reason)."""
+        follow_up = monitoring.end_follow_up(db(), actor(), plan_id, kind, **data)
+        db().commit()
+        return follow_up

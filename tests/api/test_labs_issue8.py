@@ -131,6 +131,7 @@ def test_the_clinics_window_and_who_is_asked(client, session, settings):
 
     other = make_patient(session, clinic, can_become_pregnant=False)
     other_plan = make_plan(session, other, staff, start_date=start)
-    assert client.get(f"/api/v1/plans/{other_plan.id}", headers=headers).get_json()[
-        "contraception"
-    ] is None
+    assert (
+        client.get(f"/api/v1/plans/{other_plan.id}", headers=headers).get_json()["contraception"]
+        is None
+    )

@@ -37,7 +37,15 @@ def _world(session, settings, zone=BERLIN, start=date(2027, 3, 15), **patient_fi
     staff = make_user(session, settings, clinic, "clinician")
     patient = make_patient(session, clinic, time_zone=zone, **patient_fields)
     user = make_user(session, settings, clinic, "patient", patient=patient)
-    plan = make_plan(session, patient, staff, start_date=start, cleared=True)
+    # First doses months ahead: screening results (dated this week) must stay current that long.
+    plan = make_plan(
+        session,
+        patient,
+        staff,
+        start_date=start,
+        cleared=True,
+        settings={"screening_validity_days": "one_hundred_eighty_days"},
+    )
     return clinic, staff, patient, user, plan
 
 

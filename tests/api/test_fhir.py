@@ -291,7 +291,8 @@ def test_qualitative_results_fill_the_checklist(client, session, world):
     }
     response = _post(client, world, anti_hbc, other)
     assert response.status_code == 200, response.get_json()
-    plan_id = other.plans[0].id
+    plans = client.get(f"/api/v1/patients/{other.id}/plans", headers=world["headers"])
+    plan_id = plans.get_json()["items"][0]["id"]
     item = client.get(f"/api/v1/plans/{plan_id}/screening/anti_hbc", headers=world["headers"])
     assert item.get_json()["result"] == "positive"
     checklist = client.get(f"/api/v1/plans/{plan_id}/screening", headers=world["headers"])

@@ -59,6 +59,25 @@ class FollowUpSchema(StrictSchema):
     end_notes = fields.String(dump_only=True, allow_none=True)
 
 
+class HepatitisBFollowUpSchema(StrictSchema):
+    """The hepatitis B pathway's tests that go on after a plan ended, up to the planned stop."""
+
+    plan_id = fields.Integer(dump_only=True)
+    kinds = fields.List(fields.String(), dump_only=True, metadata={"description": "hbv_dna, alt"})
+    path = fields.String(
+        dump_only=True, metadata={"description": "anti_hbc_positive | hbsag_positive"}
+    )
+    reason = fields.String(dump_only=True)
+    planned_stop = fields.Date(dump_only=True)
+    planned_stop_source = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "consult | hbv_prophylaxis_after_last_dose"},
+    )
+    every_months = fields.Integer(dump_only=True, allow_none=True)
+    next_due = fields.Date(dump_only=True)
+
+
 class FollowUpEndSchema(StrictSchema):
     reason = fields.String(required=True, validate=validate.OneOf(values(FollowUpEnd)))
     notes = text(MAX_NOTES, allow_none=True)

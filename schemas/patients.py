@@ -7,7 +7,7 @@ from datetime import date
 from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.common import PageArgsSchema, PartialMixin, StrictSchema, TimeZoneField, text
-from schemas.monitoring import FollowUpSchema
+from schemas.monitoring import FollowUpSchema, HepatitisBFollowUpSchema
 from schemas.plans import ReactionHistorySchema
 
 
@@ -50,6 +50,11 @@ class PatientSchema(StrictSchema):
         fields.Nested(FollowUpSchema),
         dump_only=True,
         metadata={"description": "What is still monitored after a plan ended, and why"},
+    )
+    hepatitis_b_after_treatment = fields.List(
+        fields.Nested(HepatitisBFollowUpSchema),
+        dump_only=True,
+        metadata={"description": "Hepatitis B tests still due after a plan ended, and why"},
     )
     reaction_history = fields.List(
         fields.Nested(ReactionHistorySchema),

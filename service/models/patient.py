@@ -84,3 +84,30 @@ class Patient(Base):
     def monitoring_after_treatment(self) -> list[MonitoringFollowUp]:
         """Monitoring that goes on after a plan ended, still active."""
         return [f for plan in self.plans for f in plan.follow_ups if f.is_active]
+
+    @property
+    def hepatitis_b_after_treatment(self) -> list[dict[str, Any]]:
+        """The hepatitis B pathway's tests still due after a plan ended (up to its planned
+        stop), per plan: why, until when, how often, and the next one."""
+        entries: list[dict[str, Any]] = []
+        for plan in self.plans:
+            pathway = plan.hbv_pathway if not plan.is_open else None
+            if pathway is None or not pathway.active or pathway.planned_stop is None:
+                continue
+            kinds = {r.kind for r in plan.regimen.monitoring if r.condition == "hbv_pathway"}
+            due = sorted(t.due_date for t in plan.monitoring_tasks if t.kind in kinds and t.is_open)
+            if not due:
+                continue
+            entries.append(
+                {
+                    "plan_id": plan.id,
+                    "kinds": sorted(kinds),
+                    "path": pathway.path,
+                    "reason": pathway.reason,
+                    "planned_stop": pathway.planned_stop,
+                    "planned_stop_source": pathway.planned_stop_source,
+                    "every_months": pathway.monitoring_interval_months,
+                    "next_due": due[0],
+                }
+            )
+        return entries

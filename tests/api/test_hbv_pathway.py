@@ -347,6 +347,14 @@ def test_hbv_monitoring_outlives_the_plan_until_the_planned_stop(client, session
         if r["subject"]["type"] == "monitoring_task" and r["status"] == "pending"
     }
     assert hbv_task_ids <= reminded
+    # The patient record says what is still monitored, why, and until when.
+    record = client.get(f"/api/v1/patients/{plan.patient_id}", headers=headers).get_json()
+    (hbv,) = record["hepatitis_b_after_treatment"]
+    assert hbv["plan_id"] == plan.id
+    assert hbv["kinds"] == ["alt", "hbv_dna"]
+    assert hbv["path"] == "anti_hbc_positive"
+    assert hbv["planned_stop"] == pathway["planned_stop"]
+    assert hbv["next_due"] == min(dna_dates)
 
 
 def test_rituximab_protects_for_24_months_after_the_last_dose(client, session, settings):

@@ -109,6 +109,22 @@ def _chair_minutes(dose: Dose) -> int | None:
     return dose.chair_minutes
 
 
+def _dose_subject(dose: Dose) -> dict[str, Any]:
+    """What a worklist entry about a dose names: the patient, the plan, the dose, and links."""
+    return {
+        "patient": _patient_summary(dose.plan.patient),
+        "plan": _plan_summary(dose.plan),
+        "dose": _dose_summary(dose),
+        "links": _links(dose.plan, dose),
+    }
+
+
+def _dose_entry(dose: Dose, zone: ZoneInfo) -> dict[str, Any]:
+    """A dose's worklist entry with its day on the clinic's wall clock."""
+    day = dose.appointment_at.astimezone(zone).date() if dose.appointment_at else dose.due_date
+    return {**_dose_subject(dose), "appointment_at": dose.appointment_at, "date": day}
+
+
 def _links(plan: TreatmentPlan, dose: Dose | None = None) -> dict[str, str]:
     """Where the entry's objects are read and changed."""
     links = {"plan": f"{API}/plans/{plan.id}", "patient": f"{API}/patients/{plan.patient_id}"}
@@ -406,17 +422,12 @@ def _readiness_open(
         readiness = dose.readiness
         if readiness.ready:
             continue
-        day = dose.appointment_at.astimezone(zone).date() if dose.appointment_at else dose.due_date
+        entry = _dose_entry(dose, zone)
         entries.append(
             {
-                "patient": _patient_summary(dose.plan.patient),
-                "plan": _plan_summary(dose.plan),
-                "dose": _dose_summary(dose),
-                "appointment_at": dose.appointment_at,
-                "date": day,
-                "days_until": (day - today).days,
+                **entry,
+                "days_until": (entry["date"] - today).days,
                 "open_items": readiness.blocking_items,
-                "links": _links(dose.plan, dose),
             }
         )
     entries.sort(key=lambda e: (e["date"], e["dose"]["id"]))
@@ -454,13 +465,10 @@ def _observation_missing(
             continue
         entries.append(
             {
-                "patient": _patient_summary(dose.plan.patient),
-                "plan": _plan_summary(dose.plan),
-                "dose": _dose_summary(dose),
+                **_dose_subject(dose),
                 "administered_at": administration.administered_at,
                 "required_minutes": required,
                 "recorded_minutes": recorded,
-                "links": _links(dose.plan, dose),
             }
         )
     return entries
@@ -491,18 +499,8 @@ def _overdue_doses(
     ).all()
     entries: list[dict[str, Any]] = []
     for dose in doses:
-        day = dose.appointment_at.astimezone(zone).date() if dose.appointment_at else dose.due_date
-        entries.append(
-            {
-                "patient": _patient_summary(dose.plan.patient),
-                "plan": _plan_summary(dose.plan),
-                "dose": _dose_summary(dose),
-                "appointment_at": dose.appointment_at,
-                "date": day,
-                "days_overdue": (today - day).days,
-                "links": _links(dose.plan, dose),
-            }
-        )
+        entry = _dose_entry(dose, zone)
+        entries.append({**entry, "days_overdue": (today - entry["date"]).days})
     entries.sort(key=lambda e: (e["date"], e["dose"]["id"]))
     return entries, total
 

@@ -168,7 +168,8 @@ def _burst(server: Server, headers: dict[str, str], patient_id: int) -> list[Sen
                 sent.append(request)
             try:
                 answered = _send(server.base, headers, request, "a")
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                # kill -9 can land before the answer or in the middle of its body
                 return
             request.status, request.answer = answered.status, answered.answer
             request.request_id = answered.request_id

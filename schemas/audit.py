@@ -6,8 +6,8 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema
-from service.vocabulary import AuditAction, AuditOutcome, values
+from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, Vocabulary
+from service.vocabulary import AuditAction, AuditOutcome, Role, values
 
 ACTIONS = values(AuditAction)
 OUTCOMES = values(AuditOutcome)
@@ -18,14 +18,20 @@ class AuditEventSchema(StrictSchema):
     occurred_at = fields.DateTime(dump_only=True)
     request_id = fields.String(dump_only=True)
     actor_id = fields.Integer(dump_only=True, allow_none=True)
-    actor_role = fields.String(dump_only=True, allow_none=True)
+    actor_role = fields.String(validate=Vocabulary(Role), dump_only=True, allow_none=True)
     clinic_id = fields.Integer(dump_only=True, allow_none=True)
-    action = fields.String(dump_only=True, metadata={"description": f"One of {', '.join(ACTIONS)}"})
+    action = fields.String(
+        validate=Vocabulary(AuditAction),
+        dump_only=True,
+        metadata={"description": f"One of {', '.join(ACTIONS)}"},
+    )
     resource_type = fields.String(dump_only=True)
     resource_id = fields.String(dump_only=True, allow_none=True)
     patient_id = fields.Integer(dump_only=True, allow_none=True)
     outcome = fields.String(
-        dump_only=True, metadata={"description": f"One of {', '.join(OUTCOMES)}"}
+        validate=Vocabulary(AuditOutcome),
+        dump_only=True,
+        metadata={"description": f"One of {', '.join(OUTCOMES)}"},
     )
     status_code = fields.Integer(dump_only=True)
     source_address = fields.String(dump_only=True, allow_none=True)
@@ -43,8 +49,8 @@ class AuditQueryArgsSchema(PageArgsSchema):
     actor_id = fields.Integer(validate=validate.Range(min=1, max=MAX_INT_ID))
     since = fields.AwareDateTime(metadata={"description": "Events at or after this instant"})
     until = fields.AwareDateTime(metadata={"description": "Events before this instant"})
-    action = fields.String(validate=validate.OneOf(ACTIONS))
-    outcome = fields.String(validate=validate.OneOf(OUTCOMES))
+    action = fields.String(validate=Vocabulary(AuditAction))
+    outcome = fields.String(validate=Vocabulary(AuditOutcome))
 
     @validates_schema
     def _since_before_until(self, data: dict[str, Any], **_kwargs: Any) -> None:

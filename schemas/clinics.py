@@ -8,7 +8,14 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate
 
 from schemas.auth import new_password
-from schemas.common import PageArgsSchema, PartialMixin, StrictSchema, TimeZoneField, text
+from schemas.common import (
+    PageArgsSchema,
+    PartialMixin,
+    StrictSchema,
+    TimeZoneField,
+    Vocabulary,
+    text,
+)
 from service.clinics.settings import public_settings
 from service.vocabulary import STAFF_ROLES, Role, values
 
@@ -68,6 +75,6 @@ class UserUpdateSchema(StrictSchema):
 
 class UserQueryArgsSchema(PageArgsSchema):
     role = fields.String(
-        validate=validate.OneOf(values(Role)),
+        validate=Vocabulary(Role),
         metadata={"description": "Only this role (default: staff, i.e. admin and clinician)"},
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from service.core.wall_clock import is_known_time_zone
+from service.vocabulary import values
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -21,6 +23,12 @@ MAX_INT_ID = 2**31 - 1
 EARLIEST_DATE = date(1900, 1, 1)
 LATEST_DATE = date(2999, 12, 31)
 _DATE_RANGE = f"Must be between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}."
+
+
+# A response field absent from some bodies (every other response field is in every body, null
+# when it has no value): `metadata=SOMETIMES_ABSENT`. The OpenAPI document leaves it optional.
+SOMETIMES_ABSENT_KEY = "x-sometimes-absent"
+SOMETIMES_ABSENT = {SOMETIMES_ABSENT_KEY: True}
 
 
 class StrictSchema(ma.Schema):
@@ -63,6 +71,15 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_has_nul(item) for item in value)
     return False
+
+
+class Vocabulary(validate.OneOf):
+    """One of a vocabulary's values (service/vocabulary.py). The OpenAPI document names the
+    enum after the vocabulary, so every field of it has one type in a generated client."""
+
+    def __init__(self, vocabulary: type[StrEnum]) -> None:
+        super().__init__(values(vocabulary))
+        self.vocabulary = vocabulary
 
 
 class PageArgsSchema(StrictSchema):

@@ -6,12 +6,16 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.common import PageArgsSchema, StrictSchema, text
+from schemas.common import PageArgsSchema, StrictSchema, Vocabulary, text
 from service.vocabulary import (
     DOSE_STATUS_CHANGES,
+    AnsweredBy,
     Booking,
+    DoseKind,
     DoseStatus,
+    PlanStatus,
     ReactionGrade,
+    ReadinessCode,
     ReadinessStatus,
     ScreeningOutcome,
     values,
@@ -29,15 +33,23 @@ ANSWER_RESULTS = ["negative", "positive", "indeterminate", "done", "low", "norma
 
 
 class ReadinessBlockingItemSchema(StrictSchema):
-    code = fields.String(dump_only=True)
-    outcome = fields.String(dump_only=True)
+    code = fields.String(validate=Vocabulary(ReadinessCode), dump_only=True)
+    outcome = fields.String(validate=Vocabulary(ScreeningOutcome), dump_only=True)
 
 
 class ReadinessItemSchema(StrictSchema):
-    code = fields.String(dump_only=True)
+    code = fields.String(validate=Vocabulary(ReadinessCode), dump_only=True)
     label = fields.String(dump_only=True)
-    status = fields.String(dump_only=True, metadata={"description": " | ".join(READINESS_STATUSES)})
-    outcome = fields.String(dump_only=True, metadata={"description": " | ".join(OUTCOMES)})
+    status = fields.String(
+        validate=Vocabulary(ReadinessStatus),
+        dump_only=True,
+        metadata={"description": " | ".join(READINESS_STATUSES)},
+    )
+    outcome = fields.String(
+        validate=Vocabulary(ScreeningOutcome),
+        dump_only=True,
+        metadata={"description": " | ".join(OUTCOMES)},
+    )
     blocks = fields.Boolean(
         dump_only=True, metadata={"description": "Keeps the dose from being given"}
     )
@@ -46,7 +58,10 @@ class ReadinessItemSchema(StrictSchema):
     result = fields.String(dump_only=True, allow_none=True)
     result_date = fields.Date(dump_only=True, allow_none=True)
     answered_by = fields.String(
-        dump_only=True, allow_none=True, metadata={"description": "staff | patient"}
+        validate=Vocabulary(AnsweredBy),
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "staff | patient"},
     )
     recorded_at = fields.DateTime(dump_only=True, allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
@@ -101,7 +116,7 @@ class PremedicationGivenSchema(StrictSchema):
 
 
 class InfusionReactionSchema(StrictSchema):
-    grade = fields.String(required=True, validate=validate.OneOf(REACTION_GRADES))
+    grade = fields.String(required=True, validate=Vocabulary(ReactionGrade))
     onset_at = fields.AwareDateTime(allow_none=True)
     action = text(64, allow_none=True)
     notes = text(2000, allow_none=True)
@@ -166,7 +181,7 @@ class DoseSchema(StrictSchema):
     plan_id = fields.Integer(dump_only=True)
     sequence = fields.Integer(dump_only=True)
     course = fields.Integer(dump_only=True)
-    kind = fields.String(dump_only=True)
+    kind = fields.String(validate=Vocabulary(DoseKind), dump_only=True)
     rule_key = fields.String(dump_only=True)
     amount_mg = fields.Integer(dump_only=True)
     due_date = fields.Date(dump_only=True)
@@ -175,9 +190,16 @@ class DoseSchema(StrictSchema):
         allow_none=True,
         metadata={"description": "Earliest allowed date (minimum interval)"},
     )
-    status = fields.String(dump_only=True, metadata={"description": " | ".join(DOSE_STATUSES)})
+    status = fields.String(
+        validate=Vocabulary(DoseStatus),
+        dump_only=True,
+        metadata={"description": " | ".join(DOSE_STATUSES)},
+    )
     booking = fields.String(
-        dump_only=True, allow_none=True, metadata={"description": " | ".join(BOOKINGS)}
+        validate=Vocabulary(Booking),
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": " | ".join(BOOKINGS)},
     )
     appointment_at = fields.DateTime(dump_only=True, allow_none=True)
     location = fields.String(dump_only=True, allow_none=True)
@@ -218,7 +240,7 @@ class DoseWarningSchema(StrictSchema):
 class DoseChangeSchema(DoseSchema):
     """A changed dose, with the plan's status and what else the change did."""
 
-    plan_status = fields.String(dump_only=True)
+    plan_status = fields.String(validate=Vocabulary(PlanStatus), dump_only=True)
     warnings = fields.List(fields.Nested(DoseWarningSchema), dump_only=True)
 
 
@@ -228,7 +250,7 @@ class DoseUpdateSchema(StrictSchema):
     )
     due_date = fields.Date(metadata={"description": "Reschedules the dose"})
     location = text(200, allow_none=True)
-    booking = fields.String(validate=validate.OneOf(BOOKINGS))
+    booking = fields.String(validate=Vocabulary(Booking))
     cascade = fields.Boolean(
         metadata={"description": "Move the later open doses by the same days (default true)"}
     )

@@ -7,16 +7,19 @@ from typing import Any
 from marshmallow import fields, post_dump
 
 from schemas.auth import new_password
-from schemas.common import StrictSchema, text
+from schemas.common import SOMETIMES_ABSENT, StrictSchema, Vocabulary, text
 from service.accounts.passwords import MAX_PASSWORD_LENGTH
+from service.vocabulary import Role
 
 
 class MeSchema(StrictSchema):
     user_id = fields.Integer(attribute="id", dump_only=True)
-    role = fields.String(dump_only=True)
+    role = fields.String(validate=Vocabulary(Role), dump_only=True)
     clinic_id = fields.Integer(dump_only=True)
     email = fields.String(dump_only=True)
-    patient_id = fields.Integer(dump_only=True, metadata={"description": "Patients only"})
+    patient_id = fields.Integer(
+        dump_only=True, metadata={"description": "Patients only", **SOMETIMES_ABSENT}
+    )
 
     @post_dump
     def _patient_id_for_patients_only(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:

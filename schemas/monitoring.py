@@ -6,8 +6,8 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, text
-from service.vocabulary import FollowUpEnd, TaskStatus, values
+from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, Vocabulary, text
+from service.vocabulary import FollowUpEnd, HbvPath, TaskStatus, values
 
 MAX_NOTES = 2000
 
@@ -55,7 +55,7 @@ class FollowUpSchema(StrictSchema):
     until = fields.Date(dump_only=True, allow_none=True)
     next_due = fields.Date(dump_only=True, allow_none=True)
     ended_at = fields.DateTime(dump_only=True, allow_none=True)
-    end_reason = fields.String(dump_only=True, allow_none=True)
+    end_reason = fields.String(validate=Vocabulary(FollowUpEnd), dump_only=True, allow_none=True)
     end_notes = fields.String(dump_only=True, allow_none=True)
 
 
@@ -65,7 +65,9 @@ class HepatitisBFollowUpSchema(StrictSchema):
     plan_id = fields.Integer(dump_only=True)
     kinds = fields.List(fields.String(), dump_only=True, metadata={"description": "hbv_dna, alt"})
     path = fields.String(
-        dump_only=True, metadata={"description": "anti_hbc_positive | hbsag_positive"}
+        validate=validate.OneOf(values(HbvPath.ANTI_HBC_POSITIVE, HbvPath.HBSAG_POSITIVE)),
+        dump_only=True,
+        metadata={"description": "anti_hbc_positive | hbsag_positive"},
     )
     reason = fields.String(dump_only=True)
     planned_stop = fields.Date(dump_only=True)
@@ -79,7 +81,7 @@ class HepatitisBFollowUpSchema(StrictSchema):
 
 
 class FollowUpEndSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.OneOf(values(FollowUpEnd)))
+    reason = fields.String(required=True, validate=Vocabulary(FollowUpEnd))
     notes = text(MAX_NOTES, allow_none=True)
 
 
@@ -105,4 +107,4 @@ class MonitoringTaskUpdateSchema(StrictSchema):
 
 
 class MonitoringQueryArgsSchema(PageArgsSchema):
-    status = fields.String(validate=validate.OneOf(values(TaskStatus)))
+    status = fields.String(validate=Vocabulary(TaskStatus))

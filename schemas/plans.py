@@ -7,11 +7,19 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from schemas.common import PageArgsSchema, StrictSchema, text
+from schemas.common import PageArgsSchema, StrictSchema, Vocabulary, text
 from schemas.doses import ReadinessSchema
 from schemas.monitoring import FollowUpSchema
 from schemas.screening import ScreeningChecklistSchema
-from service.vocabulary import PlanStatus, values
+from service.vocabulary import (
+    Booking,
+    DoseKind,
+    DoseStatus,
+    PlanStatus,
+    ReactionGrade,
+    TaskStatus,
+    values,
+)
 
 PLAN_STATUSES = values(PlanStatus)
 # A plan may be entered for someone already on treatment, but not for another century.
@@ -30,12 +38,12 @@ class PlanDoseSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     sequence = fields.Integer(dump_only=True)
     course = fields.Integer(dump_only=True)
-    kind = fields.String(dump_only=True)
+    kind = fields.String(validate=Vocabulary(DoseKind), dump_only=True)
     amount_mg = fields.Integer(dump_only=True)
     due_date = fields.Date(dump_only=True)
     earliest_date = fields.Date(dump_only=True, allow_none=True)
-    status = fields.String(dump_only=True)
-    booking = fields.String(dump_only=True, allow_none=True)
+    status = fields.String(validate=Vocabulary(DoseStatus), dump_only=True)
+    booking = fields.String(validate=Vocabulary(Booking), dump_only=True, allow_none=True)
     appointment_at = fields.DateTime(dump_only=True, allow_none=True)
     location = fields.String(dump_only=True, allow_none=True)
     needs_review = fields.Boolean(dump_only=True)
@@ -47,12 +55,12 @@ class PlanMonitoringTaskSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     kind = fields.String(dump_only=True)
     due_date = fields.Date(dump_only=True)
-    status = fields.String(dump_only=True)
+    status = fields.String(validate=Vocabulary(TaskStatus), dump_only=True)
     after_treatment = fields.Boolean(dump_only=True)
 
 
 class ReactionHistorySchema(StrictSchema):
-    grade = fields.String(dump_only=True)
+    grade = fields.String(validate=Vocabulary(ReactionGrade), dump_only=True)
     drug = fields.String(dump_only=True)
     regimen = fields.String(dump_only=True)
     plan_id = fields.Integer(dump_only=True)
@@ -87,7 +95,11 @@ class PlanSchema(StrictSchema):
     patient_id = fields.Integer(dump_only=True)
     regimen = fields.String(attribute="regimen_code", dump_only=True)
     variant = fields.String(dump_only=True)
-    status = fields.String(dump_only=True, metadata={"description": " | ".join(PLAN_STATUSES)})
+    status = fields.String(
+        validate=Vocabulary(PlanStatus),
+        dump_only=True,
+        metadata={"description": " | ".join(PLAN_STATUSES)},
+    )
     start_date = fields.Date(dump_only=True)
     settings = fields.Dict(
         keys=fields.String(),
@@ -126,6 +138,30 @@ class PlanSchema(StrictSchema):
     )
 
 
+class PlanDosePreviewSchema(PlanDoseSchema):
+    id = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "Always null"})
+
+
+class PlanMonitoringTaskPreviewSchema(PlanMonitoringTaskSchema):
+    id = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "Always null"})
+
+
+class PlanPreviewSchema(PlanSchema):
+    """The plan creating would store, computed and not stored: the same fields as a plan, with
+    null where only a stored plan has a value (ids, version, timestamps)."""
+
+    id = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "Always null"})
+    version = fields.Integer(dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True, allow_none=True)
+    updated_at = fields.DateTime(dump_only=True, allow_none=True)
+    doses = fields.List(fields.Nested(PlanDosePreviewSchema), dump_only=True)
+    monitoring = fields.List(
+        fields.Nested(PlanMonitoringTaskPreviewSchema),
+        attribute="monitoring_tasks",
+        dump_only=True,
+    )
+
+
 class PlanCreateSchema(StrictSchema):
     regimen = text(64, min_length=1, required=True, metadata={"example": "ocrelizumab-iv"})
     start_date = fields.Date(required=True)
@@ -152,7 +188,7 @@ class PlanPreviewArgsSchema(StrictSchema):
 
 
 class PlanUpdateSchema(StrictSchema):
-    status = fields.String(validate=validate.OneOf(PLAN_STATUSES))
+    status = fields.String(validate=Vocabulary(PlanStatus))
     start_date = fields.Date()
     notes = text(2000, allow_none=True)
     hold_reason = text(500, allow_none=True)

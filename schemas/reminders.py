@@ -6,7 +6,8 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import StrictSchema, text
+from schemas.common import StrictSchema, Vocabulary, text
+from service.vocabulary import Audience, ChannelName, ReminderStatus
 
 SYMPTOM_CODES = (
     "fever",
@@ -34,11 +35,11 @@ class SubjectSchema(StrictSchema):
 class ReminderSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     kind = fields.String(dump_only=True)
-    audience = fields.String(dump_only=True)
+    audience = fields.String(validate=Vocabulary(Audience), dump_only=True)
     fire_at = fields.DateTime(dump_only=True)
     local_time = fields.Method("_local_time", dump_only=True)
     time_zone = fields.String(dump_only=True)
-    status = fields.String(dump_only=True)
+    status = fields.String(validate=Vocabulary(ReminderStatus), dump_only=True)
     channels = fields.List(fields.String(), dump_only=True)
     subject = fields.Method("_subject", dump_only=True)
     acked_at = fields.DateTime(dump_only=True, allow_none=True)
@@ -51,7 +52,7 @@ class ReminderSchema(StrictSchema):
 
 
 class DeliverySchema(StrictSchema):
-    channel = fields.String(dump_only=True)
+    channel = fields.String(validate=Vocabulary(ChannelName), dump_only=True)
     attempt = fields.Integer(dump_only=True)
     outcome = fields.String(dump_only=True)
     response_code = fields.Integer(dump_only=True, allow_none=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.common import StrictSchema, text
+from schemas.common import StrictSchema, Vocabulary, text
 from service.vocabulary import ConsultDecision, HbvPath, ScreeningOutcome, ScreeningStatus, values
 
 SCREENING_RESULTS = [
@@ -44,7 +44,7 @@ class ConsultSchema(StrictSchema):
     Its day is the item's result_date."""
 
     consultant = text(200, min_length=1, required=True, metadata={"description": "Who"})
-    decision = fields.String(required=True, validate=validate.OneOf(values(ConsultDecision)))
+    decision = fields.String(required=True, validate=Vocabulary(ConsultDecision))
     prophylaxis = fields.Nested(ProphylaxisSchema, allow_none=True)
     monitoring_interval_months = fields.Integer(
         allow_none=True,
@@ -71,9 +71,13 @@ class LiverTestResultSchema(LiverTestSchema):
 
 
 class HbvPathwaySchema(StrictSchema):
-    path = fields.String(dump_only=True, metadata={"description": " | ".join(values(HbvPath))})
+    path = fields.String(
+        validate=Vocabulary(HbvPath),
+        dump_only=True,
+        metadata={"description": " | ".join(values(HbvPath))},
+    )
     reason = fields.String(dump_only=True)
-    decision = fields.String(dump_only=True, allow_none=True)
+    decision = fields.String(validate=Vocabulary(ConsultDecision), dump_only=True, allow_none=True)
     consult = fields.Dict(dump_only=True, allow_none=True)
     baseline_date = fields.Date(dump_only=True, allow_none=True)
     planned_stop = fields.Date(dump_only=True, allow_none=True)
@@ -90,7 +94,9 @@ class ScreeningItemSchema(StrictSchema):
     label = fields.String(dump_only=True)
     required = fields.Boolean(attribute="is_required", dump_only=True)
     status = fields.String(
-        dump_only=True, metadata={"description": " | ".join(values(ScreeningStatus))}
+        validate=Vocabulary(ScreeningStatus),
+        dump_only=True,
+        metadata={"description": " | ".join(values(ScreeningStatus))},
     )
     result = fields.String(dump_only=True, allow_none=True)
     value = fields.String(dump_only=True, allow_none=True)
@@ -98,7 +104,9 @@ class ScreeningItemSchema(StrictSchema):
     result_date = fields.Date(dump_only=True, allow_none=True)
     notes = fields.String(dump_only=True, allow_none=True)
     outcome = fields.String(
-        dump_only=True, metadata={"description": f"One of {', '.join(OUTCOMES)}"}
+        validate=Vocabulary(ScreeningOutcome),
+        dump_only=True,
+        metadata={"description": f"One of {', '.join(OUTCOMES)}"},
     )
     recorded_at = fields.DateTime(dump_only=True, allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
@@ -161,20 +169,22 @@ class ScreeningResultSchema(StrictSchema):
 
 class ScreeningBlockingItemSchema(StrictSchema):
     code = fields.String(dump_only=True)
-    outcome = fields.String(dump_only=True)
+    outcome = fields.String(validate=Vocabulary(ScreeningOutcome), dump_only=True)
 
 
 class ScreeningOverrideSchema(StrictSchema):
     reason = fields.String(dump_only=True)
     clinician_id = fields.Integer(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
-    outcome_overridden = fields.String(dump_only=True)
+    outcome_overridden = fields.String(validate=Vocabulary(ScreeningOutcome), dump_only=True)
     blocking_items = fields.List(fields.Nested(ScreeningBlockingItemSchema), dump_only=True)
 
 
 class ScreeningChecklistSchema(StrictSchema):
     outcome = fields.String(
-        dump_only=True, metadata={"description": f"One of {', '.join(OUTCOMES)}"}
+        validate=Vocabulary(ScreeningOutcome),
+        dump_only=True,
+        metadata={"description": f"One of {', '.join(OUTCOMES)}"},
     )
     passes_gate = fields.Boolean(
         dump_only=True,

@@ -5,8 +5,16 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from schemas.common import StrictSchema
-from service.vocabulary import ScreeningOutcome, values
+from schemas.common import StrictSchema, Vocabulary
+from service.vocabulary import (
+    Booking,
+    DoseKind,
+    DoseStatus,
+    PlanStatus,
+    ScreeningOutcome,
+    TaskStatus,
+    values,
+)
 
 MAX_WORKLIST_LIMIT = 500
 
@@ -40,18 +48,24 @@ class StaffPlanSchema(_Out):
     id = fields.Integer()
     regimen = fields.String()
     variant = fields.String()
-    status = fields.String()
+    status = fields.String(
+        validate=Vocabulary(PlanStatus),
+    )
 
 
 class StaffDoseSchema(_Out):
     id = fields.Integer()
     sequence = fields.Integer()
     course = fields.Integer()
-    kind = fields.String()
+    kind = fields.String(
+        validate=Vocabulary(DoseKind),
+    )
     amount_mg = fields.Integer()
     due_date = fields.Date()
-    booking = fields.String(allow_none=True)
-    status = fields.String()
+    booking = fields.String(validate=Vocabulary(Booking), allow_none=True)
+    status = fields.String(
+        validate=Vocabulary(DoseStatus),
+    )
 
 
 class StaffPremedicationWindowSchema(_Out):
@@ -173,7 +187,9 @@ class StaffTaskSchema(_Out):
     id = fields.Integer()
     kind = fields.String()
     due_date = fields.Date()
-    status = fields.String()
+    status = fields.String(
+        validate=Vocabulary(TaskStatus),
+    )
     dose_id = fields.Integer(allow_none=True)
     after_treatment = fields.Boolean(
         metadata={"description": "Monitoring that continues after the plan ended"}

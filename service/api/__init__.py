@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service.api import docs
+from service.api import contract, docs
 from service.api.converters import BigIdConverter, IdConverter
 from service.api.problems import Api
 
@@ -61,10 +61,12 @@ def register_api(app: Flask) -> Api:
     api = Api(
         app,
         spec_kwargs={
-            "info": {"description": "Anti-CD20 treatment monitoring API"},
+            "info": contract.INFO,
+            "servers": contract.SERVERS,
             "security": [{"bearerAuth": []}],
         },
     )
+    contract.install_converters(api)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
@@ -98,6 +100,7 @@ def register_api(app: Flask) -> Api:
 
     body_limit.install(app)
     idempotency.install(app, api)  # after every blueprint: it reads the URL map
+    contract.finish_document(app, api)  # after the idempotency header is documented
     ratelimit.install(app, app.extensions["cd20_settings"])
     security_headers.install(app, app.extensions["cd20_settings"])
     # Last: it runs first after the view, so the answer it gives is the one the others see.

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from schemas.audit import AuditEventSchema, AuditQueryArgsSchema
 from schemas.common import page_of
 from service.api.context import actor, db, login_required
+from service.api.contract import ADMIN, operation
 from service.trust import audit
 
 blp = Blueprint("audit", __name__, url_prefix="/audit", description="Audit trail (admins)")
@@ -19,6 +20,7 @@ blp = Blueprint("audit", __name__, url_prefix="/audit", description="Audit trail
 class AuditEvents(MethodView):
     decorators = [login_required]
 
+    @operation("listAuditEvents", ADMIN)
     @blp.arguments(AuditQueryArgsSchema, location="query")
     @blp.response(200, page_of(AuditEventSchema))
     def get(self, args: dict[str, Any]) -> Any:

@@ -18,6 +18,7 @@ from schemas.auth import (
 )
 from service.accounts import users
 from service.api.context import actor, audit_clinic, db, login_required, settings
+from service.api.contract import AUTHENTICATION, PATIENT_APP, STAFF, operation
 
 blp = Blueprint("auth", __name__, description="Log in, tokens, patient account activation")
 
@@ -27,14 +28,10 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 @blp.route("/auth/token")
 class Token(MethodView):
+    @operation("login", AUTHENTICATION, refusals={401: ("invalid_credentials", "account_locked")})
     @blp.doc(security=[])
     @blp.arguments(TokenRequestSchema)
     @blp.response(200, TokenPairSchema)
-    @blp.alt_response(
-        401,
-        description="invalid_credentials; account_locked with Retry-After after repeated"
-        " failures from this address (the same for every e-mail, registered or not)",
-    )
     def post(self, data: dict[str, Any]) -> Any:
         """Log in with e-mail and password."""
         outcome = users.log_in(db(), settings(), client_address=request.remote_addr, **data)
@@ -46,6 +43,7 @@ class Token(MethodView):
 
 @blp.route("/auth/refresh")
 class Refresh(MethodView):
+    @operation("refreshToken", AUTHENTICATION, refusals={401: ("invalid_token",)})
     @blp.doc(security=[])
     @blp.arguments(RefreshRequestSchema)
     @blp.response(200, TokenPairSchema)
@@ -60,6 +58,7 @@ class Refresh(MethodView):
 class Logout(MethodView):
     decorators = [login_required]
 
+    @operation("logout", AUTHENTICATION)
     @blp.arguments(LogoutSchema)
     @blp.response(204)
     def post(self, data: dict[str, Any]) -> None:
@@ -70,10 +69,10 @@ class Logout(MethodView):
 
 @blp.route("/auth/activate")
 class Activate(MethodView):
+    @operation("activateAccount", AUTHENTICATION, PATIENT_APP, refusals={422: ("invalid_code",)})
     @blp.doc(security=[])
     @blp.arguments(ActivationSchema)
     @blp.response(201, TokenPairSchema)
-    @blp.alt_response(422, description="invalid_code: wrong, used or expired code")
     def post(self, data: dict[str, Any]) -> Any:
         """Activate a patient's account with a one-time code; returns the first tokens."""
         pair = users.activate_account(db(), settings(), **data)
@@ -85,8 +84,8 @@ class Activate(MethodView):
 class PatientInvitation(MethodView):
     decorators = [login_required]
 
+    @operation("invitePatient", STAFF, refusals={409: ("already_exists",)})
     @blp.response(201, InvitationSchema)
-    @blp.alt_response(409, description="already_exists: the patient has an active account")
     def post(self, patient_id: int) -> Any:
         """Issue a one-time activation code for the patient's app (earlier codes stop working)."""
         issued = users.invite_patient(db(), actor(), settings(), patient_id=patient_id)

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 
 from schemas.calendar import CalendarFeedSchema, ChairRangeArgsSchema
 from service.api.context import actor, db, login_required
+from service.api.contract import INTEGRATIONS, PATIENT_APP, STAFF, operation
 from service.exports import calendar, feeds
 
 blp = Blueprint("calendar", __name__, description="Calendar feeds (iCalendar, RFC 5545)")
@@ -42,6 +43,7 @@ def feed_urls(new: feeds.NewFeed) -> dict[str, Any]:
 class MyCalendar(MethodView):
     decorators = [login_required]
 
+    @operation("getMyCalendar", PATIENT_APP)
     @blp.response(200, ICS, content_type=calendar.MEDIA_TYPE)
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self) -> Any:
@@ -53,6 +55,7 @@ class MyCalendar(MethodView):
 class MyCalendarFeed(MethodView):
     decorators = [login_required]
 
+    @operation("createMyCalendarFeed", PATIENT_APP)
     @blp.response(201, CalendarFeedSchema)
     def post(self) -> Any:
         """Make my secret calendar feed URL (shown once; an earlier one stops working)."""
@@ -60,6 +63,7 @@ class MyCalendarFeed(MethodView):
         db().commit()
         return feed_urls(new)
 
+    @operation("revokeMyCalendarFeed", PATIENT_APP)
     @blp.response(204)
     def delete(self) -> None:
         """Revoke my calendar feed URL."""
@@ -71,6 +75,7 @@ class MyCalendarFeed(MethodView):
 class PatientCalendarFeed(MethodView):
     decorators = [login_required]
 
+    @operation("revokePatientCalendarFeed", STAFF)
     @blp.response(204)
     def delete(self, patient_id: int) -> None:
         """Revoke a patient's calendar feed URL (staff)."""
@@ -82,6 +87,7 @@ class PatientCalendarFeed(MethodView):
 class ChairCalendar(MethodView):
     decorators = [login_required]
 
+    @operation("getChairCalendar", STAFF)
     @blp.arguments(ChairRangeArgsSchema, location="query")
     @blp.response(200, ICS, content_type=calendar.MEDIA_TYPE)
     @blp.alt_response(304, description=NOT_MODIFIED)
@@ -94,6 +100,7 @@ class ChairCalendar(MethodView):
 class StaffCalendarFeed(MethodView):
     decorators = [login_required]
 
+    @operation("createChairCalendarFeed", STAFF)
     @blp.response(201, CalendarFeedSchema)
     def post(self) -> Any:
         """Make my secret chair-schedule feed URL (shown once; an earlier one stops working)."""
@@ -101,6 +108,7 @@ class StaffCalendarFeed(MethodView):
         db().commit()
         return feed_urls(new)
 
+    @operation("revokeChairCalendarFeed", STAFF)
     @blp.response(204)
     def delete(self) -> None:
         """Revoke my chair-schedule feed URL."""
@@ -110,6 +118,7 @@ class StaffCalendarFeed(MethodView):
 
 @blp.route("/feeds/<string:feed_token>/calendar.ics")
 class SecretFeed(MethodView):
+    @operation("getCalendarFeed", INTEGRATIONS)
     @blp.doc(security=[])
     @blp.arguments(ChairRangeArgsSchema, location="query")
     @blp.response(200, ICS, content_type=calendar.MEDIA_TYPE)

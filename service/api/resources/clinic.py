@@ -18,6 +18,7 @@ from schemas.clinics import (
 from schemas.common import page_of
 from service.accounts import users
 from service.api.context import actor, db, login_required, settings
+from service.api.contract import ADMIN, STAFF, operation
 from service.clinics.settings import get_clinic, get_clinic_for_admin, update_clinic
 from service.core.outbound import OutboundPolicy
 
@@ -28,12 +29,14 @@ blp = Blueprint("clinic", __name__, description="The caller's clinic and its sta
 class ClinicItem(MethodView):
     decorators = [login_required]
 
+    @operation("getClinic", STAFF, ADMIN)
     @blp.etag
     @blp.response(200, ClinicSchema)
     def get(self) -> Any:
         """Read the clinic (staff)."""
         return get_clinic(db(), actor())
 
+    @operation("updateClinic", ADMIN)
     @blp.etag
     @blp.arguments(ClinicUpdateSchema)
     @blp.response(200, ClinicSchema)
@@ -51,12 +54,14 @@ class ClinicItem(MethodView):
 class Users(MethodView):
     decorators = [login_required]
 
+    @operation("listUsers", ADMIN)
     @blp.arguments(UserQueryArgsSchema, location="query")
     @blp.response(200, page_of(UserSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List the clinic's accounts (admin)."""
         return users.list_users(db(), actor(), **args)
 
+    @operation("createUser", ADMIN, refusals={409: ("already_exists",)})
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserSchema)
     def post(self, data: dict[str, Any]) -> Any:
@@ -70,12 +75,14 @@ class Users(MethodView):
 class UserItem(MethodView):
     decorators = [login_required]
 
+    @operation("getUser", ADMIN)
     @blp.etag
     @blp.response(200, UserSchema)
     def get(self, user_id: int) -> Any:
         """Read an account of the clinic (admin)."""
         return users.get_user(db(), actor(), user_id)
 
+    @operation("updateUser", ADMIN, refusals={409: ("conflict",)})
     @blp.etag
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserSchema)

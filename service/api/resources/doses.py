@@ -20,6 +20,7 @@ from schemas.doses import (
     ReadinessSchema,
 )
 from service.api.context import actor, db, login_required
+from service.api.contract import PATIENT_APP, STAFF, operation
 from service.treatment import doses, readiness
 
 blp = Blueprint("doses", __name__, description="Doses")
@@ -29,6 +30,7 @@ blp = Blueprint("doses", __name__, description="Doses")
 class PlanDoses(MethodView):
     decorators = [login_required]
 
+    @operation("listPlanDoses", STAFF, PATIENT_APP)
     @blp.arguments(DoseQueryArgsSchema, location="query")
     @blp.response(200, page_of(DoseSchema))
     def get(self, args: dict[str, Any], plan_id: int) -> Any:
@@ -40,12 +42,27 @@ class PlanDoses(MethodView):
 class DoseItem(MethodView):
     decorators = [login_required]
 
+    @operation("getDose", STAFF, PATIENT_APP)
     @blp.etag
     @blp.response(200, DoseSchema)
     def get(self, dose_id: int) -> Any:
         """Read a dose."""
         return doses.get_dose(db(), actor(), dose_id)
 
+    @operation(
+        "updateDose",
+        STAFF,
+        refusals={
+            409: (
+                "minimum_interval",
+                "screening_not_cleared",
+                "dose_not_ready",
+                "plan_on_hold",
+                "invalid_transition",
+                "infusion_option_not_allowed",
+            ),
+        },
+    )
     @blp.etag
     @blp.arguments(DoseUpdateSchema)
     @blp.response(200, DoseChangeSchema)
@@ -63,6 +80,21 @@ class DoseItem(MethodView):
 class Administration(MethodView):
     decorators = [login_required]
 
+    @operation(
+        "recordAdministration",
+        STAFF,
+        refusals={
+            409: (
+                "dose_not_ready",
+                "screening_not_cleared",
+                "minimum_interval",
+                "plan_on_hold",
+                "invalid_transition",
+                "infusion_option_not_allowed",
+            ),
+            422: ("premedication_outside_window",),
+        },
+    )
     @blp.arguments(DoseAdministrationSchema)
     @blp.response(201, DoseChangeSchema)
     def post(self, data: dict[str, Any], dose_id: int) -> Any:
@@ -76,6 +108,7 @@ class Administration(MethodView):
 class Readiness(MethodView):
     decorators = [login_required]
 
+    @operation("getDoseReadiness", STAFF, PATIENT_APP)
     @blp.response(200, ReadinessSchema)
     def get(self, dose_id: int) -> Any:
         """Read the dose's own pre-dose checklist: ready, items, blocking items, override."""
@@ -86,12 +119,19 @@ class Readiness(MethodView):
 class ReadinessItem(MethodView):
     decorators = [login_required]
 
+    @operation("getReadinessItem", STAFF, PATIENT_APP)
     @blp.etag
     @blp.response(200, ReadinessItemSchema)
     def get(self, dose_id: int, code: str) -> Any:
         """Read one readiness item of a dose."""
         return readiness.get_readiness_item(db(), actor(), dose_id, code)
 
+    @operation(
+        "answerReadinessItem",
+        STAFF,
+        PATIENT_APP,
+        refusals={409: ("invalid_transition", "conflict")},
+    )
     @blp.etag
     @blp.arguments(ReadinessAnswerSchema)
     @blp.response(200, ReadinessItemSchema)
@@ -108,6 +148,11 @@ class ReadinessItem(MethodView):
 class ReadinessOverride(MethodView):
     decorators = [login_required]
 
+    @operation(
+        "overrideReadiness",
+        STAFF,
+        refusals={409: ("contraindicated", "invalid_transition", "conflict")},
+    )
     @blp.arguments(ReadinessOverrideCreateSchema)
     @blp.response(201, ReadinessSchema)
     def post(self, data: dict[str, Any], dose_id: int) -> Any:

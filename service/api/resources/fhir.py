@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 
 from schemas.fhir import FhirResourceSchema, ObservationImportSchema
 from service.api.context import actor, db, login_required
+from service.api.contract import INTEGRATIONS, PATIENT_APP, STAFF, operation
 from service.exports import fhir, fhir_import
 
 blp = Blueprint("fhir", __name__, description="FHIR R4B export and lab import")
@@ -26,6 +27,7 @@ def fhir_response(data: dict[str, Any]) -> Response:
 class PatientFhir(MethodView):
     decorators = [login_required]
 
+    @operation("exportPatientFhir", INTEGRATIONS, STAFF)
     @blp.response(200, BUNDLE, content_type=fhir.MEDIA_TYPE)
     def get(self, patient_id: int) -> Any:
         """Export a patient's plan, doses, labs and screening as a FHIR Bundle."""
@@ -36,6 +38,7 @@ class PatientFhir(MethodView):
 class MyFhir(MethodView):
     decorators = [login_required]
 
+    @operation("exportMyFhir", PATIENT_APP)
     @blp.response(200, BUNDLE, content_type=fhir.MEDIA_TYPE)
     def get(self) -> Any:
         """Export my own record as a FHIR Bundle."""
@@ -46,6 +49,12 @@ class MyFhir(MethodView):
 class PatientObservations(MethodView):
     decorators = [login_required]
 
+    @operation(
+        "importFhirObservations",
+        INTEGRATIONS,
+        STAFF,
+        refusals={422: ("fhir_observations_rejected",)},
+    )
     @blp.arguments(FhirResourceSchema, content_type=fhir.MEDIA_TYPE)
     @blp.response(200, ObservationImportSchema)
     def post(self, resource: dict[str, Any], patient_id: int) -> Any:

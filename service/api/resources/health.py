@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from service.api.context import db
+from service.api.contract import HEALTH, operation
 from service.db import SQLITE_BUSY_TIMEOUT_MS
 from service.errors import DomainError
 
@@ -47,6 +48,7 @@ def _status_body(**properties: str) -> dict[str, Any]:
 
 @blp.route("/healthz")
 class Health(MethodView):
+    @operation("checkLiveness", HEALTH)
     @blp.doc(security=[], responses=_status_body(status="ok"))
     def get(self) -> dict[str, str]:
         """Report that the process is alive."""
@@ -55,6 +57,11 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
+    @operation(
+        "checkReadiness",
+        HEALTH,
+        refusals={503: ("database_unavailable", "database_read_only")},
+    )
     @blp.doc(security=[], responses=_status_body(status="ready", database="ok"))
     def get(self) -> dict[str, str]:
         """Report whether the database answers and takes writes."""

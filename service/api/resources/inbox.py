@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from schemas.devices import DeviceSchema
 from schemas.inbox import InboxChangesSchema, InboxMessageSchema, InboxQueryArgsSchema
 from service.api.context import actor, db, login_required
+from service.api.contract import PATIENT_APP, operation
 from service.patients import devices
 from service.reminders import inbox
 
@@ -20,6 +21,7 @@ blp = Blueprint("inbox", __name__, url_prefix="/me", description="Patient inbox 
 class Inbox(MethodView):
     decorators = [login_required]
 
+    @operation("listMyInbox", PATIENT_APP)
     @blp.arguments(InboxQueryArgsSchema, location="query")
     @blp.response(200, InboxChangesSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -31,6 +33,7 @@ class Inbox(MethodView):
 class InboxMessageRead(MethodView):
     decorators = [login_required]
 
+    @operation("markInboxMessageRead", PATIENT_APP)
     @blp.response(200, InboxMessageSchema)
     def post(self, message_id: int) -> Any:
         """Mark an inbox message read."""
@@ -43,12 +46,10 @@ class InboxMessageRead(MethodView):
 class Devices(MethodView):
     decorators = [login_required]
 
+    @operation("registerDevice", PATIENT_APP, refusals={409: ("device_in_use",)})
     @blp.arguments(DeviceSchema)
     @blp.response(201, DeviceSchema)
     @blp.alt_response(200, schema=DeviceSchema, description="The token was already registered")
-    @blp.alt_response(
-        409, description="device_in_use: the token is registered to another account (kept there)"
-    )
     def post(self, data: dict[str, Any]) -> Any:
         """Register a push token for this patient."""
         device, is_new = devices.register_device(db(), actor(), **data)
@@ -60,6 +61,7 @@ class Devices(MethodView):
 class DeviceItem(MethodView):
     decorators = [login_required]
 
+    @operation("deleteDevice", PATIENT_APP)
     @blp.response(204)
     def delete(self, device_id: int) -> None:
         """Forget a push token."""

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from schemas.common import page_of
 from schemas.labs import LabQueryArgsSchema, LabResultCreateSchema, LabResultSchema
 from service.api.context import actor, db, login_required
+from service.api.contract import STAFF, operation
 from service.treatment import labs
 
 blp = Blueprint("labs", __name__, description="Lab results")
@@ -19,12 +20,14 @@ blp = Blueprint("labs", __name__, description="Lab results")
 class PatientLabs(MethodView):
     decorators = [login_required]
 
+    @operation("listLabResults", STAFF)
     @blp.arguments(LabQueryArgsSchema, location="query")
     @blp.response(200, page_of(LabResultSchema))
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
         """List a patient's lab results, newest first."""
         return labs.list_labs(db(), actor(), patient_id, **args)
 
+    @operation("recordLabResult", STAFF, refusals={409: ("invalid_transition",)})
     @blp.arguments(LabResultCreateSchema)
     @blp.response(201, LabResultSchema)
     def post(self, data: dict[str, Any], patient_id: int) -> Any:

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from schemas.me import MeSchema, PasswordChangeSchema
 from service.accounts import users
 from service.api.context import actor, db, login_required, settings
+from service.api.contract import PATIENT_APP, STAFF, operation
 
 blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's own account")
 
@@ -19,6 +20,7 @@ blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's own 
 class Me(MethodView):
     decorators = [login_required]
 
+    @operation("getMe", PATIENT_APP, STAFF)
     @blp.response(200, MeSchema)
     def get(self) -> Any:
         """Read who the token belongs to."""
@@ -29,9 +31,9 @@ class Me(MethodView):
 class MyPassword(MethodView):
     decorators = [login_required]
 
+    @operation("changePassword", PATIENT_APP, STAFF, refusals={429: ("rate_limited",)})
     @blp.arguments(PasswordChangeSchema)
     @blp.response(204)
-    @blp.alt_response(429, description="rate_limited: too many wrong current passwords from here")
     def post(self, data: dict[str, Any]) -> None:
         """Change the password; every session of the account ends."""
         refusal = users.change_password(

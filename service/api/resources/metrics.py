@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from service.api.contract import HEALTH, operation
 from service.db import SessionFactory, utcnow
 from service.reminders.metrics import RunnerCollector
 
@@ -19,6 +20,7 @@ _registry.register(RunnerCollector(SessionFactory, utcnow))
 
 @blp.route("/metrics")
 class Metrics(MethodView):
+    @operation("getMetrics", HEALTH)
     @blp.doc(security=[], responses={"200": {"description": "Prometheus text exposition"}})
     def get(self) -> Response:
         """Show the runners' backlog, counts and lateness."""

@@ -14,6 +14,7 @@ from schemas.monitoring import (
     MonitoringTaskUpdateSchema,
 )
 from service.api.context import actor, db, login_required
+from service.api.contract import PATIENT_APP, STAFF, operation
 from service.treatment import monitoring
 
 blp = Blueprint("monitoring", __name__, description="Monitoring tasks")
@@ -23,6 +24,7 @@ blp = Blueprint("monitoring", __name__, description="Monitoring tasks")
 class PlanMonitoring(MethodView):
     decorators = [login_required]
 
+    @operation("listPlanMonitoring", STAFF, PATIENT_APP)
     @blp.arguments(MonitoringQueryArgsSchema, location="query")
     @blp.response(200, page_of(MonitoringTaskSchema))
     def get(self, args: dict[str, Any], plan_id: int) -> Any:
@@ -34,12 +36,14 @@ class PlanMonitoring(MethodView):
 class MonitoringItem(MethodView):
     decorators = [login_required]
 
+    @operation("getMonitoringTask", STAFF, PATIENT_APP)
     @blp.etag
     @blp.response(200, MonitoringTaskSchema)
     def get(self, task_id: int) -> Any:
         """Read a monitoring task."""
         return monitoring.get_task(db(), actor(), task_id)
 
+    @operation("updateMonitoringTask", STAFF, refusals={409: ("invalid_transition",)})
     @blp.etag
     @blp.arguments(MonitoringTaskUpdateSchema)
     @blp.response(200, MonitoringTaskSchema)

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from schemas.common import page_of
 from schemas.patients import PatientQueryArgsSchema, PatientSchema, PatientUpdateSchema
 from service.api.context import actor, db, login_required
+from service.api.contract import STAFF, operation
 from service.patients import records
 
 blp = Blueprint("patients", __name__, url_prefix="/patients", description="Patients")
@@ -19,12 +20,14 @@ blp = Blueprint("patients", __name__, url_prefix="/patients", description="Patie
 class Patients(MethodView):
     decorators = [login_required]
 
+    @operation("listPatients", STAFF)
     @blp.arguments(PatientQueryArgsSchema, location="query")
     @blp.response(200, page_of(PatientSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List the clinic's patients."""
         return records.list_patients(db(), actor(), **args)
 
+    @operation("enrolPatient", STAFF, refusals={409: ("already_exists",)})
     @blp.arguments(PatientSchema)
     @blp.response(201, PatientSchema)
     def post(self, data: dict[str, Any]) -> Any:
@@ -38,12 +41,14 @@ class Patients(MethodView):
 class PatientItem(MethodView):
     decorators = [login_required]
 
+    @operation("getPatient", STAFF)
     @blp.etag
     @blp.response(200, PatientSchema)
     def get(self, patient_id: int) -> Any:
         """Read a patient."""
         return records.get_patient(db(), actor(), patient_id)
 
+    @operation("updatePatient", STAFF, refusals={409: ("already_exists",)})
     @blp.etag
     @blp.arguments(PatientUpdateSchema)
     @blp.response(200, PatientSchema)

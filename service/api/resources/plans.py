@@ -12,11 +12,13 @@ from schemas.monitoring import FollowUpEndSchema, FollowUpSchema
 from schemas.plans import (
     PlanCreateSchema,
     PlanPreviewArgsSchema,
+    PlanPreviewSchema,
     PlanQueryArgsSchema,
     PlanSchema,
     PlanUpdateSchema,
 )
 from service.api.context import actor, db, login_required
+from service.api.contract import PATIENT_APP, STAFF, operation
 from service.treatment import monitoring, plans
 
 blp = Blueprint("plans", __name__, description="Treatment plans")
@@ -26,16 +28,28 @@ blp = Blueprint("plans", __name__, description="Treatment plans")
 class PatientPlans(MethodView):
     decorators = [login_required]
 
+    @operation("listPatientPlans", STAFF)
     @blp.arguments(PlanQueryArgsSchema, location="query")
     @blp.response(200, page_of(PlanSchema))
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
         """List a patient's treatment plans."""
         return plans.list_patient_plans(db(), actor(), patient_id, **args)
 
+    @operation(
+        "createPlan",
+        STAFF,
+        description="""
+        Start a treatment plan from a regimen: its screening checklist, doses and monitoring.
+
+        With `?preview=true` nothing is stored and the answer is 200 with a PlanPreview (kept
+        for existing clients; new ones call previewPlan, which answers only that).
+        """,
+        refusals={409: ("already_exists", "contraindicated")},
+    )
     @blp.arguments(PlanPreviewArgsSchema, location="query")
     @blp.arguments(PlanCreateSchema)
     @blp.response(201, PlanSchema)
-    @blp.alt_response(200, schema=PlanSchema, description="?preview=true: nothing is stored")
+    @blp.alt_response(200, schema=PlanPreviewSchema, description="?preview=true: nothing is stored")
     def post(self, query: dict[str, Any], data: dict[str, Any], patient_id: int) -> Any:
         """Start a treatment plan from a regimen (or preview it)."""
         if query["preview"]:
@@ -45,16 +59,38 @@ class PatientPlans(MethodView):
         return plan
 
 
+@blp.route("/patients/<int:patient_id>/plans/preview")
+class PatientPlanPreview(MethodView):
+    decorators = [login_required]
+
+    @operation(
+        "previewPlan",
+        STAFF,
+        description="""
+        The plan createPlan would store for this body (its checklist, doses and monitoring),
+        computed and not stored: ids, version and timestamps are null. It does not check for
+        an open plan or a contraindicating history, which only createPlan refuses.
+        """,
+    )
+    @blp.arguments(PlanCreateSchema)
+    @blp.response(200, PlanPreviewSchema)
+    def post(self, data: dict[str, Any], patient_id: int) -> Any:
+        """Preview a treatment plan: compute it, store nothing."""
+        return plans.preview_plan(db(), actor(), patient_id, plans.PlanRequest(**data))
+
+
 @blp.route("/plans/<int:plan_id>")
 class PlanItem(MethodView):
     decorators = [login_required]
 
+    @operation("getPlan", STAFF, PATIENT_APP)
     @blp.etag
     @blp.response(200, PlanSchema)
     def get(self, plan_id: int) -> Any:
         """Read a plan with its checklist, doses and monitoring."""
         return plans.get_plan(db(), actor(), plan_id)
 
+    @operation("updatePlan", STAFF, refusals={409: ("invalid_transition", "screening_not_cleared")})
     @blp.etag
     @blp.arguments(PlanUpdateSchema)
     @blp.response(200, PlanSchema)
@@ -71,6 +107,7 @@ class PlanItem(MethodView):
 class MyPlans(MethodView):
     decorators = [login_required]
 
+    @operation("listMyPlans", PATIENT_APP)
     @blp.arguments(PlanQueryArgsSchema, location="query")
     @blp.response(200, page_of(PlanSchema))
     def get(self, args: dict[str, Any]) -> Any:
@@ -82,6 +119,7 @@ class MyPlans(MethodView):
 class FollowUpEnd(MethodView):
     decorators = [login_required]
 
+    @operation("endFollowUp", STAFF, refusals={409: ("invalid_transition",)})
     @blp.arguments(FollowUpEndSchema)
     @blp.response(200, FollowUpSchema)
     def post(self, data: dict[str, Any], plan_id: int, kind: str) -> Any:

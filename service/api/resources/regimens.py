@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from schemas.common import page_of
 from schemas.regimens import RegimenQueryArgsSchema, RegimenSchema
 from service.api.context import login_required
+from service.api.contract import PATIENT_APP, STAFF, operation
 from service.core.paging import Page
 from service.protocols import all_regimens, get_regimen
 
@@ -20,6 +21,7 @@ blp = Blueprint("regimens", __name__, url_prefix="/regimens", description="Regim
 class Regimens(MethodView):
     decorators = [login_required]
 
+    @operation("listRegimens", STAFF, PATIENT_APP)
     @blp.arguments(RegimenQueryArgsSchema, location="query")
     @blp.response(200, page_of(RegimenSchema))
     def get(self, args: dict[str, Any]) -> Any:
@@ -33,6 +35,7 @@ class Regimens(MethodView):
 class RegimenItem(MethodView):
     decorators = [login_required]
 
+    @operation("getRegimen", STAFF, PATIENT_APP)
     @blp.etag
     @blp.response(200, RegimenSchema)
     def get(self, code: str) -> Any:

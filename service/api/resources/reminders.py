@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from schemas.common import PageArgsSchema, page_of
 from schemas.reminders import AckSchema, ReminderSchema, StaffReminderSchema, UpcomingSchema
 from service.api.context import actor, db, login_required
+from service.api.contract import PATIENT_APP, STAFF, operation
 from service.reminders import acknowledgements
 
 blp = Blueprint("reminders", __name__, description="Reminders and check-ins")
@@ -19,6 +20,7 @@ blp = Blueprint("reminders", __name__, description="Reminders and check-ins")
 class UpcomingReminders(MethodView):
     decorators = [login_required]
 
+    @operation("listUpcomingReminders", PATIENT_APP)
     @blp.response(200, UpcomingSchema)
     def get(self) -> Any:
         """List my next reminders (for local notifications on the phone)."""
@@ -29,6 +31,7 @@ class UpcomingReminders(MethodView):
 class AcknowledgeReminder(MethodView):
     decorators = [login_required]
 
+    @operation("acknowledgeReminder", PATIENT_APP, refusals={409: ("conflict",)})
     @blp.arguments(AckSchema)
     @blp.response(200, ReminderSchema)
     def post(self, body: dict[str, Any], reminder_id: int) -> Any:
@@ -44,6 +47,7 @@ class AcknowledgeReminder(MethodView):
 class PatientReminders(MethodView):
     decorators = [login_required]
 
+    @operation("listPatientReminders", STAFF)
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, page_of(StaffReminderSchema))
     def get(self, args: dict[str, Any], patient_id: int) -> Any:

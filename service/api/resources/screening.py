@@ -14,6 +14,7 @@ from schemas.screening import (
     ScreeningResultSchema,
 )
 from service.api.context import actor, db, login_required
+from service.api.contract import PATIENT_APP, STAFF, operation
 from service.treatment import screening
 
 blp = Blueprint("screening", __name__, url_prefix="/plans", description="Pre-treatment screening")
@@ -23,6 +24,7 @@ blp = Blueprint("screening", __name__, url_prefix="/plans", description="Pre-tre
 class ScreeningChecklist(MethodView):
     decorators = [login_required]
 
+    @operation("getScreeningChecklist", STAFF, PATIENT_APP)
     @blp.response(200, ScreeningChecklistSchema)
     def get(self, plan_id: int) -> Any:
         """Read the checklist: outcome, items, blocking items, override."""
@@ -33,12 +35,14 @@ class ScreeningChecklist(MethodView):
 class ChecklistItem(MethodView):
     decorators = [login_required]
 
+    @operation("getScreeningItem", STAFF)
     @blp.etag
     @blp.response(200, ScreeningItemSchema)
     def get(self, plan_id: int, item_code: str) -> Any:
         """Read one checklist item."""
         return screening.get_screening_item(db(), actor(), plan_id, item_code)
 
+    @operation("recordScreeningResult", STAFF, refusals={409: ("invalid_transition", "conflict")})
     @blp.etag
     @blp.arguments(ScreeningResultSchema)
     @blp.response(200, ScreeningItemSchema)
@@ -64,6 +68,18 @@ class ChecklistItem(MethodView):
 class ScreeningOverride(MethodView):
     decorators = [login_required]
 
+    @operation(
+        "overrideScreening",
+        STAFF,
+        refusals={
+            409: (
+                "contraindicated",
+                "override_not_allowed",
+                "invalid_transition",
+                "conflict",
+            ),
+        },
+    )
     @blp.arguments(ScreeningOverrideCreateSchema)
     @blp.response(201, ScreeningChecklistSchema)
     def post(self, data: dict[str, Any], plan_id: int) -> Any:

@@ -15,6 +15,7 @@ from schemas.staff import (
     WorklistSchema,
 )
 from service.api.context import actor, db, login_required
+from service.api.contract import STAFF, operation
 from service.staff import views
 
 blp = Blueprint("staff", __name__, url_prefix="/staff", description="Staff views")
@@ -24,6 +25,7 @@ blp = Blueprint("staff", __name__, url_prefix="/staff", description="Staff views
 class Schedule(MethodView):
     decorators = [login_required]
 
+    @operation("getStaffSchedule", STAFF)
     @blp.arguments(ScheduleArgsSchema, location="query")
     @blp.response(200, ScheduleSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -35,6 +37,7 @@ class Schedule(MethodView):
 class Worklist(MethodView):
     decorators = [login_required]
 
+    @operation("getWorklist", STAFF)
     @blp.arguments(WorklistArgsSchema, location="query")
     @blp.response(200, WorklistSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -46,6 +49,7 @@ class Worklist(MethodView):
 class ResolveAlert(MethodView):
     decorators = [login_required]
 
+    @operation("resolveAlert", STAFF)
     @blp.response(200, StaffAlertSchema)
     def post(self, alert_id: int) -> Any:
         """Resolve a staff alert."""

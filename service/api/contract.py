@@ -176,6 +176,7 @@ def install_converters(api: Api) -> None:
         return {}
 
     assert plugin.converter is not None, "flask-smorest initialises the plugin with the Api"
+
     def vocabulary_name(
         self: Any, field: fields.Field[Any], ret: dict[str, Any], **_kwargs: Any
     ) -> dict[str, Any]:

@@ -204,7 +204,13 @@ def test_the_generated_client_runs_the_whole_flow(server: str, generated: Module
         extra: dict[str, Any] = {}
         if item.code == "lft":
             extra["values"] = [
-                models.LiverTest(code=models.LiverTestCode(code), value=value, unit=unit, ref_low=low, ref_high=high)
+                models.LiverTest(
+                    code=models.LiverTestCode(code),
+                    value=value,
+                    unit=unit,
+                    ref_low=low,
+                    ref_high=high,
+                )
                 for code, value, unit, low, high in LIVER_TESTS
             ]
         answer = staff_ops.record_screening_result.sync(

@@ -1,6 +1,7 @@
 """HTTP layer: register the middleware and the resource blueprints on a Flask app.
 
 problems     errors as application/problem+json, and the Api that renders them
+contract     the OpenAPI document for generated clients: operation ids, audiences, refusals
 converters   ids in paths
 context      the request's session, settings and acting user
 middleware/  request ids and audit, body limit, idempotency keys, rate limits, security headers,

@@ -284,8 +284,7 @@ def _finish_operation(
         del responses[key]
     for status in sorted(statuses):
         responses[str(status)] = _problem_response(status, statuses[status], meanings)
-    if "description" not in op:
-        op["description"] = _describe_operation(op)
+    op["description"] = _describe_operation(op)
 
 
 def _problem_response(status: int, codes: list[str], meanings: Mapping[str, str]) -> Any:
@@ -300,16 +299,18 @@ def _problem_response(status: int, codes: list[str], meanings: Mapping[str, str]
 
 
 def _describe_operation(op: dict[str, Any]) -> str:
-    summary: str = op.get("summary", "")
+    """The view's own description (or its summary), then who calls it and the protocol it uses."""
     refs = {p.get("$ref", "").rsplit("/", 1)[-1] for p in op.get("parameters", [])}
-    notes = [summary, f"For: {', '.join(op.get('tags', []))}."]
+    notes = [f"Audience: {', '.join(op.get('tags', []))}."]
+    if op.get("security") == []:
+        notes.append("No token needed.")
     if "IF_MATCH" in refs:
-        notes.append("Send the ETag you read as If-Match; a stale one is 412.")
+        notes.append("Send the ETag you read as If-Match: none is 428, a stale one 412.")
     if "IF_NONE_MATCH" in refs:
-        notes.append("Send If-None-Match with the ETag you hold for a 304.")
+        notes.append("Answers an ETag; send it back as If-None-Match for a 304 while current.")
     if "IdempotencyKey" in refs:
-        notes.append("Send an Idempotency-Key so a retry cannot create it twice.")
-    return " ".join(note for note in notes if note)
+        notes.append("Send an Idempotency-Key so that a retry cannot create it twice.")
+    return "\n\n".join([op.get("description") or op.get("summary", ""), " ".join(notes)])
 
 
 def _describe_parameter(param: dict[str, Any]) -> None:

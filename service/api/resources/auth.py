@@ -28,7 +28,16 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 @blp.route("/auth/token")
 class Token(MethodView):
-    @operation("login", AUTHENTICATION, refusals={401: ("invalid_credentials", "account_locked")})
+    @operation(
+        "login",
+        AUTHENTICATION,
+        description="""
+        An access token (Authorization: Bearer, minutes) and a refresh token (days). Repeated
+        failures from one address lock that address out for a while: 401 account_locked with
+        Retry-After, the same answer for every e-mail, registered or not.
+        """,
+        refusals={401: ("invalid_credentials", "account_locked")},
+    )
     @blp.doc(security=[])
     @blp.arguments(TokenRequestSchema)
     @blp.response(200, TokenPairSchema)
@@ -43,7 +52,15 @@ class Token(MethodView):
 
 @blp.route("/auth/refresh")
 class Refresh(MethodView):
-    @operation("refreshToken", AUTHENTICATION, refusals={401: ("invalid_token",)})
+    @operation(
+        "refreshToken",
+        AUTHENTICATION,
+        description="""
+        Each refresh token is used once: the answer holds a new pair. Reusing a refresh token
+        that was already traded ends its whole family (every token from the same login).
+        """,
+        refusals={401: ("invalid_token",)},
+    )
     @blp.doc(security=[])
     @blp.arguments(RefreshRequestSchema)
     @blp.response(200, TokenPairSchema)
@@ -58,7 +75,14 @@ class Refresh(MethodView):
 class Logout(MethodView):
     decorators = [login_required]
 
-    @operation("logout", AUTHENTICATION)
+    @operation(
+        "logout",
+        AUTHENTICATION,
+        description="""
+        With a refresh token, ends its family; without one, every refresh token of the account.
+        Access tokens issued before stop working at once.
+        """,
+    )
     @blp.arguments(LogoutSchema)
     @blp.response(204)
     def post(self, data: dict[str, Any]) -> None:
@@ -69,7 +93,16 @@ class Logout(MethodView):
 
 @blp.route("/auth/activate")
 class Activate(MethodView):
-    @operation("activateAccount", AUTHENTICATION, PATIENT_APP, refusals={422: ("invalid_code",)})
+    @operation(
+        "activateAccount",
+        AUTHENTICATION,
+        PATIENT_APP,
+        description="""
+        The patient types the one-time code from the clinic and a new password; the answer is
+        the app's first token pair. A wrong, used or expired code is 422 invalid_code.
+        """,
+        refusals={422: ("invalid_code",)},
+    )
     @blp.doc(security=[])
     @blp.arguments(ActivationSchema)
     @blp.response(201, TokenPairSchema)
@@ -84,7 +117,15 @@ class Activate(MethodView):
 class PatientInvitation(MethodView):
     decorators = [login_required]
 
-    @operation("invitePatient", STAFF, refusals={409: ("already_exists",)})
+    @operation(
+        "invitePatient",
+        STAFF,
+        description="""
+        The code (shown once) lets the patient activate the app account; an earlier code stops
+        working. 409 already_exists when the patient's account is already active.
+        """,
+        refusals={409: ("already_exists",)},
+    )
     @blp.response(201, InvitationSchema)
     def post(self, patient_id: int) -> Any:
         """Issue a one-time activation code for the patient's app (earlier codes stop working)."""

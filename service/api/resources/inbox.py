@@ -21,7 +21,14 @@ blp = Blueprint("inbox", __name__, url_prefix="/me", description="Patient inbox 
 class Inbox(MethodView):
     decorators = [login_required]
 
-    @operation("listMyInbox", PATIENT_APP)
+    @operation(
+        "listMyInbox",
+        PATIENT_APP,
+        description="""
+        Without `since`, every message; with the `next` cursor of the previous answer, only
+        messages created or changed (read, acknowledged) after it. Repeat while `has_more`.
+        """,
+    )
     @blp.arguments(InboxQueryArgsSchema, location="query")
     @blp.response(200, InboxChangesSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -46,7 +53,15 @@ class InboxMessageRead(MethodView):
 class Devices(MethodView):
     decorators = [login_required]
 
-    @operation("registerDevice", PATIENT_APP, refusals={409: ("device_in_use",)})
+    @operation(
+        "registerDevice",
+        PATIENT_APP,
+        description="""
+        The push token is sent once and never answered back. 201 for a new token, 200 when this
+        patient had it already; 409 device_in_use when another account holds it.
+        """,
+        refusals={409: ("device_in_use",)},
+    )
     @blp.arguments(DeviceSchema)
     @blp.response(201, DeviceSchema)
     @blp.alt_response(200, schema=DeviceSchema, description="The token was already registered")

@@ -20,7 +20,15 @@ blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's own 
 class Me(MethodView):
     decorators = [login_required]
 
-    @operation("getMe", PATIENT_APP, STAFF)
+    @operation(
+        "getMe",
+        PATIENT_APP,
+        STAFF,
+        description="""
+        The account behind the token: user id, role, clinic and e-mail; `patient_id` only in a
+        patient's answer.
+        """,
+    )
     @blp.response(200, MeSchema)
     def get(self) -> Any:
         """Read who the token belongs to."""

@@ -20,7 +20,14 @@ blp = Blueprint("reminders", __name__, description="Reminders and check-ins")
 class UpcomingReminders(MethodView):
     decorators = [login_required]
 
-    @operation("listUpcomingReminders", PATIENT_APP)
+    @operation(
+        "listUpcomingReminders",
+        PATIENT_APP,
+        description="""
+        The patient's pending reminders with their fire times, for the phone to schedule local
+        notifications as a fallback to push.
+        """,
+    )
     @blp.response(200, UpcomingSchema)
     def get(self) -> Any:
         """List my next reminders (for local notifications on the phone)."""
@@ -31,7 +38,14 @@ class UpcomingReminders(MethodView):
 class AcknowledgeReminder(MethodView):
     decorators = [login_required]
 
-    @operation("acknowledgeReminder", PATIENT_APP, refusals={409: ("conflict",)})
+    @operation(
+        "acknowledgeReminder",
+        PATIENT_APP,
+        description="""
+        A check-in (infection or symptom) takes a `response`; other reminders take none.
+        """,
+        refusals={409: ("conflict",)},
+    )
     @blp.arguments(AckSchema)
     @blp.response(200, ReminderSchema)
     def post(self, body: dict[str, Any], reminder_id: int) -> Any:

@@ -159,8 +159,10 @@ def operation(
 
 
 def install_converters(api: Api) -> None:
-    """Field conversions apispec lacks: a length limit on a Dict bounds its keys' count."""
+    """Field conversions apispec lacks: a length limit on a Dict bounds its keys' count, and a
+    Vocabulary validator names its enum (finish_document makes that a component)."""
     plugin: MarshmallowPlugin = api.ma_plugin
+    assert plugin.converter is not None, "flask-smorest initialises the plugin with the Api"
 
     def dict_length(
         self: Any, field: fields.Field[Any], ret: dict[str, Any], **_kwargs: Any
@@ -174,8 +176,6 @@ def install_converters(api: Api) -> None:
                 bounds = {"minProperties": validator.min, "maxProperties": validator.max}
                 return {name: value for name, value in bounds.items() if value is not None}
         return {}
-
-    assert plugin.converter is not None, "flask-smorest initialises the plugin with the Api"
 
     def vocabulary_name(
         self: Any, field: fields.Field[Any], ret: dict[str, Any], **_kwargs: Any
@@ -203,6 +203,7 @@ def code_meanings() -> dict[str, str]:
 
 def finish_document(app: Flask, api: Api) -> None:
     """Complete every operation's error responses and descriptions, and the front matter."""
+    # apispec's to_dict hands out its own path and component dicts: changes here are served.
     spec = api.spec.to_dict()
     paths: dict[str, Any] = spec["paths"]
     meanings = code_meanings()
@@ -240,6 +241,7 @@ def finish_document(app: Flask, api: Api) -> None:
         if name in spec["components"].get("parameters", {}):
             spec["components"]["parameters"][name]["description"] = text
     _drop_unused(spec["components"], paths)
+    # The blueprints' tags (one per module) give way to the audiences the operations carry.
     api.spec._tags[:] = [{"name": name, "description": text} for name, text in AUDIENCES.items()]
 
 
@@ -432,9 +434,9 @@ def _drop_unused(components: dict[str, Any], paths: dict[str, Any]) -> None:
 
 
 def _int64_ids(name: str, prop: dict[str, Any]) -> None:
-    if name == "id" or name.endswith("_id"):
-        if prop.get("type") == "integer":
-            prop["format"] = "int64"
+    # ...by: the id of the user who did it (recorded_by).
+    if (name == "id" or name.endswith(("_id", "_by"))) and prop.get("type") == "integer":
+        prop["format"] = "int64"
     if name.endswith("_ids") and prop.get("items", {}).get("type") == "integer":
         prop["items"]["format"] = "int64"
 

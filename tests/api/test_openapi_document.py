@@ -131,15 +131,17 @@ def test_every_operation_has_its_pinned_camel_case_id(document: dict[str, Any]) 
 def test_operations_are_described_and_grouped_by_audience(document: dict[str, Any]) -> None:
     assert {tag["name"] for tag in document["tags"]} == AUDIENCES
     for method, path, op in operations(document):
-        assert op.get("summary") and op.get("description"), (method, path)
-        assert op["tags"] and set(op["tags"]) <= AUDIENCES, (method, path)
-        for parameter in op.get("parameters", []) + document["paths"][PREFIX + path].get(
-            "parameters", []
-        ):
+        assert op.get("summary"), (method, path)
+        assert op.get("description"), (method, path)
+        assert op["tags"], (method, path)
+        assert set(op["tags"]) <= AUDIENCES, (method, path)
+        path_parameters = document["paths"][PREFIX + path].get("parameters", [])
+        for parameter in [*op.get("parameters", []), *path_parameters]:
             if "$ref" not in parameter:
                 assert parameter.get("description"), (method, path, parameter["name"])
     info = document["info"]
-    assert info["contact"] and info["license"]["name"] == "Apache-2.0"
+    assert info["contact"]
+    assert info["license"]["name"] == "Apache-2.0"
     for words in ("If-Match", "Idempotency-Key", "since", "/auth/refresh"):
         assert words in info["description"]
     assert document["servers"]
@@ -241,16 +243,17 @@ def _walk(node: Any, path: str = "") -> Any:
 def test_schemas_are_typed(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     for where, node in _walk(schemas):
-        assert "anyOf" not in node and "oneOf" not in node, where
+        assert "anyOf" not in node, where
+        assert "oneOf" not in node, where
         if node.get("type") == "object":
-            assert "maxLength" not in node and "minLength" not in node, where
+            assert "maxLength" not in node, where
+            assert "minLength" not in node, where
         if "enum" in node:
             assert None not in node["enum"], where
     for name, schema in schemas.items():
         for field, prop in schema.get("properties", {}).items():
-            if field == "id" or field.endswith("_id"):
-                if prop.get("type") == "integer":
-                    assert prop.get("format") == "int64", (name, field)
+            if (field == "id" or field.endswith("_id")) and prop.get("type") == "integer":
+                assert prop.get("format") == "int64", (name, field)
             # Statuses and kinds from the vocabulary are named enums.
             statuses = ("status", "booking", "role", "audience", "platform", "grade", "decision")
             if field in statuses and prop.get("type") != "integer":
@@ -278,8 +281,7 @@ def test_spectral_finds_nothing(document: dict[str, Any], tmp_path: Path) -> Non
     path = tmp_path / "openapi.json"
     path.write_text(json.dumps(document))
     run = subprocess.run(
-        [spectral, "lint", "--quiet", "--ruleset", str(REPOSITORY / ".spectral.yaml"), "-f", "json"]
-        + [str(path)],
+        [spectral, "lint", "--quiet", "-r", str(REPOSITORY / ".spectral.yaml"), "-f", "json", path],
         capture_output=True,
         text=True,
         timeout=300,

@@ -129,7 +129,6 @@ class ReadinessItem(MethodView):
     @operation(
         "answerReadinessItem",
         STAFF,
-        PATIENT_APP,
         refusals={409: ("invalid_transition", "conflict")},
     )
     @blp.etag

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from schemas.common import page_of
 from schemas.labs import LabQueryArgsSchema, LabResultCreateSchema, LabResultSchema
 from service.api.context import actor, db, login_required
-from service.api.contract import STAFF, operation
+from service.api.contract import PATIENT_APP, STAFF, operation
 from service.treatment import labs
 
 blp = Blueprint("labs", __name__, description="Lab results")
@@ -20,7 +20,7 @@ blp = Blueprint("labs", __name__, description="Lab results")
 class PatientLabs(MethodView):
     decorators = [login_required]
 
-    @operation("listLabResults", STAFF)
+    @operation("listLabResults", STAFF, PATIENT_APP)
     @blp.arguments(LabQueryArgsSchema, location="query")
     @blp.response(200, page_of(LabResultSchema))
     def get(self, args: dict[str, Any], patient_id: int) -> Any:

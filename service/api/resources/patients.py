@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from schemas.common import page_of
 from schemas.patients import PatientQueryArgsSchema, PatientSchema, PatientUpdateSchema
 from service.api.context import actor, db, login_required
-from service.api.contract import STAFF, operation
+from service.api.contract import PATIENT_APP, STAFF, operation
 from service.patients import records
 
 blp = Blueprint("patients", __name__, url_prefix="/patients", description="Patients")
@@ -41,7 +41,7 @@ class Patients(MethodView):
 class PatientItem(MethodView):
     decorators = [login_required]
 
-    @operation("getPatient", STAFF)
+    @operation("getPatient", STAFF, PATIENT_APP)
     @blp.etag
     @blp.response(200, PatientSchema)
     def get(self, patient_id: int) -> Any:

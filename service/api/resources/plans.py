@@ -28,7 +28,7 @@ blp = Blueprint("plans", __name__, description="Treatment plans")
 class PatientPlans(MethodView):
     decorators = [login_required]
 
-    @operation("listPatientPlans", STAFF)
+    @operation("listPatientPlans", STAFF, PATIENT_APP)
     @blp.arguments(PlanQueryArgsSchema, location="query")
     @blp.response(200, page_of(PlanSchema))
     def get(self, args: dict[str, Any], patient_id: int) -> Any:

@@ -35,7 +35,7 @@ class ScreeningChecklist(MethodView):
 class ChecklistItem(MethodView):
     decorators = [login_required]
 
-    @operation("getScreeningItem", STAFF)
+    @operation("getScreeningItem", STAFF, PATIENT_APP)
     @blp.etag
     @blp.response(200, ScreeningItemSchema)
     def get(self, plan_id: int, item_code: str) -> Any:

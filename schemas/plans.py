@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from schemas.common import PageArgsSchema, StrictSchema, text
+from schemas.common import Instant, PageArgsSchema, StrictSchema, text
 from schemas.doses import ReadinessSchema
 from schemas.monitoring import FollowUpSchema
 from schemas.screening import ScreeningChecklistSchema
@@ -36,7 +36,7 @@ class PlanDoseSchema(StrictSchema):
     earliest_date = fields.Date(dump_only=True, allow_none=True)
     status = fields.String(dump_only=True)
     booking = fields.String(dump_only=True, allow_none=True)
-    appointment_at = fields.DateTime(dump_only=True, allow_none=True)
+    appointment_at = Instant(dump_only=True, allow_none=True)
     location = fields.String(dump_only=True, allow_none=True)
     needs_review = fields.Boolean(dump_only=True)
     missed_on = fields.Date(dump_only=True, allow_none=True)
@@ -58,7 +58,7 @@ class ReactionHistorySchema(StrictSchema):
     plan_id = fields.Integer(dump_only=True)
     dose_id = fields.Integer(dump_only=True)
     dose_sequence = fields.Integer(dump_only=True)
-    administered_at = fields.DateTime(dump_only=True)
+    administered_at = Instant(dump_only=True)
 
 
 class IntervalSchema(StrictSchema):
@@ -99,8 +99,8 @@ class PlanSchema(StrictSchema):
     notes = fields.String(dump_only=True, allow_none=True)
     prescriber_id = fields.Integer(dump_only=True, allow_none=True)
     version = fields.Integer(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
+    updated_at = Instant(dump_only=True)
     screening = fields.Nested(ScreeningChecklistSchema, attribute="checklist", dump_only=True)
     doses = fields.List(fields.Nested(PlanDoseSchema), dump_only=True)
     monitoring = fields.List(

@@ -7,10 +7,11 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from schemas.common import page_of
+from schemas.common import page_of, row_version
 from schemas.patients import PatientQueryArgsSchema, PatientSchema, PatientUpdateSchema
 from service.api.context import actor, db, login_required
-from service.patients import records
+from service.api.middleware import conditional
+from service.patients import freshness, records
 
 blp = Blueprint("patients", __name__, url_prefix="/patients", description="Patients")
 
@@ -42,7 +43,9 @@ class PatientItem(MethodView):
     @blp.response(200, PatientSchema)
     def get(self, patient_id: int) -> Any:
         """Read a patient."""
-        return records.get_patient(db(), actor(), patient_id)
+        patient = records.get_patient(db(), actor(), patient_id)
+        conditional.strong(blp, freshness.patient_stamp(db(), patient))
+        return patient
 
     @blp.etag
     @blp.arguments(PatientUpdateSchema)
@@ -50,7 +53,9 @@ class PatientItem(MethodView):
     def patch(self, changes: dict[str, Any], patient_id: int) -> Any:
         """Change a patient's details or reminder preferences."""
         patient = records.get_patient(db(), actor(), patient_id)
-        blp.check_etag(patient, PatientSchema)
+        stamp = freshness.patient_stamp(db(), patient)
+        conditional.check_if_match(blp, stamp, row_version("patient", patient))
         records.update_patient(db(), actor(), patient, changes)
         db().commit()
+        blp.set_etag(freshness.patient_stamp(db(), patient))
         return patient

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from schemas.common import page_of
+from schemas.common import page_of, row_version
 from schemas.monitoring import FollowUpEndSchema, FollowUpSchema
 from schemas.plans import (
     PlanCreateSchema,
@@ -17,6 +17,9 @@ from schemas.plans import (
     PlanUpdateSchema,
 )
 from service.api.context import actor, db, login_required
+from service.api.middleware import conditional
+from service.api.middleware.conditional import NOT_MODIFIED
+from service.patients import freshness
 from service.treatment import monitoring, plans
 
 blp = Blueprint("plans", __name__, description="Treatment plans")
@@ -53,7 +56,9 @@ class PlanItem(MethodView):
     @blp.response(200, PlanSchema)
     def get(self, plan_id: int) -> Any:
         """Read a plan with its checklist, doses and monitoring."""
-        return plans.get_plan(db(), actor(), plan_id)
+        plan = plans.get_plan(db(), actor(), plan_id)
+        conditional.strong(blp, freshness.plan_stamp(db(), plan))
+        return plan
 
     @blp.etag
     @blp.arguments(PlanUpdateSchema)
@@ -61,9 +66,10 @@ class PlanItem(MethodView):
     def patch(self, changes: dict[str, Any], plan_id: int) -> Any:
         """Change a plan's status, start date, notes or hold reason."""
         plan = plans.get_plan(db(), actor(), plan_id)
-        blp.check_etag(plan, PlanSchema)
+        conditional.check_if_match(blp, freshness.plan_stamp(db(), plan), row_version("plan", plan))
         plans.update_plan(db(), actor(), plan, changes)
         db().commit()
+        blp.set_etag(freshness.plan_stamp(db(), plan))
         return plan
 
 
@@ -73,9 +79,12 @@ class MyPlans(MethodView):
 
     @blp.arguments(PlanQueryArgsSchema, location="query")
     @blp.response(200, page_of(PlanSchema))
+    @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any]) -> Any:
         """List the signed-in patient's own plans."""
-        return plans.list_my_plans(db(), actor(), **args)
+        stamp = freshness.patient_plans_stamp(db(), freshness.my_patient_id(actor()))
+        cached = conditional.unchanged((stamp, args))
+        return cached or plans.list_my_plans(db(), actor(), **args)
 
 
 @blp.route("/plans/<int:plan_id>/follow-ups/<string:kind>/end")

@@ -40,6 +40,20 @@ def row_etag(resource: str, row: Any) -> str:
     return f'"{digest(row_version(resource, row))}"'
 
 
+def etag_field(resource: str) -> fields.Function:
+    """A writable row's ETag (`row_etag`), so a client can change an item it found in a list
+    without reading it first: If-Match takes it as well as the ETag a GET answered."""
+    return fields.Function(
+        lambda row: row_etag(resource, row) if row.id is not None else None,
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "type": "string",
+            "description": "Send as If-Match to change this item (null in a preview)",
+        },
+    )
+
+
 class StrictSchema(ma.Schema):
     """Rejects unknown fields (marshmallow's default, stated so no subclass forgets it), and
     values no column or date computation can take: a NUL character (PostgreSQL text cannot hold

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.common import Instant, PageArgsSchema, StrictSchema, text
+from schemas.common import Instant, PageArgsSchema, StrictSchema, etag_field, text
 from service.vocabulary import (
     DOSE_STATUS_CHANGES,
     Booking,
@@ -207,6 +207,7 @@ class DoseSchema(StrictSchema):
     administration = fields.Nested(DoseAdministrationSchema, dump_only=True, allow_none=True)
     readiness = fields.Nested(ReadinessSchema, dump_only=True)
     version = fields.Integer(dump_only=True)
+    etag = etag_field("dose")
     updated_at = Instant(dump_only=True)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import MAX_INT_ID, Instant, PageArgsSchema, StrictSchema, text
+from schemas.common import MAX_INT_ID, Instant, PageArgsSchema, StrictSchema, etag_field, text
 from service.vocabulary import FollowUpEnd, TaskStatus, values
 
 MAX_NOTES = 2000
@@ -34,6 +34,8 @@ class MonitoringTaskSchema(StrictSchema):
         dump_only=True, metadata={"description": "Monitoring that continues after the plan ended"}
     )
     updated_at = Instant(dump_only=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("monitoring_task")
 
 
 class FollowUpSchema(StrictSchema):

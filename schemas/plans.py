@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from schemas.common import Instant, PageArgsSchema, StrictSchema, text
+from schemas.common import Instant, PageArgsSchema, StrictSchema, etag_field, text
 from schemas.doses import ReadinessSchema
 from schemas.monitoring import FollowUpSchema
 from schemas.screening import ScreeningChecklistSchema
@@ -41,6 +41,8 @@ class PlanDoseSchema(StrictSchema):
     needs_review = fields.Boolean(dump_only=True)
     missed_on = fields.Date(dump_only=True, allow_none=True)
     readiness = fields.Nested(ReadinessSchema, dump_only=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("dose")
 
 
 class PlanMonitoringTaskSchema(StrictSchema):
@@ -49,6 +51,8 @@ class PlanMonitoringTaskSchema(StrictSchema):
     due_date = fields.Date(dump_only=True)
     status = fields.String(dump_only=True)
     after_treatment = fields.Boolean(dump_only=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("monitoring_task")
 
 
 class ReactionHistorySchema(StrictSchema):
@@ -99,6 +103,7 @@ class PlanSchema(StrictSchema):
     notes = fields.String(dump_only=True, allow_none=True)
     prescriber_id = fields.Integer(dump_only=True, allow_none=True)
     version = fields.Integer(dump_only=True)
+    etag = etag_field("plan")
     created_at = Instant(dump_only=True)
     updated_at = Instant(dump_only=True)
     screening = fields.Nested(ScreeningChecklistSchema, attribute="checklist", dump_only=True)

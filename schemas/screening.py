@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.common import Instant, StrictSchema, text
+from schemas.common import Instant, StrictSchema, etag_field, text
 from service.vocabulary import ConsultDecision, HbvPath, ScreeningOutcome, ScreeningStatus, values
 
 SCREENING_RESULTS = [
@@ -102,6 +102,8 @@ class ScreeningItemSchema(StrictSchema):
     )
     recorded_at = Instant(dump_only=True, allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("screening_item")
     reason = fields.String(
         dump_only=True,
         allow_none=True,

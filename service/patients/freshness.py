@@ -67,7 +67,7 @@ def _plans_parts(plan_ids: Select[Any]) -> list[Any]:
         *_versions(DoseCheck, DoseCheck.dose_id.in_(dose_ids)),
         *_versions(MonitoringTask, MonitoringTask.plan_id.in_(plan_ids)),
         *_versions(MonitoringFollowUp, MonitoringFollowUp.plan_id.in_(plan_ids)),
-        *_dated(ScreeningItem, ScreeningItem.recorded_at, ScreeningItem.plan_id.in_(plan_ids)),
+        *_versions(ScreeningItem, ScreeningItem.plan_id.in_(plan_ids)),
         *_dated(
             ScreeningOverride, ScreeningOverride.created_at, ScreeningOverride.plan_id.in_(plan_ids)
         ),

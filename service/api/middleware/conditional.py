@@ -59,10 +59,11 @@ def install(app: Flask) -> None:
     app.after_request(add_validator)
 
 
-def check_if_match(blp: Blueprint, stamp: Any, row: dict[str, Any]) -> None:
-    """If-Match may name what GET answered (the stamp's tag) or the row's version tag that list
-    items carry (`row_version`): either says the row is as the client last saw it."""
+def check_if_match(blp: Blueprint, row: dict[str, Any], *current: Any) -> None:
+    """If-Match may name the row's version tag that list items carry (`row_version` of
+    schemas.common) or what a GET answered (`current`: flask-smorest's check_etag arguments):
+    either says the row is as the client last saw it."""
     try:
         blp.check_etag(row)
     except PreconditionFailed:
-        blp.check_etag(stamp)
+        blp.check_etag(*current)

@@ -54,7 +54,7 @@ class PatientItem(MethodView):
         """Change a patient's details or reminder preferences."""
         patient = records.get_patient(db(), actor(), patient_id)
         stamp = freshness.patient_stamp(db(), patient)
-        conditional.check_if_match(blp, stamp, row_version("patient", patient))
+        conditional.check_if_match(blp, row_version("patient", patient), stamp)
         records.update_patient(db(), actor(), patient, changes)
         db().commit()
         blp.set_etag(freshness.patient_stamp(db(), patient))

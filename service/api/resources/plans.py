@@ -66,7 +66,7 @@ class PlanItem(MethodView):
     def patch(self, changes: dict[str, Any], plan_id: int) -> Any:
         """Change a plan's status, start date, notes or hold reason."""
         plan = plans.get_plan(db(), actor(), plan_id)
-        conditional.check_if_match(blp, freshness.plan_stamp(db(), plan), row_version("plan", plan))
+        conditional.check_if_match(blp, row_version("plan", plan), freshness.plan_stamp(db(), plan))
         plans.update_plan(db(), actor(), plan, changes)
         db().commit()
         blp.set_etag(freshness.plan_stamp(db(), plan))

@@ -383,7 +383,8 @@ def _repeat_rotation(
 ) -> AuthOutcome:
     """A used token again: the same pair within the grace window, else the family ends."""
     if used_at is not None and user is not None and user.is_active:
-        within = now - used_at <= timedelta(seconds=settings.refresh_grace_s)
+        grace = timedelta(seconds=settings.refresh_grace_s)
+        within = grace > timedelta(0) and now - used_at <= grace
         refresh, jti = _successor(settings, refresh_token)
         successor = session.scalar(
             select(RefreshToken.id).where(

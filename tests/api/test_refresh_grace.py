@@ -108,3 +108,22 @@ def test_the_window_follows_the_setting_and_the_clock_the_use_case_reads(session
         ).refusal
         is not None
     )
+
+
+def test_a_window_of_zero_turns_the_repeat_off(session, settings):
+    user = make_user(session, settings, make_clinic(session), email="zero@example.org")
+    off = settings.with_overrides(refresh_grace_s=0)
+    start = utcnow()
+    login = users.log_in(session, off, username=user.email, password=PASSWORD, now=start).tokens()
+    rotated = users.refresh_session(session, off, refresh_token=login.refresh_token, now=start)
+    assert rotated.refusal is None
+
+    again = users.refresh_session(session, off, refresh_token=login.refresh_token, now=start)
+
+    assert again.refusal is not None
+    assert (
+        users.refresh_session(
+            session, off, refresh_token=rotated.tokens().refresh_token, now=start
+        ).refusal
+        is not None
+    )

@@ -9,9 +9,10 @@ every insert, update and delete; rows without a version count by their newest ti
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import BindParameter, ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from service.core.access import Actor
@@ -84,8 +85,9 @@ def _plans_parts(plan_ids: Select[Any]) -> list[Any]:
     ]
 
 
-def _patient_parts(patient_id: int) -> list[Any]:
+def _patient_parts() -> list[Any]:
     """The patient row (reaction history, preferences) and their lab results."""
+    patient_id: BindParameter[int] = bindparam("patient_id", type_=Integer)
     return [
         *_scalars(select(Patient.version).where(Patient.id == patient_id)),
         *_dated(LabResult, LabResult.recorded_at, LabResult.patient_id == patient_id),
@@ -97,10 +99,26 @@ def _patient_parts(patient_id: int) -> list[Any]:
     ]
 
 
-def _stamp(session: Session, parts: list[Any], now: datetime | None) -> Stamp:
+# Built once: a statement of twenty subqueries costs more to build (and key for SQLAlchemy's
+# compiled cache) than to run, and the same object's cache key is computed only once.
+@cache
+def _one_plan() -> Select[Any]:
+    plan_ids = select(TreatmentPlan.id).where(TreatmentPlan.id == bindparam("plan_id"))
+    return select(*_plans_parts(plan_ids), *_patient_parts())
+
+
+@cache
+def _patients_plans() -> Select[Any]:
+    plan_ids = select(TreatmentPlan.id).where(TreatmentPlan.patient_id == bindparam("patient_id"))
+    return select(*_plans_parts(plan_ids), *_patient_parts())
+
+
+def _stamp(
+    session: Session, statement: Select[Any], params: dict[str, int], now: datetime | None
+) -> Stamp:
     """The aggregates, plus the clinic's day (the last part is its zone): what is due or
     overdue changes with it."""
-    row = session.execute(select(*parts)).one()
+    row = session.execute(statement, params).one()
     values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
     zone = values[-1]
     return (*values, local_today(zone, now).isoformat() if zone else None)
@@ -108,22 +126,14 @@ def _stamp(session: Session, parts: list[Any], now: datetime | None) -> Stamp:
 
 def plan_stamp(session: Session, plan: TreatmentPlan, *, now: datetime | None = None) -> Stamp:
     """A plan as GET /plans/{id} shows it (the caller has checked the plan is visible)."""
-    plan_ids = select(TreatmentPlan.id).where(TreatmentPlan.id == plan.id)
-    return (
-        "plan",
-        plan.id,
-        *_stamp(session, [*_plans_parts(plan_ids), *_patient_parts(plan.patient_id)], now),
-    )
+    params = {"plan_id": plan.id, "patient_id": plan.patient_id}
+    return ("plan", plan.id, *_stamp(session, _one_plan(), params, now))
 
 
 def patient_plans_stamp(session: Session, patient_id: int, *, now: datetime | None = None) -> Stamp:
     """A patient's plans, as /me/plans and /patients/{id}/plans list them."""
-    plan_ids = select(TreatmentPlan.id).where(TreatmentPlan.patient_id == patient_id)
-    return (
-        "plans",
-        patient_id,
-        *_stamp(session, [*_plans_parts(plan_ids), *_patient_parts(patient_id)], now),
-    )
+    params = {"patient_id": patient_id}
+    return ("plans", patient_id, *_stamp(session, _patients_plans(), params, now))
 
 
 def patient_stamp(session: Session, patient: Patient, *, now: datetime | None = None) -> Stamp:

@@ -205,3 +205,17 @@ def test_patient_record_validator_follows_staff_edits(client, session, app_user)
     )
     assert changed.status_code == 200, changed.get_json()
     assert _revalidate(client, url, app_user["staff"], etag).status_code == 200
+
+
+def test_staff_list_of_a_patients_plans_revalidates_and_hides_other_clinics(
+    client, session, settings, app_user
+):
+    url = f"{API}/patients/{app_user['patient'].id}/plans"
+    etag = _assert_polled(client.get(url, headers=app_user["staff"]), weak=True, cache="no-store")
+    assert _revalidate(client, url, app_user["staff"], etag).status_code == 304
+    # Another clinic's staff learn nothing from a validator: the patient does not exist for them.
+    other = make_user(session, settings, make_clinic(session), "clinician")
+    assert _revalidate(client, url, auth_headers(settings, other), etag).status_code == 404
+    session.get(type(app_user["plan"]), app_user["plan"].id).notes = "changed"
+    session.flush()
+    assert _revalidate(client, url, app_user["staff"], etag).status_code == 200

@@ -19,7 +19,7 @@ from schemas.plans import (
 from service.api.context import actor, db, login_required
 from service.api.middleware import conditional
 from service.api.middleware.conditional import NOT_MODIFIED
-from service.patients import freshness
+from service.patients import freshness, records
 from service.treatment import monitoring, plans
 
 blp = Blueprint("plans", __name__, description="Treatment plans")
@@ -31,9 +31,12 @@ class PatientPlans(MethodView):
 
     @blp.arguments(PlanQueryArgsSchema, location="query")
     @blp.response(200, page_of(PlanSchema))
+    @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
         """List a patient's treatment plans."""
-        return plans.list_patient_plans(db(), actor(), patient_id, **args)
+        patient = records.get_patient(db(), actor(), patient_id)
+        cached = conditional.unchanged((freshness.patient_plans_stamp(db(), patient.id), args))
+        return cached or plans.list_patient_plans(db(), actor(), patient_id, **args)
 
     @blp.arguments(PlanPreviewArgsSchema, location="query")
     @blp.arguments(PlanCreateSchema)

@@ -102,12 +102,6 @@ def _patient_parts() -> list[Any]:
 # Built once: a statement of twenty subqueries costs more to build (and key for SQLAlchemy's
 # compiled cache) than to run, and the same object's cache key is computed only once.
 @cache
-def _one_plan() -> Select[Any]:
-    plan_ids = select(TreatmentPlan.id).where(TreatmentPlan.id == bindparam("plan_id"))
-    return select(*_plans_parts(plan_ids), *_patient_parts())
-
-
-@cache
 def _patients_plans() -> Select[Any]:
     plan_ids = select(TreatmentPlan.id).where(TreatmentPlan.patient_id == bindparam("patient_id"))
     return select(*_plans_parts(plan_ids), *_patient_parts())
@@ -116,18 +110,19 @@ def _patients_plans() -> Select[Any]:
 def _stamp(
     session: Session, statement: Select[Any], params: dict[str, int], now: datetime | None
 ) -> Stamp:
-    """The aggregates, plus the clinic's day (the last part is its zone): what is due or
-    overdue changes with it."""
+    """The aggregates, plus the day on the clinic's clock (the last part is its zone) and in UTC:
+    what is due or overdue changes with them."""
     row = session.execute(statement, params).one()
     values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
     zone = values[-1]
-    return (*values, local_today(zone, now).isoformat() if zone else None)
+    today = local_today(zone, now).isoformat() if zone else None
+    return (*values, today, local_today("UTC", now).isoformat())
 
 
 def plan_stamp(session: Session, plan: TreatmentPlan, *, now: datetime | None = None) -> Stamp:
-    """A plan as GET /plans/{id} shows it (the caller has checked the plan is visible)."""
-    params = {"plan_id": plan.id, "patient_id": plan.patient_id}
-    return ("plan", plan.id, *_stamp(session, _one_plan(), params, now))
+    """A plan as GET /plans/{id} shows it (the caller has checked the plan is visible). Its body
+    lists the patient's reactions under any of their plans: all of them count."""
+    return ("plan", plan.id, *patient_plans_stamp(session, plan.patient_id, now=now))
 
 
 def patient_plans_stamp(session: Session, patient_id: int, *, now: datetime | None = None) -> Stamp:

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, Vocabulary
+from schemas.common import MAX_INT_ID, Instant, PageArgsSchema, StrictSchema, Vocabulary
 from service.vocabulary import AuditAction, AuditOutcome, Role, values
 
 ACTIONS = values(AuditAction)
@@ -15,7 +15,7 @@ OUTCOMES = values(AuditOutcome)
 
 class AuditEventSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
-    occurred_at = fields.DateTime(dump_only=True)
+    occurred_at = Instant(dump_only=True)
     request_id = fields.String(dump_only=True)
     actor_id = fields.Integer(dump_only=True, allow_none=True)
     actor_role = fields.String(validate=Vocabulary(Role), dump_only=True, allow_none=True)
@@ -47,8 +47,8 @@ class AuditEventSchema(StrictSchema):
 class AuditQueryArgsSchema(PageArgsSchema):
     patient_id = fields.Integer(validate=validate.Range(min=1, max=MAX_INT_ID))
     actor_id = fields.Integer(validate=validate.Range(min=1, max=MAX_INT_ID))
-    since = fields.AwareDateTime(metadata={"description": "Events at or after this instant"})
-    until = fields.AwareDateTime(metadata={"description": "Events before this instant"})
+    since = Instant(metadata={"description": "Events at or after this instant"})
+    until = Instant(metadata={"description": "Events before this instant"})
     action = fields.String(validate=Vocabulary(AuditAction))
     outcome = fields.String(validate=Vocabulary(AuditOutcome))
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from schemas.common import StrictSchema, text
+from schemas.common import Instant, StrictSchema, text
 from service.accounts.passwords import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -62,7 +62,7 @@ class InvitationSchema(StrictSchema):
         dump_only=True,
         metadata={"description": "One-time activation code, e.g. K7QM2-X9HTD; shown only once"},
     )
-    expires_at = fields.DateTime(dump_only=True)
+    expires_at = Instant(dump_only=True)
     email = fields.String(dump_only=True, metadata={"description": "The login the code sets up"})
     patient_id = fields.Integer(dump_only=True)
 

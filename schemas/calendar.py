@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import fields, validates_schema
 from marshmallow.exceptions import ValidationError
 
-from schemas.common import StrictSchema
+from schemas.common import Instant, StrictSchema
 
 
 class CalendarFeedSchema(StrictSchema):
@@ -18,7 +18,7 @@ class CalendarFeedSchema(StrictSchema):
     webcal_url = fields.String(
         dump_only=True, metadata={"description": "The same URL with the webcal: scheme"}
     )
-    created_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
 
 
 class ChairRangeArgsSchema(StrictSchema):

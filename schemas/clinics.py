@@ -9,6 +9,7 @@ from marshmallow import ValidationError, fields, validate
 
 from schemas.auth import new_password
 from schemas.common import (
+    Instant,
     PageArgsSchema,
     PartialMixin,
     StrictSchema,
@@ -37,7 +38,7 @@ class ClinicSchema(StrictSchema):
             "example": {"ocrelizumab-iv": {"min_interval": "five_months"}},
         },
     )
-    created_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
 
     def _settings(self, clinic: Any) -> dict[str, Any]:
         return public_settings(clinic.settings or {})
@@ -60,7 +61,7 @@ class UserSchema(StrictSchema):
     role = fields.String(dump_only=True, metadata={"enum": list(values(Role))})
     patient_id = fields.Integer(dump_only=True, allow_none=True)
     is_active = fields.Boolean(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
 
 
 class UserCreateSchema(UserSchema):

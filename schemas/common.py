@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +31,35 @@ _DATE_RANGE = f"Must be between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.iso
 # when it has no value): `metadata=SOMETIMES_ABSENT`. The OpenAPI document leaves it optional.
 SOMETIMES_ABSENT_KEY = "x-sometimes-absent"
 SOMETIMES_ABSENT = {SOMETIMES_ABSENT_KEY: True}
+
+
+def digest(data: Any) -> str:
+    """The ETag value of `data`: the SHA-1 of its sorted JSON, as flask-smorest computes it."""
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def row_version(resource: str, row: Any) -> dict[str, Any]:
+    """What a row's version tag is computed from (PATCH/PUT accept it in If-Match)."""
+    return {"resource": resource, "id": row.id, "version": row.version}
+
+
+def row_etag(resource: str, row: Any) -> str:
+    """The strong ETag of a row's version, as sent in If-Match."""
+    return f'"{digest(row_version(resource, row))}"'
+
+
+def etag_field(resource: str) -> fields.Function:
+    """A writable row's ETag (`row_etag`), so a client can change an item it found in a list
+    without reading it first: If-Match takes it as well as the ETag a GET answered."""
+    return fields.Function(
+        lambda row: row_etag(resource, row) if row.id is not None else None,
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "type": "string",
+            "description": "Send as If-Match to change this item (null in a preview)",
+        },
+    )
 
 
 class StrictSchema(ma.Schema):
@@ -125,6 +156,25 @@ class ProblemSchema(ma.Schema):
     detail = fields.String()
     code = fields.String(metadata={"description": "Stable machine-readable error code"})
     errors = fields.Dict(metadata={"description": "Per-field messages"})
+
+
+class Instant(fields.AwareDateTime):
+    """An instant, the one way every response writes one: RFC 3339 in UTC with milliseconds,
+    e.g. `2027-01-04T08:00:00.000Z`. Read: any ISO 8601 date-time with an offset."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return rfc3339(value)
+
+
+def rfc3339(value: datetime, zone: tzinfo | None = None) -> str:
+    """`value` as RFC 3339 with milliseconds: in UTC with `Z`, or on `zone`'s wall clock with
+    its offset. Stored instants are UTC; a naive one is read as such."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    text = value.astimezone(zone or UTC).isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "Z" if zone is None else text
 
 
 class TimeZoneField(fields.String):

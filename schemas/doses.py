@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.common import PageArgsSchema, StrictSchema, Vocabulary, text
+from schemas.common import Instant, PageArgsSchema, StrictSchema, Vocabulary, etag_field, text
 from service.vocabulary import (
     DOSE_STATUS_CHANGES,
     AnsweredBy,
@@ -63,7 +63,7 @@ class ReadinessItemSchema(StrictSchema):
         allow_none=True,
         metadata={"description": "staff | patient"},
     )
-    recorded_at = fields.DateTime(dump_only=True, allow_none=True)
+    recorded_at = Instant(dump_only=True, allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
     details = fields.Dict(dump_only=True)
 
@@ -71,7 +71,7 @@ class ReadinessItemSchema(StrictSchema):
 class ReadinessOverrideSchema(StrictSchema):
     reason = fields.String(dump_only=True)
     clinician_id = fields.Integer(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
     blocking_items = fields.List(fields.Nested(ReadinessBlockingItemSchema), dump_only=True)
 
 
@@ -105,7 +105,7 @@ class ReadinessOverrideCreateSchema(StrictSchema):
 
 class PremedicationGivenSchema(StrictSchema):
     drug = text(100, min_length=1, required=True)
-    given_at = fields.AwareDateTime(required=True)
+    given_at = Instant(required=True)
     dose_mg = fields.Float(
         allow_none=True, validate=validate.Range(min=0, max=10_000, min_inclusive=False)
     )
@@ -117,13 +117,13 @@ class PremedicationGivenSchema(StrictSchema):
 
 class InfusionReactionSchema(StrictSchema):
     grade = fields.String(required=True, validate=Vocabulary(ReactionGrade))
-    onset_at = fields.AwareDateTime(allow_none=True)
+    onset_at = Instant(allow_none=True)
     action = text(64, allow_none=True)
     notes = text(2000, allow_none=True)
 
 
 class DoseAdministrationSchema(StrictSchema):
-    administered_at = fields.AwareDateTime(required=True)
+    administered_at = Instant(required=True)
     amount_mg = fields.Integer(
         required=True, strict=True, validate=validate.Range(min=1, max=MAX_AMOUNT_MG)
     )
@@ -150,20 +150,20 @@ class DoseAdministrationSchema(StrictSchema):
             "infusion_ended_at and observation_ended_at when both are given)"
         },
     )
-    infusion_started_at = fields.DateTime(
+    infusion_started_at = Instant(
         dump_only=True, metadata={"description": "The same instant as administered_at"}
     )
-    infusion_ended_at = fields.AwareDateTime(allow_none=True)
-    observation_ended_at = fields.AwareDateTime(allow_none=True)
+    infusion_ended_at = Instant(allow_none=True)
+    observation_ended_at = Instant(allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True)
-    recorded_at = fields.DateTime(dump_only=True)
+    recorded_at = Instant(dump_only=True)
 
 
 class AdministrationAmendSchema(StrictSchema):
     """What can be added to a given dose's record afterwards."""
 
-    infusion_ended_at = fields.AwareDateTime(allow_none=True)
-    observation_ended_at = fields.AwareDateTime(allow_none=True)
+    infusion_ended_at = Instant(allow_none=True)
+    observation_ended_at = Instant(allow_none=True)
     observation_minutes = fields.Integer(
         allow_none=True,
         strict=True,
@@ -201,7 +201,7 @@ class DoseSchema(StrictSchema):
         allow_none=True,
         metadata={"description": " | ".join(BOOKINGS)},
     )
-    appointment_at = fields.DateTime(dump_only=True, allow_none=True)
+    appointment_at = Instant(dump_only=True, allow_none=True)
     location = fields.String(dump_only=True, allow_none=True)
     needs_review = fields.Boolean(dump_only=True)
     missed_on = fields.Date(dump_only=True, allow_none=True)
@@ -229,7 +229,8 @@ class DoseSchema(StrictSchema):
     administration = fields.Nested(DoseAdministrationSchema, dump_only=True, allow_none=True)
     readiness = fields.Nested(ReadinessSchema, dump_only=True)
     version = fields.Integer(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    etag = etag_field("dose")
+    updated_at = Instant(dump_only=True)
 
 
 class DoseWarningSchema(StrictSchema):
@@ -245,7 +246,7 @@ class DoseChangeSchema(DoseSchema):
 
 
 class DoseUpdateSchema(StrictSchema):
-    appointment_at = fields.AwareDateTime(
+    appointment_at = Instant(
         allow_none=True, metadata={"description": "Books the dose; null drops the booking"}
     )
     due_date = fields.Date(metadata={"description": "Reschedules the dose"})

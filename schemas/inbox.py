@@ -9,7 +9,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from schemas.common import StrictSchema
+from schemas.common import Instant, StrictSchema
 
 CURSOR_PREFIX = "inbox:"
 MAX_CURSOR_LENGTH = 64
@@ -45,8 +45,8 @@ class InboxMessageSchema(StrictSchema):
     kind = fields.String(dump_only=True)
     title = fields.String(dump_only=True)
     body = fields.String(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    read_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = Instant(dump_only=True)
+    read_at = Instant(dump_only=True, allow_none=True)
 
 
 class InboxQueryArgsSchema(StrictSchema):

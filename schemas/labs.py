@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, text
+from schemas.common import MAX_INT_ID, Instant, PageArgsSchema, StrictSchema, text
 from service.treatment.labs import LAB_CODES, lab_code_problems
 from service.vocabulary import LabFlag, RangeSource, values
 
@@ -51,7 +51,7 @@ class LabResultSchema(StrictSchema):
         },
     )
     range_reference = fields.String(dump_only=True, allow_none=True)
-    taken_at = fields.DateTime(dump_only=True)
+    taken_at = Instant(dump_only=True)
     notes = fields.String(dump_only=True, allow_none=True)
     task_id = fields.Function(
         lambda result: result.task.id if result.task is not None else None,
@@ -59,7 +59,7 @@ class LabResultSchema(StrictSchema):
         allow_none=True,
     )
     recorded_by_id = fields.Integer(dump_only=True)
-    recorded_at = fields.DateTime(dump_only=True)
+    recorded_at = Instant(dump_only=True)
 
 
 class LabResultCreateSchema(StrictSchema):
@@ -72,7 +72,7 @@ class LabResultCreateSchema(StrictSchema):
     unit = text(32, min_length=1, required=True, metadata={"description": "Allowed per code"})
     ref_low = Number(allow_none=True, metadata={"description": "In the unit of the value"})
     ref_high = Number(allow_none=True, metadata={"description": "In the unit of the value"})
-    taken_at = fields.AwareDateTime(
+    taken_at = Instant(
         required=True,
         metadata={"description": "ISO 8601 with a UTC offset; not in the future"},
     )

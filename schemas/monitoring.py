@@ -6,7 +6,15 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import MAX_INT_ID, PageArgsSchema, StrictSchema, Vocabulary, text
+from schemas.common import (
+    MAX_INT_ID,
+    Instant,
+    PageArgsSchema,
+    StrictSchema,
+    Vocabulary,
+    etag_field,
+    text,
+)
 from service.vocabulary import FollowUpEnd, HbvPath, TaskStatus, values
 
 MAX_NOTES = 2000
@@ -26,14 +34,16 @@ class MonitoringTaskSchema(StrictSchema):
     dose_id = fields.Integer(
         dump_only=True, allow_none=True, metadata={"description": "The dose this task precedes"}
     )
-    done_at = fields.DateTime(dump_only=True, allow_none=True)
+    done_at = Instant(dump_only=True, allow_none=True)
     completed_by_id = fields.Integer(dump_only=True, allow_none=True)
     notes = fields.String(dump_only=True, allow_none=True)
     lab_result_id = fields.Integer(dump_only=True, allow_none=True)
     after_treatment = fields.Boolean(
         dump_only=True, metadata={"description": "Monitoring that continues after the plan ended"}
     )
-    updated_at = fields.DateTime(dump_only=True)
+    updated_at = Instant(dump_only=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("monitoring_task")
 
 
 class FollowUpSchema(StrictSchema):
@@ -54,7 +64,7 @@ class FollowUpSchema(StrictSchema):
     started_on = fields.Date(dump_only=True)
     until = fields.Date(dump_only=True, allow_none=True)
     next_due = fields.Date(dump_only=True, allow_none=True)
-    ended_at = fields.DateTime(dump_only=True, allow_none=True)
+    ended_at = Instant(dump_only=True, allow_none=True)
     end_reason = fields.String(validate=Vocabulary(FollowUpEnd), dump_only=True, allow_none=True)
     end_notes = fields.String(dump_only=True, allow_none=True)
 

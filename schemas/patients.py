@@ -6,7 +6,15 @@ from datetime import date
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from schemas.common import PageArgsSchema, PartialMixin, StrictSchema, TimeZoneField, text
+from schemas.common import (
+    Instant,
+    PageArgsSchema,
+    PartialMixin,
+    StrictSchema,
+    TimeZoneField,
+    etag_field,
+    text,
+)
 from schemas.monitoring import FollowUpSchema, HepatitisBFollowUpSchema
 from schemas.plans import ReactionHistorySchema
 
@@ -44,8 +52,10 @@ class PatientSchema(StrictSchema):
         allow_none=True,
         metadata={"description": "Days before a dose to remind; null uses the clinic's setting"},
     )
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
+    updated_at = Instant(dump_only=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("patient")
     monitoring_after_treatment = fields.List(
         fields.Nested(FollowUpSchema),
         dump_only=True,

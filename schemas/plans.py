@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from schemas.common import PageArgsSchema, StrictSchema, Vocabulary, text
+from schemas.common import Instant, PageArgsSchema, StrictSchema, Vocabulary, etag_field, text
 from schemas.doses import ReadinessSchema
 from schemas.monitoring import FollowUpSchema
 from schemas.screening import ScreeningChecklistSchema
@@ -44,11 +44,13 @@ class PlanDoseSchema(StrictSchema):
     earliest_date = fields.Date(dump_only=True, allow_none=True)
     status = fields.String(validate=Vocabulary(DoseStatus), dump_only=True)
     booking = fields.String(validate=Vocabulary(Booking), dump_only=True, allow_none=True)
-    appointment_at = fields.DateTime(dump_only=True, allow_none=True)
+    appointment_at = Instant(dump_only=True, allow_none=True)
     location = fields.String(dump_only=True, allow_none=True)
     needs_review = fields.Boolean(dump_only=True)
     missed_on = fields.Date(dump_only=True, allow_none=True)
     readiness = fields.Nested(ReadinessSchema, dump_only=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("dose")
 
 
 class PlanMonitoringTaskSchema(StrictSchema):
@@ -57,6 +59,8 @@ class PlanMonitoringTaskSchema(StrictSchema):
     due_date = fields.Date(dump_only=True)
     status = fields.String(validate=Vocabulary(TaskStatus), dump_only=True)
     after_treatment = fields.Boolean(dump_only=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("monitoring_task")
 
 
 class ReactionHistorySchema(StrictSchema):
@@ -66,7 +70,7 @@ class ReactionHistorySchema(StrictSchema):
     plan_id = fields.Integer(dump_only=True)
     dose_id = fields.Integer(dump_only=True)
     dose_sequence = fields.Integer(dump_only=True)
-    administered_at = fields.DateTime(dump_only=True)
+    administered_at = Instant(dump_only=True)
 
 
 class IntervalSchema(StrictSchema):
@@ -111,8 +115,9 @@ class PlanSchema(StrictSchema):
     notes = fields.String(dump_only=True, allow_none=True)
     prescriber_id = fields.Integer(dump_only=True, allow_none=True)
     version = fields.Integer(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    etag = etag_field("plan")
+    created_at = Instant(dump_only=True)
+    updated_at = Instant(dump_only=True)
     screening = fields.Nested(ScreeningChecklistSchema, attribute="checklist", dump_only=True)
     doses = fields.List(fields.Nested(PlanDoseSchema), dump_only=True)
     monitoring = fields.List(
@@ -152,8 +157,8 @@ class PlanPreviewSchema(PlanSchema):
 
     id = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "Always null"})
     version = fields.Integer(dump_only=True, allow_none=True)
-    created_at = fields.DateTime(dump_only=True, allow_none=True)
-    updated_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = Instant(dump_only=True, allow_none=True)
+    updated_at = Instant(dump_only=True, allow_none=True)
     doses = fields.List(fields.Nested(PlanDosePreviewSchema), dump_only=True)
     monitoring = fields.List(
         fields.Nested(PlanMonitoringTaskPreviewSchema),

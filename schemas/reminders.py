@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import StrictSchema, Vocabulary, text
+from schemas.common import Instant, StrictSchema, Vocabulary, rfc3339, text
 from service.vocabulary import Audience, ChannelName, ReminderStatus
 
 SYMPTOM_CODES = (
@@ -36,16 +37,26 @@ class ReminderSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     kind = fields.String(dump_only=True)
     audience = fields.String(validate=Vocabulary(Audience), dump_only=True)
-    fire_at = fields.DateTime(dump_only=True)
-    local_time = fields.Method("_local_time", dump_only=True)
-    time_zone = fields.String(dump_only=True)
+    fire_at = Instant(dump_only=True)
+    local_time = fields.Method(
+        "_local_time",
+        dump_only=True,
+        metadata={
+            "type": "string",
+            "format": "date-time",
+            "description": "When it fires on the wall clock of `time_zone`, with that zone's "
+            "UTC offset then (RFC 3339, e.g. 2027-03-08T09:00:00.000+01:00)",
+        },
+    )
+    time_zone = fields.String(dump_only=True, metadata={"description": "IANA zone name"})
     status = fields.String(validate=Vocabulary(ReminderStatus), dump_only=True)
     channels = fields.List(fields.String(), dump_only=True)
     subject = fields.Method("_subject", dump_only=True)
-    acked_at = fields.DateTime(dump_only=True, allow_none=True)
+    acked_at = Instant(dump_only=True, allow_none=True)
 
     def _local_time(self, reminder: Any) -> str:
-        return f"{reminder.local_date.isoformat()}T{reminder.local_time.strftime('%H:%M')}"
+        # The moment it fires (a time in a spring-forward gap has moved past the gap).
+        return rfc3339(reminder.fire_at, ZoneInfo(reminder.time_zone))
 
     def _subject(self, reminder: Any) -> dict[str, Any]:
         return {"type": reminder.subject_type, "id": reminder.subject_id}
@@ -57,12 +68,12 @@ class DeliverySchema(StrictSchema):
     outcome = fields.String(dump_only=True)
     response_code = fields.Integer(dump_only=True, allow_none=True)
     error = fields.String(dump_only=True, allow_none=True)
-    created_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
 
 
 class StaffReminderSchema(ReminderSchema):
     attempts = fields.Integer(dump_only=True)
-    sent_at = fields.DateTime(dump_only=True, allow_none=True)
+    sent_at = Instant(dump_only=True, allow_none=True)
     ack_response = fields.Dict(dump_only=True, allow_none=True)
     deliveries = fields.List(fields.Nested(DeliverySchema), dump_only=True)
 

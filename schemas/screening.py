@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.common import StrictSchema, Vocabulary, text
+from schemas.common import Instant, StrictSchema, Vocabulary, etag_field, text
 from service.vocabulary import ConsultDecision, HbvPath, ScreeningOutcome, ScreeningStatus, values
 
 SCREENING_RESULTS = [
@@ -108,8 +108,10 @@ class ScreeningItemSchema(StrictSchema):
         dump_only=True,
         metadata={"description": f"One of {', '.join(OUTCOMES)}"},
     )
-    recorded_at = fields.DateTime(dump_only=True, allow_none=True)
+    recorded_at = Instant(dump_only=True, allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
+    version = fields.Integer(dump_only=True, allow_none=True)
+    etag = etag_field("screening_item")
     reason = fields.String(
         dump_only=True,
         allow_none=True,
@@ -175,7 +177,7 @@ class ScreeningBlockingItemSchema(StrictSchema):
 class ScreeningOverrideSchema(StrictSchema):
     reason = fields.String(dump_only=True)
     clinician_id = fields.Integer(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
     outcome_overridden = fields.String(validate=Vocabulary(ScreeningOutcome), dump_only=True)
     blocking_items = fields.List(fields.Nested(ScreeningBlockingItemSchema), dump_only=True)
 

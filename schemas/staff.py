@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import marshmallow as ma
-from marshmallow import fields, validate
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from schemas.common import StrictSchema, Vocabulary
+import marshmallow as ma
+from marshmallow import fields, pre_dump, validate
+
+from schemas.common import Instant, StrictSchema, Vocabulary, rfc3339
 from service.vocabulary import (
     Booking,
     DoseKind,
@@ -100,8 +103,14 @@ class ScheduleEntrySchema(_Out):
     patient = fields.Nested(StaffPatientSchema)
     plan = fields.Nested(StaffPlanSchema)
     dose = fields.Nested(StaffDoseSchema)
-    appointment_at = fields.DateTime()
-    local_time = fields.String(metadata={"description": "HH:MM in the clinic's time zone"})
+    appointment_at = Instant()
+    local_time = fields.String(
+        metadata={
+            "format": "date-time",
+            "description": "The appointment on the clinic's wall clock, with its UTC offset "
+            "(RFC 3339, e.g. 2027-03-08T09:00:00.000+01:00)",
+        }
+    )
     location = fields.String(allow_none=True)
     premedications = fields.List(fields.Nested(StaffPremedicationSchema))
     screening = fields.Nested(StaffChecklistSchema)
@@ -129,9 +138,18 @@ class ScheduleUnbookedDoseSchema(_Out):
 
 class ScheduleSchema(_Out):
     date = fields.Date()
-    time_zone = fields.String()
+    time_zone = fields.String(metadata={"description": "The clinic's IANA zone"})
     items = fields.List(fields.Nested(ScheduleEntrySchema))
     unbooked_due = fields.List(fields.Nested(ScheduleUnbookedDoseSchema))
+
+    @pre_dump
+    def _local_times_with_offset(self, schedule: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        zone = ZoneInfo(schedule["time_zone"])
+        items = [
+            {**item, "local_time": rfc3339(item["appointment_at"], zone)}
+            for item in schedule["items"]
+        ]
+        return {**schedule, "items": items}
 
 
 class WorklistLinksSchema(_Out):
@@ -156,7 +174,7 @@ class WorklistDoseSchema(_Out):
     patient = fields.Nested(StaffPatientSchema)
     plan = fields.Nested(StaffPlanSchema)
     dose = fields.Nested(StaffDoseSchema)
-    appointment_at = fields.DateTime(allow_none=True)
+    appointment_at = Instant(allow_none=True)
     date = fields.Date(metadata={"description": "Appointment day if booked, else the due date"})
     days_overdue = fields.Integer()
     links = fields.Nested(WorklistLinksSchema)
@@ -166,7 +184,7 @@ class WorklistReadinessSchema(_Out):
     patient = fields.Nested(StaffPatientSchema)
     plan = fields.Nested(StaffPlanSchema)
     dose = fields.Nested(StaffDoseSchema)
-    appointment_at = fields.DateTime(allow_none=True)
+    appointment_at = Instant(allow_none=True)
     date = fields.Date(metadata={"description": "Appointment day if booked, else the due date"})
     days_until = fields.Integer()
     open_items = fields.List(fields.Nested(StaffBlockingItemSchema))
@@ -177,7 +195,7 @@ class WorklistObservationSchema(_Out):
     patient = fields.Nested(StaffPatientSchema)
     plan = fields.Nested(StaffPlanSchema)
     dose = fields.Nested(StaffDoseSchema)
-    administered_at = fields.DateTime()
+    administered_at = Instant()
     required_minutes = fields.Integer()
     recorded_minutes = fields.Integer(allow_none=True)
     links = fields.Nested(WorklistLinksSchema)
@@ -229,8 +247,8 @@ class StaffAlertSchema(_Out):
         metadata={"description": "{type, id}"},
     )
     details = fields.Dict(metadata={"description": "Codes only, no free text"})
-    created_at = fields.DateTime()
-    resolved_at = fields.DateTime(allow_none=True)
+    created_at = Instant()
+    resolved_at = Instant(allow_none=True)
     resolved_by_id = fields.Integer(allow_none=True)
 
 

@@ -57,6 +57,9 @@ class Settings:
     jwt_audience: str = "cd20-monitor-api"
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
+    # A just-rotated refresh token presented again this soon (two requests refreshing at once)
+    # gets the same new pair instead of ending the family.
+    refresh_grace_s: int = 30
     invitation_ttl_s: int = 7 * 24 * 3600
     max_content_length: int = 1024 * 1024
     # argon2id cost; tests lower it, production keeps argon2-cffi's RFC 9106 defaults.
@@ -281,6 +284,7 @@ def _host_list(value: str) -> tuple[str, ...]:
 ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_ACCESS_TOKEN_TTL", "access_token_ttl_s", int),
     ("CD20_REFRESH_TOKEN_TTL", "refresh_token_ttl_s", int),
+    ("CD20_REFRESH_GRACE", "refresh_grace_s", int),
     ("CD20_INVITATION_TTL", "invitation_ttl_s", int),
     ("CD20_SMTP_HOST", "smtp_host", str),
     ("CD20_SMTP_PORT", "smtp_port", int),

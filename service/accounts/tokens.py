@@ -33,7 +33,9 @@ def create_access_token(
     user_id: int,
     generation: int,
     now: datetime | None = None,
+    jti: str | None = None,
 ) -> str:
+    """A signed access token; the same arguments (`now` and `jti` included) give the same token."""
     issued = now or utcnow()
     claims: dict[str, Any] = {
         "iss": settings.jwt_issuer,
@@ -42,7 +44,7 @@ def create_access_token(
         "iat": int(issued.timestamp()),
         "nbf": int(issued.timestamp()),
         "exp": int((issued + timedelta(seconds=settings.access_token_ttl_s)).timestamp()),
-        "jti": uuid.uuid4().hex,
+        "jti": jti or uuid.uuid4().hex,
         "typ": "access",
         "gen": generation,
     }

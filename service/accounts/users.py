@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -277,8 +279,12 @@ def _issue_tokens(
     *,
     now: datetime,
     family_id: str | None = None,
+    rotated_from: str | None = None,
 ) -> TokenPair:
-    refresh = secrets.token_urlsafe(32)
+    if rotated_from is None:
+        refresh, jti = secrets.token_urlsafe(32), None
+    else:
+        refresh, jti = _successor(settings, rotated_from)
     session.add(
         RefreshToken(
             user_id=user.id,
@@ -289,34 +295,64 @@ def _issue_tokens(
         )
     )
     session.flush()
+    return _pair(settings, user, refresh, jti=jti, issued_at=now, now=now)
+
+
+def _pair(
+    settings: Settings,
+    user: User,
+    refresh: str,
+    *,
+    jti: str | None,
+    issued_at: datetime,
+    now: datetime,
+) -> TokenPair:
     access = create_access_token(
-        settings, user_id=user.id, generation=user.token_generation, now=now
+        settings, user_id=user.id, generation=user.token_generation, now=issued_at, jti=jti
     )
+    age = math.ceil((now - issued_at).total_seconds())
     return TokenPair(
         access_token=access,
         refresh_token=refresh,
-        expires_in=settings.access_token_ttl_s,
-        refresh_expires_in=settings.refresh_token_ttl_s,
+        expires_in=max(settings.access_token_ttl_s - age, 0),
+        refresh_expires_in=max(settings.refresh_token_ttl_s - age, 0),
     )
+
+
+def _successor(settings: Settings, refresh_token: str) -> tuple[str, str]:
+    """The refresh token and access-token id a rotation of `refresh_token` hands out.
+
+    Derived from the presented token under the server's key, so a repeat of the same rotation
+    can hand out the same pair again while the database keeps only the successor's hash.
+    """
+    key = settings.signing_key.encode()
+    refresh = hmac.new(key, b"refresh-rotation\x00" + refresh_token.encode(), "sha256").digest()
+    jti = hmac.new(key, b"access-jti\x00" + refresh_token.encode(), "sha256").hexdigest()
+    return base64.urlsafe_b64encode(refresh).rstrip(b"=").decode(), jti[:32]
 
 
 def refresh_session(
     session: Session, settings: Settings, *, refresh_token: str, now: datetime | None = None
 ) -> AuthOutcome:
-    """Trade a refresh token for a new pair (same family); a reused token revokes its family."""
+    """Trade a refresh token for a new pair (same family); a reused token revokes its family.
+
+    A token presented again within `settings.refresh_grace_s` of its rotation (two requests of
+    one app refreshing at once) gets the pair that rotation handed out, while that pair's
+    refresh token is still unused; later, or after that, a reuse ends the family.
+    """
     now = now or utcnow()
     token = session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == _sha256(refresh_token))
     )
     if token is None or token.revoked_at is not None:
         return AuthOutcome(refusal=InvalidToken())
-    if token.used_at is not None:
-        _reuse_detected(session, token, now)
-        return AuthOutcome(refusal=InvalidToken())
     user = session.get(User, token.user_id)
+    if token.used_at is not None:
+        return _repeat_rotation(session, settings, token, user, refresh_token, token.used_at, now)
     if token.expires_at <= now or user is None or not user.is_active:
         return AuthOutcome(refusal=InvalidToken())
-    # Claimed in SQL: of two refreshes racing with one token, only one gets a new pair.
+    # Claimed in SQL: of two refreshes racing with one token, only one rotates it; the other
+    # waits for it (a row lock on PostgreSQL, the write lock on SQLite) and repeats it.
     claimed = session.execute(
         update(RefreshToken)
         .where(
@@ -327,11 +363,44 @@ def refresh_session(
         .values(used_at=now)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        _reuse_detected(session, token, now)
-        return AuthOutcome(refusal=InvalidToken())
+        used_at = session.scalar(select(RefreshToken.used_at).where(RefreshToken.id == token.id))
+        return _repeat_rotation(session, settings, token, user, refresh_token, used_at, now)
     return AuthOutcome(
-        pair=_issue_tokens(session, settings, user, now=now, family_id=token.family_id)
+        pair=_issue_tokens(
+            session, settings, user, now=now, family_id=token.family_id, rotated_from=refresh_token
+        )
     )
+
+
+def _repeat_rotation(
+    session: Session,
+    settings: Settings,
+    token: RefreshToken,
+    user: User | None,
+    refresh_token: str,
+    used_at: datetime | None,
+    now: datetime,
+) -> AuthOutcome:
+    """A used token again: the same pair within the grace window, else the family ends."""
+    if used_at is not None and user is not None and user.is_active:
+        grace = timedelta(seconds=settings.refresh_grace_s)
+        within = grace > timedelta(0) and now - used_at <= grace
+        refresh, jti = _successor(settings, refresh_token)
+        successor = session.scalar(
+            select(RefreshToken.id).where(
+                RefreshToken.token_hash == _sha256(refresh),
+                RefreshToken.family_id == token.family_id,
+                RefreshToken.used_at.is_(None),
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.expires_at > now,
+            )
+        )
+        if within and successor is not None:
+            return AuthOutcome(
+                pair=_pair(settings, user, refresh, jti=jti, issued_at=used_at, now=now)
+            )
+    _reuse_detected(session, token, now)
+    return AuthOutcome(refusal=InvalidToken())
 
 
 def _reuse_detected(session: Session, token: RefreshToken, now: datetime) -> None:

@@ -24,6 +24,7 @@ def register_api(app: Flask) -> Api:
     from service.api.middleware import (
         auditing,
         body_limit,
+        conditional,
         idempotency,
         ratelimit,
         security_headers,
@@ -103,6 +104,7 @@ def register_api(app: Flask) -> Api:
     idempotency.install(app, api)  # after every blueprint: it reads the URL map
     contract.finish_document(app, api)  # after the idempotency header is documented
     ratelimit.install(app, app.extensions["cd20_settings"])
+    conditional.install(app)
     security_headers.install(app, app.extensions["cd20_settings"])
     # Last: it runs first after the view, so the answer it gives is the one the others see.
     transaction.install(app)

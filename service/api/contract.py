@@ -51,11 +51,15 @@ reminders, for the patients' mobile app, clinic staff and integrating systems.
 - **Tokens.** `POST /api/v1/auth/token` (login) answers an access token (minutes) and a refresh
   token (days); send `Authorization: Bearer <access_token>`. On 401 `invalid_token`, trade the
   refresh token at `POST /api/v1/auth/refresh` for a new pair and retry once; each refresh token
-  is used once: a reused one ends its whole family (log in again).
-- **ETag and If-Match.** Single objects carry an `ETag` header. A `PATCH` or `PUT` must send it
-  back as `If-Match`: without it the answer is 428 `precondition_required`, with an old one 412
-  `stale_version` (read the object again, reapply, retry). A `GET` with `If-None-Match` may answer
-  304 with no body.
+  is used once: the same one again within a short grace window (30 s by default) answers the
+  same new pair, so two requests refreshing at once both go on; later, a reused one ends its
+  whole family (log in again).
+- **ETag and If-Match.** Single objects carry an `ETag` header, and list items an `etag` field. A
+  `PATCH` or `PUT` must send either back as `If-Match`: without it the answer is 428
+  `precondition_required`, with an old one 412 `stale_version` (read the object again, reapply,
+  retry). The polled reads (`/me`, `/me/plans`, `/me/inbox`, `/me/reminders/upcoming`, a plan, a
+  patient) answer an `ETag`: send it as `If-None-Match` for a 304 with no body while nothing
+  changed.
 - **Idempotency-Key.** A creating `POST` (201) takes an `Idempotency-Key` header (any unique
   string, e.g. a UUID, per user for 24 hours): a retry with the same key answers the first
   response with `Idempotent-Replayed: true`; the same key with another body is 422
@@ -347,12 +351,11 @@ def _finish_components(components: dict[str, Any], paths: dict[str, Any]) -> Non
             _named_enum(prop, schemas, fallback)
             if isinstance(prop.get("items"), dict):
                 _named_enum(prop["items"], schemas, fallback + "Item")
+        sometimes_absent = {n for n, p in properties.items() if p.pop(SOMETIMES_ABSENT_KEY, False)}
         if name in responses and properties:
             # What the server sends has every field (null for "none"), but those few that are
             # marked as sometimes absent.
-            schema["required"] = [
-                n for n, p in properties.items() if not p.pop(SOMETIMES_ABSENT_KEY, False)
-            ]
+            schema["required"] = [n for n in properties if n not in sometimes_absent]
 
 
 def _split_directions(schemas: dict[str, Any], paths: dict[str, Any]) -> tuple[set[str], set[str]]:

@@ -346,10 +346,12 @@ class ScreeningItem(Base):
     recorded_at: Mapped[datetime | None]
     # Structured parts of a result: the hepatology consult, liver test values.
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     plan: Mapped[TreatmentPlan] = relationship(back_populates="screening_items")
 
     __table_args__ = (UniqueConstraint("plan_id", "code"),)
+    __mapper_args__ = {"version_id_col": version}
 
     @property
     def status(self) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
-from service.errors import AlreadyExists, NotFound
+from service.errors import AlreadyExists, Forbidden, NotFound, ValidationFailed
 from service.models import Patient
 from service.reminders.derive import sync_patient_reminders
 
@@ -83,5 +83,25 @@ def update_patient(
         setattr(patient, name, value)
     session.flush()
     if REMINDER_PREFERENCES & changes.keys():
+        sync_patient_reminders(session, patient)
+    return patient
+
+
+def update_my_preferences(session: Session, actor: Actor, changes: dict[str, Any]) -> Patient:
+    """A patient changes their own time zone and reminder preferences (nothing else of their
+    record); their reminders still to come move to the new local time in the new zone."""
+    if actor.is_staff or actor.patient_id is None:
+        raise Forbidden("Only a patient's account has reminder preferences")
+    read_only = sorted(changes.keys() - REMINDER_PREFERENCES)
+    if read_only:
+        raise ValidationFailed(
+            errors={name: ["Only the clinic can change this."] for name in read_only}
+        )
+    patient = get_patient(session, actor, actor.patient_id)
+    changed = {name for name, value in changes.items() if getattr(patient, name) != value}
+    for name in changed:
+        setattr(patient, name, changes[name])
+    session.flush()
+    if changed:
         sync_patient_reminders(session, patient)
     return patient

@@ -16,6 +16,7 @@ from service.models import Dose, Reminder
 from service.patients.records import get_patient
 from service.staff.alerts import raise_alert
 from service.treatment.readiness import record_checkin_answer
+from service.vocabulary import ACTIVE_REMINDER_STATUSES
 
 CHECKIN_KINDS = ("infection_checkin", "symptom_checkin")
 UPCOMING_LIMIT = 50
@@ -44,7 +45,7 @@ def upcoming_reminders(
             .where(
                 Reminder.patient_id == actor.patient_id,
                 Reminder.audience == "patient",
-                Reminder.status.in_(("pending", "failed", "claimed")),
+                Reminder.status.in_(ACTIVE_REMINDER_STATUSES),
                 Reminder.fire_at >= (now or utcnow()),
             )
             .order_by(Reminder.fire_at, Reminder.id)

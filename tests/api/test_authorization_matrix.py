@@ -198,7 +198,7 @@ def collect_etags(client: FlaskClient, session: Session, world: World) -> None:
     entries = load_matrix()
     readers = {(e["rule"], e["object"]) for e in entries if e["method"] == "GET"}
     for entry in entries:
-        if not entry.get("if_match"):
+        if not entry.get("if_match") or entry["if_match"] == "own":
             continue
         assert (entry["rule"], entry["object"]) in readers, f"no GET for {entry['rule']}"
         owners = ["K1", "K2"] if entry["object"] == "clinic" else list(world.parties)
@@ -244,7 +244,11 @@ def run_matrix(
         entry = case.entry
         owner, params = target_of(world, case)
         headers = dict(world.headers[case.actor])
-        if entry.get("if_match") and owner is not None:
+        if entry.get("if_match") == "own":
+            with rolled_back(session):
+                own = client.get(url_of(entry["rule"], params), headers=headers)
+            headers["If-Match"] = own.headers.get("ETag", "")
+        elif entry.get("if_match") and owner is not None:
             headers["If-Match"] = world.etags[(entry["object"], owner)]
         kwargs: dict[str, Any] = {"headers": headers}
         if "body" in entry:

@@ -38,6 +38,7 @@ OPERATION_IDS = {
     ("POST", "/auth/activate"): "activateAccount",
     ("POST", "/patients/{patient_id}/invitation"): "invitePatient",
     ("GET", "/me"): "getMe",
+    ("PATCH", "/me"): "updateMe",
     ("POST", "/me/password"): "changePassword",
     ("GET", "/me/inbox"): "listMyInbox",
     ("POST", "/me/inbox/{message_id}/read"): "markInboxMessageRead",

@@ -36,7 +36,8 @@ def test_patient_sees_upcoming_reminders_in_fire_order_without_staff_ones(
     assert fire_times == sorted(fire_times)
     assert {item["audience"] for item in body["items"]} == {"patient"}
     first = body["items"][0]
-    assert first["local_time"] == "2027-03-08T09:00"
+    assert first["local_time"] == "2027-03-08T09:00:00.000+01:00"
+    assert first["time_zone"] == "Europe/Berlin"
     assert first["subject"]["type"] == "dose"
 
 

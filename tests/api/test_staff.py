@@ -69,8 +69,8 @@ def test_schedule_uses_the_clinic_local_day(client, session, headers, staff, ber
     assert (body["date"], body["time_zone"]) == ("2027-03-04", "Europe/Berlin")
     assert [i["plan"]["id"] for i in body["items"]] == [early.id, late.id]
     first = body["items"][0]
-    assert first["local_time"] == "00:30"
-    assert first["appointment_at"].startswith("2027-03-03T23:30:00")
+    assert first["local_time"] == "2027-03-04T00:30:00.000+01:00"
+    assert first["appointment_at"] == "2027-03-03T23:30:00.000Z"
     assert first["patient"]["name"].startswith("Ana ")
     assert first["patient"]["mrn"] == early.patient.mrn
     assert first["plan"] == {
@@ -106,9 +106,9 @@ def test_schedule_uses_the_clinic_local_day(client, session, headers, staff, ber
     ("zone", "appointment", "local"),
     [
         # 06:00 UTC on the 5th is 22:00 on the 4th in Los Angeles (PST, UTC-8).
-        ("America/Los_Angeles", "2027-03-05T06:00", "22:00"),
+        ("America/Los_Angeles", "2027-03-05T06:00", "2027-03-04T22:00:00.000-08:00"),
         # 11:30 UTC on the 3rd is 00:30 on the 4th in Auckland (NZDT, UTC+13).
-        ("Pacific/Auckland", "2027-03-03T11:30", "00:30"),
+        ("Pacific/Auckland", "2027-03-03T11:30", "2027-03-04T00:30:00.000+13:00"),
     ],
 )
 def test_schedule_in_other_zones(client, session, settings, zone, appointment, local):

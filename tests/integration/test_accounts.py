@@ -237,12 +237,12 @@ def committed_login(requires_postgres, settings):
         cleanup.commit()
 
 
-def test_two_concurrent_refreshes_with_one_token_get_one_pair(
+def test_two_concurrent_refreshes_with_one_token_get_the_same_pair(
     requires_postgres, settings, committed_login
 ):
     token_hash = hashlib.sha256(committed_login.encode()).hexdigest()
     both_loaded = threading.Barrier(2)
-    outcomes: list[str] = []
+    pairs: list[users.TokenPair | None] = []
 
     def refresh() -> None:
         with Session(requires_postgres) as session:
@@ -251,7 +251,7 @@ def test_two_concurrent_refreshes_with_one_token_get_one_pair(
             both_loaded.wait(timeout=10)
             outcome = users.refresh_session(session, settings, refresh_token=committed_login)
             session.commit()
-            outcomes.append("refused" if outcome.refusal else "pair")
+            pairs.append(outcome.pair)
 
     threads = [threading.Thread(target=refresh) for _ in range(2)]
     for thread in threads:
@@ -259,4 +259,15 @@ def test_two_concurrent_refreshes_with_one_token_get_one_pair(
     for thread in threads:
         thread.join(timeout=30)
 
-    assert sorted(outcomes) == ["pair", "refused"]
+    # One rotation; the request that lost the race repeats it instead of ending the session.
+    assert len(pairs) == 2
+    assert pairs[0] is not None
+    assert pairs[1] is not None
+    assert pairs[0].access_token == pairs[1].access_token
+    assert pairs[0].refresh_token == pairs[1].refresh_token
+    with Session(requires_postgres) as session:
+        family = session.scalars(select(RefreshToken).where(RefreshToken.revoked_at.is_(None)))
+        assert len(family.all()) == 2
+        renewed = users.refresh_session(session, settings, refresh_token=pairs[0].refresh_token)
+        assert renewed.refusal is None
+        session.commit()

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from schemas.common import page_of
+from schemas.common import page_of, row_version
 from schemas.doses import (
     DoseAdministrationSchema,
     DoseChangeSchema,
@@ -21,6 +21,7 @@ from schemas.doses import (
 )
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
+from service.api.middleware import conditional
 from service.treatment import doses, readiness
 
 blp = Blueprint("doses", __name__, description="Doses")
@@ -69,7 +70,7 @@ class DoseItem(MethodView):
     def patch(self, changes: dict[str, Any], dose_id: int) -> Any:
         """Book, confirm, reschedule, place, miss or cancel a dose."""
         dose = doses.get_dose(db(), actor(), dose_id)
-        blp.check_etag(dose, DoseSchema)
+        conditional.check_if_match(blp, row_version("dose", dose), dose, DoseSchema)
         change = doses.update_dose(db(), actor(), dose, changes)
         db().commit()
         blp.set_etag(dose, DoseSchema)

@@ -11,7 +11,9 @@ from schemas.devices import DeviceSchema
 from schemas.inbox import InboxChangesSchema, InboxMessageSchema, InboxQueryArgsSchema
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, operation
-from service.patients import devices
+from service.api.middleware import conditional
+from service.api.middleware.conditional import NOT_MODIFIED
+from service.patients import devices, freshness
 from service.reminders import inbox
 
 blp = Blueprint("inbox", __name__, url_prefix="/me", description="Patient inbox and devices")
@@ -31,9 +33,11 @@ class Inbox(MethodView):
     )
     @blp.arguments(InboxQueryArgsSchema, location="query")
     @blp.response(200, InboxChangesSchema)
+    @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any]) -> Any:
         """List inbox messages created or changed since a cursor."""
-        return inbox.list_inbox(db(), actor(), **args)
+        cached = conditional.unchanged((freshness.inbox_stamp(db(), actor()), args))
+        return cached or inbox.list_inbox(db(), actor(), **args)
 
 
 @blp.route("/inbox/<bigint:message_id>/read")

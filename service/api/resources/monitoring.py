@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from schemas.common import page_of
+from schemas.common import page_of, row_version
 from schemas.monitoring import (
     MonitoringQueryArgsSchema,
     MonitoringTaskSchema,
@@ -15,6 +15,7 @@ from schemas.monitoring import (
 )
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
+from service.api.middleware import conditional
 from service.treatment import monitoring
 
 blp = Blueprint("monitoring", __name__, description="Monitoring tasks")
@@ -50,7 +51,9 @@ class MonitoringItem(MethodView):
     def patch(self, changes: dict[str, Any], task_id: int) -> Any:
         """Complete, waive (notes: the reason), reopen or move a monitoring task."""
         task = monitoring.get_task(db(), actor(), task_id)
-        blp.check_etag(task, MonitoringTaskSchema)
+        conditional.check_if_match(
+            blp, row_version("monitoring_task", task), task, MonitoringTaskSchema
+        )
         monitoring.update_task(db(), actor(), task, changes)
         db().commit()
         return task

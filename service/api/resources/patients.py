@@ -7,11 +7,12 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from schemas.common import page_of
+from schemas.common import page_of, row_version
 from schemas.patients import PatientQueryArgsSchema, PatientSchema, PatientUpdateSchema
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
-from service.patients import records
+from service.api.middleware import conditional
+from service.patients import freshness, records
 
 blp = Blueprint("patients", __name__, url_prefix="/patients", description="Patients")
 
@@ -46,7 +47,9 @@ class PatientItem(MethodView):
     @blp.response(200, PatientSchema)
     def get(self, patient_id: int) -> Any:
         """Read a patient."""
-        return records.get_patient(db(), actor(), patient_id)
+        patient = records.get_patient(db(), actor(), patient_id)
+        conditional.strong(blp, freshness.patient_stamp(db(), patient))
+        return patient
 
     @operation("updatePatient", STAFF, refusals={409: ("already_exists",)})
     @blp.etag
@@ -55,7 +58,9 @@ class PatientItem(MethodView):
     def patch(self, changes: dict[str, Any], patient_id: int) -> Any:
         """Change a patient's details or reminder preferences."""
         patient = records.get_patient(db(), actor(), patient_id)
-        blp.check_etag(patient, PatientSchema)
+        stamp = freshness.patient_stamp(db(), patient)
+        conditional.check_if_match(blp, row_version("patient", patient), stamp)
         records.update_patient(db(), actor(), patient, changes)
         db().commit()
+        blp.set_etag(freshness.patient_stamp(db(), patient))
         return patient

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from schemas.common import page_of
+from schemas.common import page_of, row_version
 from schemas.monitoring import FollowUpEndSchema, FollowUpSchema
 from schemas.plans import (
     PlanCreateSchema,
@@ -19,6 +19,9 @@ from schemas.plans import (
 )
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
+from service.api.middleware import conditional
+from service.api.middleware.conditional import NOT_MODIFIED
+from service.patients import freshness, records
 from service.treatment import monitoring, plans
 
 blp = Blueprint("plans", __name__, description="Treatment plans")
@@ -31,9 +34,12 @@ class PatientPlans(MethodView):
     @operation("listPatientPlans", STAFF, PATIENT_APP)
     @blp.arguments(PlanQueryArgsSchema, location="query")
     @blp.response(200, page_of(PlanSchema))
+    @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
         """List a patient's treatment plans."""
-        return plans.list_patient_plans(db(), actor(), patient_id, **args)
+        patient = records.get_patient(db(), actor(), patient_id)
+        cached = conditional.unchanged((freshness.patient_plans_stamp(db(), patient.id), args))
+        return cached or plans.list_patient_plans(db(), actor(), patient_id, **args)
 
     @operation(
         "createPlan",
@@ -88,7 +94,9 @@ class PlanItem(MethodView):
     @blp.response(200, PlanSchema)
     def get(self, plan_id: int) -> Any:
         """Read a plan with its checklist, doses and monitoring."""
-        return plans.get_plan(db(), actor(), plan_id)
+        plan = plans.get_plan(db(), actor(), plan_id)
+        conditional.strong(blp, freshness.plan_stamp(db(), plan))
+        return plan
 
     @operation("updatePlan", STAFF, refusals={409: ("invalid_transition", "screening_not_cleared")})
     @blp.etag
@@ -97,9 +105,10 @@ class PlanItem(MethodView):
     def patch(self, changes: dict[str, Any], plan_id: int) -> Any:
         """Change a plan's status, start date, notes or hold reason."""
         plan = plans.get_plan(db(), actor(), plan_id)
-        blp.check_etag(plan, PlanSchema)
+        conditional.check_if_match(blp, row_version("plan", plan), freshness.plan_stamp(db(), plan))
         plans.update_plan(db(), actor(), plan, changes)
         db().commit()
+        blp.set_etag(freshness.plan_stamp(db(), plan))
         return plan
 
 
@@ -110,9 +119,12 @@ class MyPlans(MethodView):
     @operation("listMyPlans", PATIENT_APP)
     @blp.arguments(PlanQueryArgsSchema, location="query")
     @blp.response(200, page_of(PlanSchema))
+    @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any]) -> Any:
         """List the signed-in patient's own plans."""
-        return plans.list_my_plans(db(), actor(), **args)
+        stamp = freshness.patient_plans_stamp(db(), freshness.my_patient_id(actor()))
+        cached = conditional.unchanged((stamp, args))
+        return cached or plans.list_my_plans(db(), actor(), **args)
 
 
 @blp.route("/plans/<int:plan_id>/follow-ups/<string:kind>/end")

@@ -11,6 +11,9 @@ from schemas.common import PageArgsSchema, page_of
 from schemas.reminders import AckSchema, ReminderSchema, StaffReminderSchema, UpcomingSchema
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
+from service.api.middleware import conditional
+from service.api.middleware.conditional import NOT_MODIFIED
+from service.patients import freshness
 from service.reminders import acknowledgements
 
 blp = Blueprint("reminders", __name__, description="Reminders and check-ins")
@@ -29,9 +32,11 @@ class UpcomingReminders(MethodView):
         """,
     )
     @blp.response(200, UpcomingSchema)
+    @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self) -> Any:
         """List my next reminders (for local notifications on the phone)."""
-        return {"items": acknowledgements.upcoming_reminders(db(), actor())}
+        cached = conditional.unchanged(freshness.upcoming_stamp(db(), actor()))
+        return cached or {"items": acknowledgements.upcoming_reminders(db(), actor())}
 
 
 @blp.route("/me/reminders/<bigint:reminder_id>/ack")

@@ -7,6 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from schemas.common import row_version
 from schemas.screening import (
     ScreeningChecklistSchema,
     ScreeningItemSchema,
@@ -15,6 +16,7 @@ from schemas.screening import (
 )
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
+from service.api.middleware import conditional
 from service.treatment import screening
 
 blp = Blueprint("screening", __name__, url_prefix="/plans", description="Pre-treatment screening")
@@ -58,7 +60,9 @@ class ChecklistItem(MethodView):
         cleared only this way, never by the checklist override.
         """
         item = screening.get_screening_item(db(), actor(), plan_id, item_code)
-        blp.check_etag(item, ScreeningItemSchema)
+        conditional.check_if_match(
+            blp, row_version("screening_item", item), item, ScreeningItemSchema
+        )
         screening.record_screening_result(db(), actor(), item, **data)
         db().commit()
         return item

@@ -1,0 +1,181 @@
+"""Stamps of what phones and screens poll: a few aggregates over the rows a response shows.
+
+A stamp changes whenever the response would (a row added, removed or changed, or the day it is
+read on), and costs one statement without loading or rendering anything, so an unchanged
+resource can be answered 304. Versions only grow, so a (count, sum of versions) pair moves on
+every insert, update and delete; rows without a version count by their newest timestamp.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import BindParameter, ColumnElement, Integer, Select, bindparam, func, select
+from sqlalchemy.orm import Session
+
+from service.core.access import Actor
+from service.core.wall_clock import local_today
+from service.db import utcnow
+from service.errors import Forbidden
+from service.models import (
+    Clinic,
+    Dose,
+    DoseAdministration,
+    DoseCheck,
+    DoseReadinessOverride,
+    InboxCounter,
+    LabResult,
+    MonitoringFollowUp,
+    MonitoringTask,
+    Patient,
+    Reminder,
+    ScreeningItem,
+    ScreeningOverride,
+    TreatmentPlan,
+    User,
+)
+from service.vocabulary import ACTIVE_REMINDER_STATUSES, Audience
+
+Stamp = tuple[Any, ...]
+
+
+def _scalars(*expressions: Any) -> list[Any]:
+    return [expression.scalar_subquery() for expression in expressions]
+
+
+def _versions(model: Any, where: ColumnElement[bool]) -> list[Any]:
+    return _scalars(
+        select(func.count()).select_from(model).where(where),
+        select(func.coalesce(func.sum(model.version), 0)).where(where),
+    )
+
+
+def _dated(model: Any, column: Any, where: ColumnElement[bool]) -> list[Any]:
+    return _scalars(
+        select(func.count()).select_from(model).where(where),
+        select(func.max(column)).where(where),
+    )
+
+
+def _plans_parts(plan_ids: Select[Any]) -> list[Any]:
+    """Everything a plan's body shows: the plan, its checklist, doses and what hangs off them."""
+    dose_ids = select(Dose.id).where(Dose.plan_id.in_(plan_ids))
+    return [
+        *_versions(TreatmentPlan, TreatmentPlan.id.in_(plan_ids)),
+        *_versions(Dose, Dose.plan_id.in_(plan_ids)),
+        *_versions(DoseCheck, DoseCheck.dose_id.in_(dose_ids)),
+        *_versions(MonitoringTask, MonitoringTask.plan_id.in_(plan_ids)),
+        *_versions(MonitoringFollowUp, MonitoringFollowUp.plan_id.in_(plan_ids)),
+        *_versions(ScreeningItem, ScreeningItem.plan_id.in_(plan_ids)),
+        *_dated(
+            ScreeningOverride, ScreeningOverride.created_at, ScreeningOverride.plan_id.in_(plan_ids)
+        ),
+        *_dated(
+            DoseAdministration,
+            DoseAdministration.recorded_at,
+            DoseAdministration.dose_id.in_(dose_ids),
+        ),
+        *_dated(
+            DoseReadinessOverride,
+            DoseReadinessOverride.created_at,
+            DoseReadinessOverride.dose_id.in_(dose_ids),
+        ),
+    ]
+
+
+def _patient_parts() -> list[Any]:
+    """The patient row (reaction history, preferences) and their lab results."""
+    patient_id: BindParameter[int] = bindparam("patient_id", type_=Integer)
+    return [
+        *_scalars(select(Patient.version).where(Patient.id == patient_id)),
+        *_dated(LabResult, LabResult.recorded_at, LabResult.patient_id == patient_id),
+        *_scalars(
+            select(Clinic.time_zone)
+            .join(Patient, Patient.clinic_id == Clinic.id)
+            .where(Patient.id == patient_id)
+        ),
+    ]
+
+
+# Built once: a statement of twenty subqueries costs more to build (and key for SQLAlchemy's
+# compiled cache) than to run, and the same object's cache key is computed only once.
+@cache
+def _patients_plans() -> Select[Any]:
+    plan_ids = select(TreatmentPlan.id).where(TreatmentPlan.patient_id == bindparam("patient_id"))
+    return select(*_plans_parts(plan_ids), *_patient_parts())
+
+
+def _stamp(
+    session: Session, statement: Select[Any], params: dict[str, int], now: datetime | None
+) -> Stamp:
+    """The aggregates, plus the day on the clinic's clock (the last part is its zone) and in UTC:
+    what is due or overdue changes with them."""
+    row = session.execute(statement, params).one()
+    values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
+    zone = values[-1]
+    today = local_today(zone, now).isoformat() if zone else None
+    return (*values, today, local_today("UTC", now).isoformat())
+
+
+def plan_stamp(session: Session, plan: TreatmentPlan, *, now: datetime | None = None) -> Stamp:
+    """A plan as GET /plans/{id} shows it (the caller has checked the plan is visible). Its body
+    lists the patient's reactions under any of their plans: all of them count."""
+    return ("plan", plan.id, *patient_plans_stamp(session, plan.patient_id, now=now))
+
+
+def patient_plans_stamp(session: Session, patient_id: int, *, now: datetime | None = None) -> Stamp:
+    """A patient's plans, as /me/plans and /patients/{id}/plans list them."""
+    params = {"patient_id": patient_id}
+    return ("plans", patient_id, *_stamp(session, _patients_plans(), params, now))
+
+
+def patient_stamp(session: Session, patient: Patient, *, now: datetime | None = None) -> Stamp:
+    """A patient as GET /patients/{id} shows them, with what continues after their plans."""
+    return ("patient", *patient_plans_stamp(session, patient.id, now=now))
+
+
+def my_patient_id(actor: Actor) -> int:
+    if actor.is_staff or actor.patient_id is None:
+        raise Forbidden("This is a patient's own view")
+    return actor.patient_id
+
+
+def me_stamp(session: Session, actor: Actor) -> Stamp:
+    """The account /me shows, and the patient's preferences (their row's version)."""
+    user = session.get(User, actor.user_id)
+    account = (user.id, user.email, user.role, user.clinic_id) if user else None
+    version = None
+    if actor.patient_id is not None:
+        version = session.scalar(select(Patient.version).where(Patient.id == actor.patient_id))
+    return ("me", account, actor.patient_id, version)
+
+
+def inbox_stamp(session: Session, actor: Actor) -> Stamp:
+    """The patient's last inbox change number: every new or changed message takes a new one."""
+    patient_id = my_patient_id(actor)
+    seq = session.scalar(select(InboxCounter.seq).where(InboxCounter.patient_id == patient_id))
+    return ("inbox", patient_id, seq or 0)
+
+
+def upcoming_stamp(session: Session, actor: Actor, *, now: datetime | None = None) -> Stamp:
+    """The patient's reminders still to come: a fired one leaves the set (its count and first
+    moment move), a re-derived one is a new row or a newer `updated_at`."""
+    patient_id = my_patient_id(actor)
+    where = (
+        (Reminder.patient_id == patient_id)
+        & (Reminder.audience == Audience.PATIENT)
+        & Reminder.status.in_(ACTIVE_REMINDER_STATUSES)
+        & (Reminder.fire_at >= (now or utcnow()))
+    )
+    row = session.execute(
+        select(
+            func.count(),
+            func.min(Reminder.fire_at),
+            func.max(Reminder.updated_at),
+            func.max(Reminder.id),
+        ).where(where)
+    ).one()
+    values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
+    return ("upcoming", patient_id, *values)

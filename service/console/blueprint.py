@@ -57,6 +57,7 @@ def _close(exc: BaseException | None = None) -> None:
 @bp.errorhandler(CSRFError)
 def _csrf_refused(error: CSRFError) -> Any:
     g.pop("console_seen", None)
+    context.load_actor()  # the refusal comes before the page's own sign-in check: show the nav
     return (
         render_template(
             "console/error.html",

@@ -81,8 +81,9 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if load_actor() is None:
+            # Back to the page after signing in; a form's post is not repeated.
             wanted = request.full_path if request.method in SAFE_METHODS else None
-            return redirect(url_for("console.login", next=wanted) if wanted else "login")
+            return redirect(url_for("console.login", next=wanted))
         return view(*args, **kwargs)
 
     return wrapper

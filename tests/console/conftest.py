@@ -204,7 +204,8 @@ def browser() -> Iterator[Any]:
 def artifacts() -> Path:
     where = os.environ.get("CD20_TEST_ARTIFACTS")
     path = Path(where) if where else Path(tempfile.mkdtemp(prefix="cd20-console-"))
-    path = path / "console"
+    database = "postgresql" if os.environ.get("TEST_DATABASE_URL") else "sqlite"
+    path = path / f"console-{database}"
     path.mkdir(parents=True, exist_ok=True)
     print(f"\nconsole screenshots: {path}")
     return path

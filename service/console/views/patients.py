@@ -72,6 +72,7 @@ def enrol() -> Any:
         patient = enrol_patient(db(), actor(), **fields)
         created.append(patient.id)
 
+    audit_page("patient", None)
     refusal = attempt(change)
     if refusal is not None:
         return render_patients(refusal=refusal, form=posted("enrol"))

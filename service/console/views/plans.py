@@ -83,17 +83,17 @@ def _liver_values(form: Form) -> list[dict[str, Any]]:
     return values
 
 
-@bp.post("/plans/<int:plan_id>/screening/<code>")
+@bp.post("/plans/<int:plan_id>/screening/<item_code>")
 @signed_in
-def record_screening(plan_id: int, code: str) -> Any:
+def record_screening(plan_id: int, item_code: str) -> Any:
     plan = get_plan(db(), actor(), plan_id)
     audit_page("plan", plan_id, subjects=(("plan", plan_id),))
 
     def change() -> None:
         form = Form()
         form.check_version(plan.version)
-        item = get_screening_item(db(), actor(), plan_id, code)
-        values = _liver_values(form) if code == "lft" else None
+        item = get_screening_item(db(), actor(), plan_id, item_code)
+        values = _liver_values(form) if item_code == "lft" else None
         result_date = form.day("result_date", required=True)
         form.check()
         assert result_date is not None
@@ -102,7 +102,7 @@ def record_screening(plan_id: int, code: str) -> Any:
             actor(),
             item,
             result_date=result_date,
-            result=None if code == "lft" else form.text("result"),
+            result=None if item_code == "lft" else form.text("result"),
             value=form.text("value", max_length=64),
             unit=form.text("unit", max_length=32),
             notes=form.text("notes"),
@@ -111,8 +111,10 @@ def record_screening(plan_id: int, code: str) -> Any:
 
     refusal = attempt(change)
     if refusal is not None:
-        return render_patient(plan.patient_id, refusal=refusal, form=posted(f"screening-{code}"))
-    return done(f"Screening result for {code} recorded.", _patient_page(plan_id))
+        return render_patient(
+            plan.patient_id, refusal=refusal, form=posted(f"screening-{item_code}")
+        )
+    return done(f"Screening result for {item_code} recorded.", _patient_page(plan_id))
 
 
 @bp.post("/plans/<int:plan_id>/override")

@@ -3,7 +3,7 @@
 blueprint  the blueprint, its templates and vendored assets (Pico CSS), headers, error pages
 context    the request's session, the signed-in staff member, the clinic's zone, the audit
 forms      reading plain HTML forms into typed values and per-field errors
-views/     one module per area: auth, today, patients, plans, worklist, clinic
+views/     one module per area: auth, today, patients, plans, monitoring, worklist, clinic
 
 Another adapter beside service/api: nothing imports it but the app factory.
 """
@@ -20,9 +20,9 @@ from service.config import Settings
 def register_console(app: Flask, settings: Settings) -> None:
     from service.console import context
     from service.console.blueprint import bp, csrf
-    from service.console.views import auth, clinic, patients, plans, today, worklist
+    from service.console.views import auth, clinic, monitoring, patients, plans, today, worklist
 
-    del clinic, patients, plans, today, worklist  # imported for their routes
+    del clinic, monitoring, patients, plans, today, worklist  # imported for their routes
     # Flask-WTF's token lives in Flask's signed session cookie, scoped to the console.
     app.config.update(
         WTF_CSRF_CHECK_DEFAULT=False,  # checked by the console's own hook: the API uses tokens

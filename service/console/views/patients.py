@@ -16,7 +16,7 @@ from service.errors import DomainError
 from service.patients.records import enrol_patient, get_patient, list_patients
 from service.protocols.catalog import all_regimens
 from service.reminders.acknowledgements import list_patient_reminders
-from service.treatment.labs import list_labs
+from service.treatment.labs import LAB_CODES, list_labs
 from service.treatment.monitoring import list_tasks
 
 PAGE_SIZE = 50
@@ -117,6 +117,7 @@ def render_patient(
         form=form or {},
         preview=preview,
         liver_units=LIVER_UNITS,
+        lab_codes=LAB_CODES,
     )
     return page, refusal.status if refusal else 200
 

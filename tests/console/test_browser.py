@@ -258,3 +258,25 @@ def test_a_form_without_its_csrf_token_is_refused(
     page.get_by_label("Search by name or MRN").fill("CSRF-1")
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_role("link", name="Token, No")).to_have_count(0)
+
+
+def test_signing_in_and_moving_around_with_the_keyboard_only(
+    page: Any, console: Console, artifacts: Path
+) -> None:
+    page.goto("/console/login")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Email")).to_be_focused()
+    page.keyboard.type(console.clinician)
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type(console.password)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Chairs on")
+    # The navigation is reached by Tab and followed by Enter.
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Worklist":
+            break
+    expect(page.get_by_role("link", name="Worklist")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Worklist")

@@ -156,3 +156,32 @@ def test_waiving_a_task_needs_the_reason(client, session, clinician, plan):
     assert done.status_code == 302
     session.refresh(task)
     assert task.status == "waived"
+
+
+def test_a_clinician_overrides_a_doses_open_readiness_on_today(
+    client, session, settings, clinic, clinician
+):
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from tests.factories import book_dose, make_plan
+
+    patient = make_patient(session, clinic)
+    ready_plan = make_plan(session, patient, clinician, start_date=date.today(), cleared=True)
+    zone = ZoneInfo(clinic.time_zone)
+    day = datetime.now(zone).date()
+    book_dose(session, ready_plan.doses[0], datetime.combine(day, time(9, 0), tzinfo=zone))
+    sign_in(client, clinician.email)
+    today = f"/console/today?date={day.isoformat()}"
+    page = client.get(today).get_data(as_text=True)
+    assert 'Readiness of dose 1: <span class="status-blocked">not ready' in page
+    assert "Override readiness of dose 1" in page
+    response = post(
+        client,
+        f"/console/doses/{ready_plan.doses[0].id}/readiness-override?date={day.isoformat()}",
+        {"reason": "Reviewed at the chair; no infection signs."},
+        token_from=today,
+    )
+    assert response.status_code == 302
+    page = client.get(today).get_data(as_text=True)
+    assert 'Readiness of dose 1: <span class="status-ok">ready' in page

@@ -15,7 +15,11 @@ from service.console.views.common import attempt, done, posted
 from service.errors import DomainError, ValidationFailed
 from service.staff.views import staff_schedule
 from service.treatment.doses import get_dose, record_administration, update_dose
-from service.treatment.readiness import get_readiness, record_readiness_answer
+from service.treatment.readiness import (
+    get_readiness,
+    override_readiness,
+    record_readiness_answer,
+)
 from service.vocabulary import DoseStatus, ReactionGrade
 
 GRADES = tuple(grade.value for grade in ReactionGrade)
@@ -162,3 +166,16 @@ def answer_readiness(dose_id: int, code: str) -> Any:
         return render_today(day, refusal=refusal, form=posted(f"ready-{dose_id}-{code}"))
     target = back if back.startswith("/console/") else _back(day)
     return done(f"Dose {dose.sequence}: {code} recorded.", target)
+
+
+@bp.post("/doses/<int:dose_id>/readiness-override")
+@signed_in
+def override_dose_readiness(dose_id: int) -> Any:
+    """A clinician gives the dose although items are open (the API's rules, its refusals)."""
+    day = _day()
+    audit_page("dose", dose_id, operation="override")
+    reason = Form().text("reason") or ""
+    refusal = attempt(lambda: override_readiness(db(), actor(), dose_id, reason=reason))
+    if refusal is not None:
+        return render_today(day, refusal=refusal, form=posted(f"override-{dose_id}"))
+    return done("Readiness override recorded.", _back(day))

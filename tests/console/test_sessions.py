@@ -11,7 +11,7 @@ from service.accounts import console_sessions
 from service.db import utcnow
 from service.models import AuditEvent, ConsoleSession
 from tests.console.helpers import csrf_token, post, sign_in
-from tests.factories import make_clinic, make_patient, make_user
+from tests.factories import PASSWORD, make_clinic, make_patient, make_user
 
 
 @pytest.fixture
@@ -195,3 +195,35 @@ def test_pages_keep_a_tight_policy_and_no_cache(client, clinician):
     assert "form-action 'self'" in policy
     assert response.headers["Cache-Control"] == "no-store"
     assert csrf_token(client, "/console/today")
+
+
+def test_sign_in_has_the_apis_rate_limits(settings, session, clinic):
+    """The per-address and per-account limits of POST /auth/token hold here too."""
+    from service.app import create_app
+
+    make_user(session, settings, clinic, email="eve@example.org")
+    limited = create_app(
+        settings,
+        rate_limits_enabled=True,
+        login_limit_per_address="3/minute",
+        login_limit_per_account="2/minute",
+    )
+    limited.config["TESTING"] = True
+    client = limited.test_client()
+    token = csrf_token(client)
+
+    def attempt(email, password="wrong password", address="127.0.0.2"):
+        return client.post(
+            "/console/login",
+            data={"email": email, "password": password, "csrf_token": token},
+            environ_base={"REMOTE_ADDR": address},
+        )
+
+    assert attempt("eve@example.org").status_code == 401
+    assert attempt(" EVE@example.org").status_code == 401
+    limited_answer = attempt("eve@example.org", password=PASSWORD)
+    assert limited_answer.status_code == 429
+    assert "rate_limited" in limited_answer.get_data(as_text=True)
+    assert int(limited_answer.headers["Retry-After"]) > 0
+    # From another address the right password signs in.
+    assert attempt("eve@example.org", password=PASSWORD, address="127.0.0.5").status_code == 302

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.accounts.users import check_login
+from service.accounts.users import LoginAccount, check_login
 from service.config import Settings
 from service.core.access import Actor
 from service.db import utcnow
@@ -38,6 +38,8 @@ class SignIn:
     token: str | None = None
     refusal: Exception | None = None
     user: User | None = None
+    # The existing account the attempt named, for the audit trail (never for the answer).
+    account: LoginAccount | None = None
 
 
 def _digest(token: str) -> str:
@@ -64,10 +66,11 @@ def sign_in(
         now=now,
     )
     if check.user is None:
-        return SignIn(refusal=check.refusal)
+        return SignIn(refusal=check.refusal, account=check.account)
     user = check.user
     if user.role not in STAFF_ROLES:
-        return SignIn(refusal=StaffOnly("The console is for clinic staff; patients use the app."))
+        refusal = StaffOnly("The console is for clinic staff; patients use the app.")
+        return SignIn(refusal=refusal, account=check.account)
     # Sessions of this account that ended are forgotten at its next sign-in.
     session.execute(
         delete(ConsoleSession).where(
@@ -88,7 +91,7 @@ def sign_in(
         )
     )
     session.flush()
-    return SignIn(token=token, user=user)
+    return SignIn(token=token, user=user, account=check.account)
 
 
 def resume(session: Session, token: str | None, *, now: datetime | None = None) -> Actor | None:

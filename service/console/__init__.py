@@ -10,6 +10,7 @@ Another adapter beside service/api: nothing imports it but the app factory.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import Flask, request
@@ -48,8 +49,6 @@ def _limit_sign_in(app: Flask, settings: Settings, endpoint: str) -> None:
         return "address:" + (request.remote_addr or "unknown")
 
     def account() -> str:
-        import hashlib
-
         login = (request.form.get("email") or "").strip().lower()
         digest = hashlib.sha256(login.encode()).hexdigest()[:32]
         return f"username:{digest}:{request.remote_addr or 'unknown'}"

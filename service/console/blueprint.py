@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
-from flask import Blueprint, Response, g, render_template
+from flask import Blueprint, Response, current_app, g, render_template
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
@@ -82,7 +84,10 @@ def _too_many(error: RateLimitExceeded) -> Any:
             "detail": "Too many attempts: wait before trying again",
         },
     )
-    return page, 429, {"Retry-After": "60"}
+    limiter: Any = current_app.extensions.get("cd20_limiter")
+    breached = limiter.current_limit if limiter is not None else None
+    retry_after = max(1, math.ceil(breached.reset_at - time.time())) if breached else 60
+    return page, 429, {"Retry-After": str(retry_after)}
 
 
 @bp.errorhandler(DomainError)

@@ -98,6 +98,9 @@ class Seen:
     subjects: tuple[tuple[str, int], ...]
     action: str
     operation: str | None
+    # A request nobody is signed in for that names an account (a sign-in attempt).
+    clinic_id: int | None = None
+    account_id: int | None = None
 
 
 def audit_page(
@@ -106,14 +109,20 @@ def audit_page(
     *,
     subjects: tuple[tuple[str, int], ...] = (),
     operation: str | None = None,
+    action: str | None = None,
+    clinic_id: int | None = None,
+    account_id: int | None = None,
 ) -> None:
     """Have this request written to the audit trail, as the API's requests are."""
-    action = "read" if request.method in SAFE_METHODS else "update"
-    if request.method == "POST" and operation is not None:
-        action = "execute"
+    if action is None:
+        action = "read" if request.method in SAFE_METHODS else "update"
+        if request.method == "POST" and operation is not None:
+            action = "execute"
     if not subjects and resource_id is not None:
         subjects = ((resource_type, resource_id),)
-    g.console_seen = Seen(resource_type, resource_id, subjects, action, operation)
+    g.console_seen = Seen(
+        resource_type, resource_id, subjects, action, operation, clinic_id, account_id
+    )
 
 
 def write_audit(status_code: int) -> None:
@@ -135,7 +144,9 @@ def write_audit(status_code: int) -> None:
         occurred_at=g.get("console_started") or utcnow(),
         subjects=seen.subjects,
         operation=seen.operation,
-        details={"via": "console"},
+        details={"via": "console"}
+        | ({"account_id": seen.account_id} if who is None and seen.account_id else {}),
+        clinic_id=seen.clinic_id,
     )
     with unit_of_work() as session:
         audit.record_event(session, who, event)

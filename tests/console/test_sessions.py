@@ -58,11 +58,25 @@ def test_sign_in_sets_a_server_side_session_cookie(client, session, clinician):
     assert "Chairs on" in page.get_data(as_text=True)
 
 
-def test_wrong_password_is_refused_with_the_api_code(client, clinician):
+def test_wrong_password_is_refused_with_the_api_code(client, session, clinician):
     response = sign_in(client, clinician.email, "not the password")
     assert response.status_code == 401
     assert "invalid_credentials" in response.get_data(as_text=True)
     assert _cookie(client) is None
+    # The attempt is in the clinic's audit trail, naming the account, as the API's log-in.
+    event = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.resource_type == "session")
+        .order_by(AuditEvent.id.desc())
+    )
+    assert event is not None
+    assert (event.clinic_id, event.outcome, event.status_code) == (
+        clinician.clinic_id,
+        "denied",
+        401,
+    )
+    assert event.details["account_id"] == clinician.id
+    assert event.actor_id is None
 
 
 def test_repeated_failures_lock_the_address_as_the_api_does(client, settings, clinician):

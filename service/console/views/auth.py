@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from service.accounts import console_sessions
 from service.console.blueprint import bp
-from service.console.context import COOKIE, db, secure_cookies, settings
+from service.console.context import COOKIE, audit_page, db, secure_cookies, settings
 from service.errors import DomainError
 
 SIGN_IN_ENDPOINT = "console.login"
@@ -41,6 +41,15 @@ def login_post() -> Any:
         client_address=request.remote_addr,
     )
     db().commit()  # a failed attempt is counted even though the sign-in fails
+    # Every attempt naming an account reaches its clinic's audit trail, as the API's log-in.
+    account = outcome.account
+    audit_page(
+        "session",
+        None,
+        action="create",
+        clinic_id=account.clinic_id if account else None,
+        account_id=account.user_id if account else None,
+    )
     if outcome.token is None:
         refusal = outcome.refusal
         status = refusal.status if isinstance(refusal, DomainError) else 401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from flask import render_template, request, url_for
@@ -20,7 +20,7 @@ from service.console.blueprint import bp
 from service.console.context import actor, audit_page, db, signed_in, zone
 from service.console.forms import Form
 from service.console.views.common import attempt, done, posted
-from service.errors import DomainError
+from service.errors import DomainError, ValidationFailed
 from service.models import Clinic
 from service.models.clinic import REMINDERS_KEY, WEBHOOK_KEY
 from service.trust.audit import list_events
@@ -116,8 +116,6 @@ def _moment(form_value: str | None, *, end: bool) -> datetime | None:
     """A day from the filter, as the start (or the end) of that day in the clinic's zone."""
     if not form_value:
         return None
-    from datetime import date, timedelta
-
     day = date.fromisoformat(form_value) + (timedelta(days=1) if end else timedelta())
     return datetime.combine(day, time(0, 0), tzinfo=zone())
 
@@ -145,8 +143,6 @@ def audit_trail() -> Any:
         filters["outcome"] = args["outcome"]
     refusal = None
     if problems:
-        from service.errors import ValidationFailed
-
         refusal = ValidationFailed(errors=problems)
         filters = {}
     events = list_events(db(), actor(), page=1, page_size=AUDIT_PAGE_SIZE, **filters)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from flask import render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from service.console.blueprint import bp
@@ -28,8 +28,6 @@ GRADES = tuple(grade.value for grade in ReactionGrade)
 @bp.get("/")
 @signed_in
 def home() -> Response:
-    from flask import redirect
-
     return redirect(url_for("console.today"))
 
 

@@ -185,3 +185,34 @@ def test_a_clinician_overrides_a_doses_open_readiness_on_today(
     assert response.status_code == 302
     page = client.get(today).get_data(as_text=True)
     assert 'Readiness of dose 1: <span class="status-ok">ready' in page
+
+
+def test_an_admin_adds_a_staff_account_under_the_password_policy(client, session, settings, clinic):
+    from service.models import User
+
+    admin = make_user(session, settings, clinic, "admin")
+    sign_in(client, admin.email)
+    weak = post(
+        client,
+        "/console/clinic/users",
+        {"email": "new.nurse@example.org", "role": "clinician", "password": "password123"},
+        token_from="/console/clinic",
+    )
+    page = weak.get_data(as_text=True)
+    assert weak.status_code == 422
+    assert "password" in page
+    assert 'value="new.nurse@example.org"' in page  # the entry is kept, the password is not
+    assert "password123" not in page
+    added = post(
+        client,
+        "/console/clinic/users",
+        {
+            "email": "new.nurse@example.org",
+            "role": "clinician",
+            "password": "violet staple orbit lantern 42",
+        },
+        token_from="/console/clinic",
+    )
+    assert added.status_code == 302
+    user = session.query(User).filter_by(email="new.nurse@example.org").one()
+    assert (user.role, user.clinic_id) == ("clinician", clinic.id)

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import render_template, request, url_for
 
-from service.accounts.users import list_users
+from service.accounts.users import create_staff_user, list_users
 from service.clinics.settings import (
     SECRET_MASK,
     get_clinic_for_admin,
@@ -17,13 +17,14 @@ from service.clinics.settings import (
     update_clinic,
 )
 from service.console.blueprint import bp
-from service.console.context import actor, audit_page, db, signed_in, zone
+from service.console.context import actor, audit_page, db, settings, signed_in, zone
 from service.console.forms import Form
 from service.console.views.common import attempt, done, posted
 from service.errors import DomainError, ValidationFailed
 from service.models import Clinic
 from service.models.clinic import REMINDERS_KEY, WEBHOOK_KEY
 from service.trust.audit import list_events
+from service.vocabulary import STAFF_ROLES
 
 AUDIT_PAGE_SIZE = 100
 OUTCOMES = ("success", "denied", "failed", "error")
@@ -48,6 +49,7 @@ def render_clinic(*, refusal: DomainError | None = None, form: dict[str, Any] | 
         webhook=shown.get(WEBHOOK_KEY),
         version=_version(clinic),
         staff=staff,
+        roles=STAFF_ROLES,
         refusal=refusal,
         form=form or {},
     )
@@ -110,6 +112,31 @@ def clinic_settings() -> Any:
     if refusal is not None:
         return render_clinic(refusal=refusal, form=posted("settings"))
     return done("Clinic settings saved.", url_for("console.clinic"))
+
+
+@bp.post("/clinic/users")
+@signed_in
+def add_staff_user() -> Any:
+    """An admin adds a staff account (the API's password policy and its refusals)."""
+    audit_page("user", None)
+
+    def change() -> None:
+        form = Form()
+        email = form.text("email", required=True, max_length=254)
+        role = form.choice("role", STAFF_ROLES)
+        password = form.text("password", required=True, max_length=256)
+        form.check()
+        assert email is not None
+        assert role is not None
+        assert password is not None
+        create_staff_user(db(), actor(), settings(), email=email, role=role, password=password)
+
+    refusal = attempt(change)
+    if refusal is not None:
+        form = posted("user")
+        form["values"].pop("password", None)  # a password is never sent back into a page
+        return render_clinic(refusal=refusal, form=form)
+    return done("Staff account added.", url_for("console.clinic"))
 
 
 def _moment(form_value: str | None, *, end: bool) -> datetime | None:

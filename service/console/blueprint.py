@@ -42,6 +42,9 @@ def _start() -> None:
 @bp.after_request
 def _finish(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CONSOLE_CSP
+    # Over HTTPS, Flask-WTF also checks that a form comes from this origin (its Referer):
+    # sent to the console itself, never to another site.
+    response.headers["Referrer-Policy"] = "same-origin"
     # Patient data must not stay in the browser's cache or a proxy's.
     response.headers["Cache-Control"] = "no-store"
     # The request's own transaction ends first, as the API's does (middleware/transaction.py):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -241,3 +242,29 @@ def test_sign_in_has_the_apis_rate_limits(settings, session, clinic):
     assert int(limited_answer.headers["Retry-After"]) > 0
     # From another address the right password signs in.
     assert attempt("eve@example.org", password=PASSWORD, address="127.0.0.5").status_code == 302
+
+
+def test_cookies_are_secure_outside_development(settings, session, clinician):
+    from service.app import create_app
+
+    production = create_app(settings, environment="production")
+    client = production.test_client()
+    site = "https://console.example.org"
+    login = client.get("/console/login", base_url=site)
+    # The page lets the browser say where a form comes from, to this site only.
+    assert login.headers["Referrer-Policy"] == "same-origin"
+    token = re.search(r'name="csrf_token" value="([^"]+)"', login.get_data(as_text=True))
+    assert token is not None
+    form = {"email": clinician.email, "password": PASSWORD, "csrf_token": token.group(1)}
+    elsewhere = client.post(
+        "/console/login", data=form, base_url=site, headers={"Referer": "https://evil.example/"}
+    )
+    assert elsewhere.status_code == 400
+    response = client.post(
+        "/console/login", data=form, base_url=site, headers={"Referer": f"{site}/console/login"}
+    )
+    assert response.status_code == 302
+    cookies = response.headers.getlist("Set-Cookie")
+    console = next(c for c in cookies if c.startswith("cd20_console="))
+    assert "Secure" in console
+    assert all("Secure" in c for c in cookies)

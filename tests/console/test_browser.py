@@ -32,7 +32,7 @@ LIVER_TESTS = {
     "alt": (22, 7, 56),
     "ast": (25, 8, 48),
     "alp": (80, 40, 129),
-    "bilirubin": (10, 3, 21),
+    "bilirubin": (10.5, 3, 21),  # decimals are accepted (step="any")
 }
 
 _axe = Axe()

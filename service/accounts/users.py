@@ -142,7 +142,41 @@ def log_in(
     client_address: str | None = None,
     now: datetime | None = None,
 ) -> AuthOutcome:
-    """Check an e-mail and password.
+    """Check an e-mail and password (check_login), and issue the app's tokens."""
+    now = now or utcnow()
+    check = check_login(
+        session,
+        settings,
+        username=username,
+        password=password,
+        client_address=client_address,
+        now=now,
+    )
+    if check.user is None:
+        return AuthOutcome(refusal=check.refusal, account=check.account)
+    pair = _issue_tokens(session, settings, check.user, now=now)
+    return AuthOutcome(pair=pair, account=check.account)
+
+
+@dataclass(frozen=True)
+class LoginCheck:
+    """The account whose password was right, or the refusal to raise once committed."""
+
+    user: User | None = None
+    refusal: DomainError | None = None
+    account: LoginAccount | None = None
+
+
+def check_login(
+    session: Session,
+    settings: Settings,
+    *,
+    username: str,
+    password: str,
+    client_address: str | None = None,
+    now: datetime | None = None,
+) -> LoginCheck:
+    """Check an e-mail and password, for the app's tokens and the staff console alike.
 
     Known and unknown names take the same path and get the same answers: the password is always
     hashed, failures count per (name, address) whether or not the name is an account, and after
@@ -156,17 +190,17 @@ def log_in(
     account = LoginAccount(user_id=user.id, clinic_id=user.clinic_id) if user else None
     lock = _login_lock(session, login, address)
     if lock is not None and lock.locked_until is not None and lock.locked_until > now:
-        return AuthOutcome(refusal=_locked(lock.locked_until, now), account=account)
+        return LoginCheck(refusal=_locked(lock.locked_until, now), account=account)
     # Always hash, so an unknown or inactive account costs the same time as a wrong password.
     correct = verify_password(settings, user.password_hash if user else None, password)
     if user is None or not user.is_active or user.password_hash is None or not correct:
         until = count_failed_password(session, settings, login, address, now=now, user=user)
         refusal = _locked(until, now) if until is not None else InvalidCredentials()
-        return AuthOutcome(refusal=refusal, account=account)
+        return LoginCheck(refusal=refusal, account=account)
     _clear_failures(session, user, login, address)
     if hasher(settings).check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(settings, password)
-    return AuthOutcome(pair=_issue_tokens(session, settings, user, now=now), account=account)
+    return LoginCheck(user=user, account=account)
 
 
 def _address(client_address: str | None) -> str:

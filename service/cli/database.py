@@ -83,7 +83,10 @@ def serve(host: str, port: int, threads: int, no_runner: bool) -> None:
     runner = None if no_runner else RunnerProcess()
     if runner is not None:
         runner.start()
-    click.echo(f"cd20-monitor API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs)")
+    click.echo(
+        f"cd20-monitor API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs; "
+        f"staff console: http://{host}:{port}/console/)"
+    )
     try:
         with _stop_on_sigterm():
             waitress.serve(app, host=host, port=port, threads=threads, ident="cd20-monitor")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from service.models.audit import AuditEvent
 from service.models.clinic import Clinic
+from service.models.console import ConsoleSession
 from service.models.dose import (
     Dose,
     DoseAdministration,
@@ -31,6 +32,7 @@ __all__ = [
     "AuditEvent",
     "CalendarFeed",
     "Clinic",
+    "ConsoleSession",
     "Delivery",
     "Device",
     "Dose",

@@ -42,7 +42,8 @@ def install(app: Flask, settings: Settings) -> None:
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("X-Frame-Options", "DENY")
         if response.mimetype == "text/html":
-            headers["Content-Security-Policy"] = docs_policy(response, docs_origin)
+            # A page that set its own policy (the staff console's) keeps it.
+            headers.setdefault("Content-Security-Policy", docs_policy(response, docs_origin))
         else:
             headers["Content-Security-Policy"] = API_CSP
         if request.path.startswith(API_PREFIX):

@@ -204,9 +204,7 @@ def test_every_read_takes_the_same_few_statements_however_much_it_returns(
 
     grows = {rule: (small[rule], large[rule]) for rule in small if large[rule] != small[rule]}
     assert not grows, f"statements grow with the data (small, large): {grows}"
-    over = {
-        rule: count for rule, count in large.items() if count > BOUNDS.get(rule, CEILING)
-    }
+    over = {rule: count for rule, count in large.items() if count > BOUNDS.get(rule, CEILING)}
     assert not over, f"reads over their bound: {over} (bounds {BOUNDS}, others {CEILING})"
 
 
@@ -266,5 +264,7 @@ def test_reads_of_a_plan_take_as_many_statements_for_many_doses_as_for_few(
         return counts
 
     few_counts, many_counts = count(few), count(many)
-    differ = {t: (few_counts[t], many_counts[t]) for t in PLAN_READS if few_counts[t] != many_counts[t]}
+    differ = {
+        t: (few_counts[t], many_counts[t]) for t in PLAN_READS if few_counts[t] != many_counts[t]
+    }
     assert not differ, f"statements follow the number of doses (few, many): {differ}"

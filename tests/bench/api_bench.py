@@ -41,7 +41,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as clock_time, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -117,26 +118,37 @@ def seed_templates(session: Session, settings: Any, *, name: str, fresh: int) ->
 
     clinic = make_clinic(session, name=name, time_zone=ZONE)
     run = uuid.uuid4().hex[:12]  # e-mails are unique across clinics (a kept database)
-    clinician = make_user(session, settings, clinic, "clinician", email=f"staff-{run}@bench.example")
+    clinician = make_user(
+        session, settings, clinic, "clinician", email=f"staff-{run}@bench.example"
+    )
     staff = actor_of(clinician)
     tomorrow = date.today() + timedelta(days=1)
     templates, first_patient, first_plan, patient_user = [], None, None, None
     for regimen in REGIMENS:
         patient = make_patient(session, clinic, time_zone=ZONE)
-        plan = make_plan(session, patient, clinician, regimen=regimen, start_date=tomorrow, cleared=True)
+        plan = make_plan(
+            session, patient, clinician, regimen=regimen, start_date=tomorrow, cleared=True
+        )
         at = datetime.combine(tomorrow, clock_time(9, 0), tzinfo=ZoneInfo(ZONE))
         update_dose(session, staff, plan.doses[0], {"appointment_at": at, "location": "Chair 1"})
         templates.append(plan.id)
         if first_patient is None:
             first_patient, first_plan = patient, plan
             patient_user = make_user(
-                session, settings, clinic, "patient", patient=patient, email=f"app-{run}@bench.example"
+                session,
+                settings,
+                clinic,
+                "patient",
+                patient=patient,
+                email=f"app-{run}@bench.example",
             )
     for _ in range(ON_WORKLIST):
         patient = make_patient(session, clinic, time_zone=ZONE)
         make_plan(session, patient, clinician, start_date=date.today() + timedelta(days=3))
     session.flush()
-    assert first_patient is not None and first_plan is not None and patient_user is not None
+    assert first_patient is not None
+    assert first_plan is not None
+    assert patient_user is not None
     bench = BenchClinic(
         clinic_id=clinic.id,
         staff_headers=auth_headers(settings, clinician),
@@ -377,7 +389,7 @@ def run_wrk(
         command += ["-H", f"{name}: {value}"]
     if script is not None:
         command += ["-s", str(script)]
-    output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"([0-9]+) requests in", output).group(1))  # type: ignore[union-attr]
     if total == 0:
@@ -399,6 +411,7 @@ def run_wrk(
 def lua_requests(path: Path, requests: list[tuple[str, str, dict[str, str], str]]) -> Path:
     """A wrk script sending each of `requests` (method, path, headers, body) once, spread over
     wrk's threads; when they run out it sends the last one again (counted as errors if refused)."""
+
     def lua(value: str) -> str:
         return json.dumps(value)
 
@@ -407,7 +420,9 @@ def lua_requests(path: Path, requests: list[tuple[str, str, dict[str, str], str]
         head = ", ".join(f"[{lua(k)}] = {lua(v)}" for k, v in headers.items())
         rows.append(f"{{{lua(method)}, {lua(url_path)}, {{{head}}}, {lua(body)}}}")
     path.write_text(
-        "local requests = {\n" + ",\n".join(rows) + "\n}\n"
+        "local requests = {\n"
+        + ",\n".join(rows)
+        + "\n}\n"
         + """
 local next_id = 1
 function setup(thread)
@@ -445,11 +460,15 @@ class StatementCounter:
     def _seen(self, *_args: Any) -> None:
         self.count += 1
 
-    def request(self, method: str, path: str, headers: dict[str, str], body: str = "") -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, headers: dict[str, str], body: str = ""
+    ) -> tuple[int, Any]:
         self.count = 0
         response = self.client.open(path, method=method, headers=headers, data=body or None)
         if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: {response.status_code} {response.get_data()[:500]!r}")
+            raise RuntimeError(
+                f"{method} {path}: {response.status_code} {response.get_data()[:500]!r}"
+            )
         return self.count, response
 
 
@@ -528,7 +547,10 @@ def run_benchmark(
         body_path.write_bytes(plan_response.get_data())
 
         post_body = json.dumps(
-            {"regimen": "ocrelizumab-iv", "start_date": (date.today() + timedelta(days=30)).isoformat()}
+            {
+                "regimen": "ocrelizumab-iv",
+                "start_date": (date.today() + timedelta(days=30)).isoformat(),
+            }
         )
         fresh = list(big.fresh)
         probe_patient = fresh.pop()
@@ -599,7 +621,11 @@ def run_benchmark(
                 (
                     "POST",
                     f"/api/v1/patients/{pid}/plans",
-                    {**staff, "Content-Type": "application/json", "Idempotency-Key": f"bench-{pid}"},
+                    {
+                        **staff,
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": f"bench-{pid}",
+                    },
                     post_body,
                 )
                 for pid in fresh
@@ -623,7 +649,11 @@ def run_benchmark(
             for plan_id, code in items[: write_pool * 2]:
                 path = f"/api/v1/plans/{plan_id}/screening/{code}"
                 _, got = counter.request("GET", path, staff)
-                headers = {**staff, "Content-Type": "application/json", "If-Match": got.headers["ETag"]}
+                headers = {
+                    **staff,
+                    "Content-Type": "application/json",
+                    "If-Match": got.headers["ETag"],
+                }
                 puts.append(("PUT", path, headers, put_body))
             script = lua_requests(workdir / "put.lua", puts)
             script.write_text(script.read_text().replace("THREADS", str(threads)))

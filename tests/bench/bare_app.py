@@ -12,7 +12,9 @@ from pathlib import Path
 from flask import Flask, Response
 
 app = Flask(__name__)
-_BODY = Path(os.environ["BENCH_BARE_BODY"]).read_bytes() if "BENCH_BARE_BODY" in os.environ else b"{}"
+_BODY = (
+    Path(os.environ["BENCH_BARE_BODY"]).read_bytes() if "BENCH_BARE_BODY" in os.environ else b"{}"
+)
 
 
 @app.get("/", defaults={"path": ""})

@@ -56,7 +56,7 @@ QUERIES = {
     "/api/v1/staff/schedule.ics": {},
     "/api/v1/regimens/<string:code>": {},
 }
-# The staff views' counts are asserted with their own scaling tests (test_staff_view_costs.py).
+# The staff views are held to their own bounds by the staff views' tests (tests/api/test_staff.py).
 STAFF_VIEWS = frozenset({"/api/v1/staff/schedule", "/api/v1/staff/worklist"})
 # The most statements any read may take: authentication, the reads, and on PostgreSQL the
 # audit event's three (SET LOCAL, the patient it names, the INSERT; two on SQLite, where it

@@ -65,6 +65,14 @@ def build_scheduler(
         id="purge_expired_idempotency_keys",
         replace_existing=True,
     )
+    scheduler.add_job(
+        tasks.ensure_audit_partitions,
+        "cron",
+        hour=2,
+        minute=50,
+        id="ensure_audit_partitions",
+        replace_existing=True,
+    )
     return scheduler
 
 

@@ -76,3 +76,13 @@ def purge_expired_idempotency_keys(now: datetime | None = None) -> int:
         deleted = purge_expired_keys(session, now=now or utcnow())
     log.info("purge_expired_idempotency_keys deleted=%d", deleted)
     return deleted
+
+
+def ensure_audit_partitions() -> int:
+    """Keep the audit trail's month partitions a year ahead (PostgreSQL; nothing on SQLite)."""
+    from service.trust.audit_partitions import ensure_partitions
+
+    with unit_of_work() as session:
+        made = ensure_partitions(session)
+    log.info("ensure_audit_partitions created=%d", made)
+    return made

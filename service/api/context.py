@@ -7,6 +7,7 @@ from functools import wraps
 from typing import Any
 
 from flask import current_app, g, request
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from service.accounts.tokens import authenticate
@@ -25,6 +26,8 @@ class RequestSession(Session):
     A crash in between leaves neither the change nor its records."""
 
     commit_held = False
+    # Whether anything was flushed: a read that wrote (and did not commit) is rolled back.
+    wrote = False
 
     def commit(self) -> None:
         self.flush()
@@ -34,6 +37,12 @@ class RequestSession(Session):
         """Commit the request's transaction: the one real commit of a request."""
         super().commit()
         self.commit_held = False
+
+
+@event.listens_for(RequestSession, "after_flush")
+def _note_write(session: Session, _context: Any) -> None:
+    if isinstance(session, RequestSession):
+        session.wrote = True
 
 
 def db() -> Session:

@@ -23,7 +23,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(db_group)
 
-for _module in ("accounts", "jobs", "demo"):
+for _module in ("accounts", "jobs", "demo", "audit"):
     try:
         _commands = __import__(f"service.cli.{_module}", fromlist=["COMMANDS"]).COMMANDS
     except ModuleNotFoundError as exc:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
 from service.errors import AlreadyExists, Forbidden, NotFound, ValidationFailed
-from service.models import Patient
+from service.models import Dose, Patient, TreatmentPlan
 from service.reminders.derive import sync_patient_reminders
 
 # A change to any of these moves the patient's future reminders.
@@ -24,6 +24,18 @@ REMINDER_PREFERENCES = frozenset(
         "dose_lead_days",
     }
 )
+
+
+def patient_loader_options() -> list[Any]:
+    """What the patient body dumps (from its plans: follow-ups, given doses, the monitoring and
+    checklist that say what continues after a plan), loaded up front."""
+    plans = selectinload(Patient.plans)
+    return [
+        plans.selectinload(TreatmentPlan.follow_ups),
+        plans.selectinload(TreatmentPlan.monitoring_tasks),
+        plans.selectinload(TreatmentPlan.screening_items),
+        plans.selectinload(TreatmentPlan.doses).selectinload(Dose.administration),
+    ]
 
 
 def enrol_patient(session: Session, actor: Actor, *, mrn: str, **fields: Any) -> Patient:
@@ -42,7 +54,15 @@ def enrol_patient(session: Session, actor: Actor, *, mrn: str, **fields: Any) ->
 
 
 def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
-    patient = session.get(Patient, patient_id)
+    return visible_patient(session, actor, patient_id, options=patient_loader_options())
+
+
+def visible_patient(
+    session: Session, actor: Actor, patient_id: int, *, options: list[Any] | None = None
+) -> Patient:
+    """The patient if the actor may see them; without `options`, none of what the patient's
+    own body dumps is loaded (for a check before reading something else of theirs)."""
+    patient = session.get(Patient, patient_id, options=options)
     if patient is None:
         raise NotFound("Patient not found")
     actor.ensure_can_see(clinic_id=patient.clinic_id, patient_id=patient.id, what="Patient")
@@ -53,7 +73,11 @@ def list_patients(
     session: Session, actor: Actor, *, page: int, page_size: int, q: str | None = None
 ) -> Page[Patient]:
     actor.require_staff()
-    stmt = select(Patient).where(Patient.clinic_id == actor.clinic_id)
+    stmt = (
+        select(Patient)
+        .where(Patient.clinic_id == actor.clinic_id)
+        .options(*patient_loader_options())
+    )
     if q:
         pattern = f"%{q.lower()}%"
         stmt = stmt.where(

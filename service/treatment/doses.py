@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
@@ -27,7 +27,7 @@ from service.errors import (
     PremedicationOutsideWindow,
     ValidationFailed,
 )
-from service.models import Dose, DoseAdministration, PremedicationGiven, TreatmentPlan
+from service.models import Dose, DoseAdministration, Patient, PremedicationGiven, TreatmentPlan
 from service.protocols.catalog import Interval, Regimen, all_regimens
 from service.protocols.schedule import (
     PlannedDose,
@@ -86,8 +86,21 @@ class DoseChange:
 # --- reading ----------------------------------------------------------------------------------
 
 
+def dose_loader_options() -> list[Any]:
+    """What a dose's body and readiness read (its plan's other doses and patient), up front."""
+    plan = joinedload(Dose.plan)
+    return [
+        selectinload(Dose.checks),
+        selectinload(Dose.readiness_overrides),
+        plan.joinedload(TreatmentPlan.patient).selectinload(Patient.plans),
+        plan.selectinload(TreatmentPlan.doses)
+        .selectinload(Dose.administration)
+        .selectinload(DoseAdministration.premedications),
+    ]
+
+
 def get_dose(session: Session, actor: Actor, dose_id: int) -> Dose:
-    dose = session.get(Dose, dose_id)
+    dose = session.get(Dose, dose_id, options=dose_loader_options())
     if dose is None:
         raise NotFound("Dose not found")
     plan = dose.plan
@@ -98,11 +111,17 @@ def get_dose(session: Session, actor: Actor, dose_id: int) -> Dose:
 def list_plan_doses(
     session: Session, actor: Actor, plan_id: int, *, page: int, page_size: int
 ) -> Page[Dose]:
-    get_plan(session, actor, plan_id)
+    # The whole plan: each dose's readiness reads its siblings, checks and overrides. The doses
+    # listed are the plan's own (the identity map), and hold it (joinedload), so none of what it
+    # loaded is collected and lazily loaded again, dose by dose, while the list is serialized.
+    plan = get_plan(session, actor, plan_id)
     stmt = (
         select(Dose)
-        .where(Dose.plan_id == plan_id)
-        .options(selectinload(Dose.administration).selectinload(DoseAdministration.premedications))
+        .where(Dose.plan_id == plan.id)
+        .options(
+            joinedload(Dose.plan),
+            selectinload(Dose.administration).selectinload(DoseAdministration.premedications),
+        )
         .order_by(Dose.sequence)
     )
     return paginate(session, stmt, page=page, page_size=page_size)

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
@@ -25,6 +25,7 @@ from service.errors import (
 from service.models import (
     Clinic,
     Dose,
+    DoseAdministration,
     MonitoringTask,
     Patient,
     ScreeningItem,
@@ -64,11 +65,15 @@ CLOSED_PLAN_STATUSES = values(PlanStatus.COMPLETED, PlanStatus.DISCONTINUED)
 
 def plan_loader_options() -> list[Any]:
     """Everything the plan body dumps, loaded up front (no N+1 on lists)."""
+    doses = selectinload(TreatmentPlan.doses)
     return [
+        joinedload(TreatmentPlan.clinic),
+        joinedload(TreatmentPlan.patient).selectinload(Patient.plans),
         selectinload(TreatmentPlan.screening_items),
         selectinload(TreatmentPlan.overrides),
-        selectinload(TreatmentPlan.doses).selectinload(Dose.checks),
-        selectinload(TreatmentPlan.doses).selectinload(Dose.readiness_overrides),
+        doses.selectinload(Dose.checks),
+        doses.selectinload(Dose.readiness_overrides),
+        doses.selectinload(Dose.administration).selectinload(DoseAdministration.premedications),
         selectinload(TreatmentPlan.monitoring_tasks),
         selectinload(TreatmentPlan.follow_ups),
     ]
@@ -287,7 +292,8 @@ def _build_plan(
 
 
 def get_plan(session: Session, actor: Actor, plan_id: int) -> TreatmentPlan:
-    plan = session.get(TreatmentPlan, plan_id)
+    """The plan, with everything its body dumps."""
+    plan = session.get(TreatmentPlan, plan_id, options=plan_loader_options())
     if plan is None:
         raise NotFound("Plan not found")
     actor.ensure_can_see(clinic_id=plan.clinic_id, patient_id=plan.patient_id, what="Plan")

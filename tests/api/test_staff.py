@@ -369,4 +369,5 @@ def test_views_make_the_same_few_queries_for_more_patients(client, session, head
     assert many == few
     # auth, clinic, and a few per section; the readiness section loads what a dose's
     # readiness reads (plan, checklist, monitoring, answers, overrides) once for all doses.
-    assert few <= 45, few
+    # On PostgreSQL each read's audit commit adds its SET LOCAL synchronous_commit (47).
+    assert few <= 47, few

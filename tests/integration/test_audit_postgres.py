@@ -90,4 +90,14 @@ def test_the_trigger_is_in_place(connection):
             "AND NOT tgisinternal"
         )
     ).all()
-    assert triggers == ["audit_event_append_only"]
+    # The statement trigger, and the row trigger every month partition inherits (0010).
+    assert sorted(triggers) == ["audit_event_append_only", "audit_event_append_only_row"]
+    unguarded = connection.scalars(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'audit_event'::regclass AND NOT EXISTS (SELECT 1"
+            " FROM pg_trigger t WHERE t.tgrelid = c.oid"
+            " AND t.tgname = 'audit_event_append_only_truncate')"
+        )
+    ).all()
+    assert unguarded == [], "partitions that TRUNCATE could empty"

@@ -37,7 +37,7 @@ class PatientPlans(MethodView):
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
         """List a patient's treatment plans."""
-        patient = records.get_patient(db(), actor(), patient_id)
+        patient = records.visible_patient(db(), actor(), patient_id)
         cached = conditional.unchanged((freshness.patient_plans_stamp(db(), patient.id), args))
         return cached or plans.list_patient_plans(db(), actor(), patient_id, **args)
 

@@ -1,0 +1,59 @@
+"""`cd20 audit`: the trail's month partitions and a month's export (retention)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+COMMANDS: list[click.Command] = []
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The audit trail: export a month, keep month partitions ahead (PostgreSQL)."""
+
+
+@audit_group.command("export")
+@click.option("--month", required=True, help="The UTC month, YYYY-MM.")
+@click.option("--clinic", "clinic_id", type=int, help="Only this clinic's events.")
+@click.option("--output", type=click.File("w"), default="-", help="A file (default stdout).")
+def audit_export(month: str, clinic_id: int | None, output: click.utils.LazyFile) -> None:
+    """Write a month's events as JSON lines, oldest first (then archive, then detach)."""
+    from service.cli.database import command_settings, ensure_database
+    from service.db import init_engine, unit_of_work
+    from service.trust.audit_partitions import export_month
+
+    try:
+        first_day = datetime.strptime(month, "%Y-%m").date()
+    except ValueError as exc:
+        raise click.BadParameter("expected YYYY-MM, e.g. 2026-11", param_hint="--month") from exc
+    settings = command_settings(embedded=False, needs_secret=False)
+    ensure_database(settings)
+    init_engine(settings.database_url)
+    count = 0
+    with unit_of_work() as session:
+        for event in export_month(session, first_day, clinic_id=clinic_id):
+            output.write(json.dumps(event, sort_keys=True) + "\n")
+            count += 1
+    click.echo(f"{count} audit events of {month} exported.", err=True)
+
+
+@audit_group.command("partitions")
+@click.option("--months-ahead", default=12, show_default=True, type=int)
+def audit_partitions(months_ahead: int) -> None:
+    """Create the coming months' partitions now (the runner also does, daily)."""
+    from service.cli.database import command_settings, ensure_database
+    from service.db import init_engine, unit_of_work
+    from service.trust.audit_partitions import ensure_partitions
+
+    settings = command_settings(embedded=False, needs_secret=False)
+    ensure_database(settings)
+    init_engine(settings.database_url)
+    with unit_of_work() as session:
+        made = ensure_partitions(session, months_ahead=months_ahead)
+    click.echo(f"{made} month partitions created.")
+
+
+COMMANDS.append(audit_group)

@@ -1,0 +1,737 @@
+"""API benchmark on PostgreSQL: the API under gunicorn beside a bare Flask app, driven by wrk.
+
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/cd20 \\
+        python -m tests.bench.api_bench --patients 100000
+
+Creates a scratch database beside DATABASE_URL's (<name>_api_bench, dropped at the end) and
+seeds two clinics: N patients (default 100,000) and 1,000 patients, each with a plan of one of
+the five regimens, screening cleared and the first dose booked on one of the next 60 days, plus
+a few plans on the worklist (screening not cleared, starting soon). Five plans per clinic are
+made through the use cases; the rest are copies of them made in set-based SQL (a copy carries
+its plan, checklist, doses, readiness answers and monitoring, not reminders).
+
+Then it starts `gunicorn wsgi:app` and `gunicorn tests.bench.bare_app:app` (a bare Flask app
+answering every GET with a real plan's body) with the same settings (--workers sync workers),
+and drives each request below with wrk (--connections connections, --seconds each), in one run:
+requests/s, p50, p99, the ratio to the bare app's requests/s, and the SQL statements the
+request takes (counted in-process on the same database). The writes go through wrk's Lua:
+`POST /patients/{id}/plans` on fresh patients with unique Idempotency-Keys, and `PUT` of a
+screening result on plans those made, each with its ETag. The worklist and the schedule are
+measured at N and at 1,000 patients (their p50 ratio is the scaling figure).
+
+Progress goes to stderr; the last line on stdout is one JSON object. The machine running it is
+the one measured: a shared machine gives noisy figures, so compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Date, DateTime, Engine, bindparam, event, text
+from sqlalchemy.orm import Session
+
+ROOT = Path(__file__).resolve().parents[2]
+REGIMENS = ("ocrelizumab-iv", "ocrelizumab-sc", "ofatumumab-sc", "rituximab-iv", "ublituximab-iv")
+BOOKING_DAYS = 60
+ON_WORKLIST = 3
+WRITE_SECONDS = 5.0
+# Checklist items a plain negative result clears (the PUT's body).
+NEGATIVE_ITEMS = ("hbsag", "anti_hbc", "hcv", "hiv", "active_infection", "tb_igra")
+SMALL_CLINIC = 1000
+ZONE = "Europe/Berlin"
+SECRET = "api-bench-secret-key-" + "k3Qx9vRm2TzL7wNp4YbH8sJc6FdG1aE5"
+# Cloned per plan, in this order (children after their parents); dose_id columns are mapped.
+PLAN_CHILDREN = ("screening_item", "screening_override", "dose", "monitoring_task")
+DOSE_CHILDREN = ("dose_check",)
+# A copy never has these: the template must not either (checked before copying).
+NOT_COPIED = ("dose_administration", "monitoring_follow_up", "lab_result", "staff_alert")
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- seeding -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchClinic:
+    clinic_id: int
+    staff_headers: dict[str, str]
+    patient_headers: dict[str, str]
+    patient_id: int  # the patient of patient_headers
+    plan_id: int  # that patient's plan
+    templates: list[int] = field(default_factory=list)  # plan ids copied
+    fresh: list[int] = field(default_factory=list)  # patients without a plan (for POST)
+
+
+def _settings(url: str) -> Any:
+    from service.config import Settings
+
+    return Settings(
+        database_url=url,
+        secret_key=SECRET,
+        environment="production",
+        rate_limits_enabled=False,
+        access_token_ttl_s=24 * 3600,
+        argon2_time_cost=1,
+        argon2_memory_kib=64,
+        argon2_parallelism=1,
+    )
+
+
+def seed_templates(session: Session, settings: Any, *, name: str, fresh: int) -> BenchClinic:
+    """A clinic, its clinician, one patient (with an app account) per regimen with a cleared
+    plan whose first dose is booked tomorrow, a few plans on the worklist, and `fresh` patients
+    without a plan."""
+    from service.treatment.doses import update_dose
+    from tests.factories import (
+        actor_of,
+        auth_headers,
+        make_clinic,
+        make_patient,
+        make_plan,
+        make_user,
+    )
+
+    clinic = make_clinic(session, name=name, time_zone=ZONE)
+    run = uuid.uuid4().hex[:12]  # e-mails are unique across clinics (a kept database)
+    clinician = make_user(
+        session, settings, clinic, "clinician", email=f"staff-{run}@bench.example"
+    )
+    staff = actor_of(clinician)
+    tomorrow = date.today() + timedelta(days=1)
+    templates, first_patient, first_plan, patient_user = [], None, None, None
+    for regimen in REGIMENS:
+        patient = make_patient(session, clinic, time_zone=ZONE)
+        plan = make_plan(
+            session, patient, clinician, regimen=regimen, start_date=tomorrow, cleared=True
+        )
+        at = datetime.combine(tomorrow, clock_time(9, 0), tzinfo=ZoneInfo(ZONE))
+        update_dose(session, staff, plan.doses[0], {"appointment_at": at, "location": "Chair 1"})
+        templates.append(plan.id)
+        if first_patient is None:
+            first_patient, first_plan = patient, plan
+            patient_user = make_user(
+                session,
+                settings,
+                clinic,
+                "patient",
+                patient=patient,
+                email=f"app-{run}@bench.example",
+            )
+    for _ in range(ON_WORKLIST):
+        patient = make_patient(session, clinic, time_zone=ZONE)
+        make_plan(session, patient, clinician, start_date=date.today() + timedelta(days=3))
+    session.flush()
+    assert first_patient is not None
+    assert first_plan is not None
+    assert patient_user is not None
+    bench = BenchClinic(
+        clinic_id=clinic.id,
+        staff_headers=auth_headers(settings, clinician),
+        patient_headers=auth_headers(settings, patient_user),
+        patient_id=first_patient.id,
+        plan_id=first_plan.id,
+        templates=templates,
+    )
+    bench.fresh = add_patients(session.connection(), clinic.id, fresh, prefix=f"F{clinic.id}-")
+    return bench
+
+
+def add_patients(conn: Any, clinic_id: int, count: int, *, prefix: str) -> list[int]:
+    if count <= 0:
+        return []
+    return sorted(
+        conn.execute(
+            text(
+                """
+                INSERT INTO patient (clinic_id, mrn, given_name, family_name, birth_date,
+                    time_zone, email, reminder_time, quiet_start, quiet_end, reminder_channels,
+                    version, created_at, updated_at)
+                SELECT :clinic_id, :prefix || lpad(i::text, 7, '0'), 'Bench', 'Patient ' || i,
+                    DATE '1985-03-14', :zone, :prefix || i || '@example.org',
+                    TIME '09:00', TIME '21:00', TIME '08:00', '["inbox"]'::json, 1, now(), now()
+                FROM generate_series(1, :count) AS i
+                RETURNING id
+                """
+            ),
+            {"clinic_id": clinic_id, "count": count, "prefix": prefix, "zone": ZONE},
+        ).scalars()
+    )
+
+
+def _columns(engine: Engine, table: str) -> list[tuple[str, str]]:
+    """(name, kind) of the table's columns but its id; kind is date, instant or other."""
+    from service.db import Base
+
+    kinds = []
+    for column in Base.metadata.tables[table].columns:
+        if column.name == "id":
+            continue
+        kind = "other"
+        if isinstance(column.type, Date):
+            kind = "date"
+        elif isinstance(column.type, DateTime) or "DateTime" in type(column.type).__name__:
+            kind = "instant"
+        kinds.append((column.name, kind))
+    return kinds
+
+
+def _shifted(name: str, kind: str, alias: str, mapped: dict[str, str]) -> str:
+    if name in mapped:
+        return mapped[name]
+    if kind == "date":
+        return f"{alias}.{name} + m.shift"
+    if kind == "instant":
+        return f"{alias}.{name} + m.shift * interval '1 day'"
+    return f"{alias}.{name}"
+
+
+def copy_plans(engine: Engine, bench: BenchClinic, patients: int, log: Log) -> None:
+    """`patients` new patients, each with a copy of a template plan moved 0-59 days later."""
+    if patients <= 0:
+        return
+    with engine.begin() as conn:
+        for table in NOT_COPIED:
+            column = "plan_id" if table == "monitoring_follow_up" else None
+            if table == "dose_administration":
+                where = "dose_id IN (SELECT id FROM dose WHERE plan_id = ANY(:ids))"
+            elif column:
+                where = f"{column} = ANY(:ids)"
+            else:
+                where = "patient_id IN (SELECT patient_id FROM treatment_plan WHERE id = ANY(:ids))"
+            found = conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE {where}"), {"ids": bench.templates}
+            ).scalar_one()
+            if found:
+                raise RuntimeError(f"template plans have {table} rows, which are not copied")
+        started = time.monotonic()
+        ids = add_patients(conn, bench.clinic_id, patients, prefix=f"C{bench.clinic_id}-")
+        conn.execute(text("DROP TABLE IF EXISTS bench_map"))
+        conn.execute(
+            text(
+                """
+                CREATE TEMP TABLE bench_map AS
+                SELECT p.id AS patient_id,
+                    (CAST(:templates AS integer[]))[1 + (p.k % :template_count)] AS template_id,
+                    CAST(p.k % :days AS integer) AS shift, NULL::integer AS plan_id
+                FROM unnest(CAST(:ids AS integer[])) WITH ORDINALITY AS p(id, k)
+                """
+            ),
+            {
+                "ids": ids,
+                "templates": bench.templates,
+                "template_count": len(bench.templates),
+                "days": BOOKING_DAYS,
+            },
+        )
+        cols = _columns(engine, "treatment_plan")
+        names = ", ".join(name for name, _ in cols)
+        values = ", ".join(_shifted(n, k, "t", {"patient_id": "m.patient_id"}) for n, k in cols)
+        conn.execute(
+            text(
+                f"""
+                WITH made AS (
+                    INSERT INTO treatment_plan ({names})
+                    SELECT {values} FROM bench_map m JOIN treatment_plan t ON t.id = m.template_id
+                    RETURNING id, patient_id
+                )
+                UPDATE bench_map m SET plan_id = made.id FROM made
+                WHERE made.patient_id = m.patient_id
+                """
+            )
+        )
+        conn.execute(text("CREATE INDEX ON bench_map (template_id)"))
+        conn.execute(text("ANALYZE bench_map"))
+        for table in PLAN_CHILDREN:
+            cols = _columns(engine, table)
+            names = ", ".join(name for name, _ in cols)
+            mapped = {"plan_id": "m.plan_id"}
+            joins = ""
+            if any(name == "dose_id" for name, _ in cols):
+                mapped["dose_id"] = "d2.id"
+                joins = (
+                    " LEFT JOIN dose d1 ON d1.id = c.dose_id"
+                    " LEFT JOIN dose d2 ON d2.plan_id = m.plan_id AND d2.sequence = d1.sequence"
+                )
+            values = ", ".join(_shifted(n, k, "c", mapped) for n, k in cols)
+            conn.execute(
+                text(
+                    f"INSERT INTO {table} ({names}) SELECT {values} FROM bench_map m"
+                    f" JOIN {table} c ON c.plan_id = m.template_id{joins}"
+                )
+            )
+        for table in DOSE_CHILDREN:
+            cols = _columns(engine, table)
+            names = ", ".join(name for name, _ in cols)
+            values = ", ".join(_shifted(n, k, "c", {"dose_id": "d2.id"}) for n, k in cols)
+            conn.execute(
+                text(
+                    f"INSERT INTO {table} ({names}) SELECT {values} FROM bench_map m"
+                    " JOIN dose d1 ON d1.plan_id = m.template_id"
+                    f" JOIN {table} c ON c.dose_id = d1.id"
+                    " JOIN dose d2 ON d2.plan_id = m.plan_id AND d2.sequence = d1.sequence"
+                )
+            )
+        conn.execute(text("DROP TABLE bench_map"))
+    log(f"  copied {patients} plans in {time.monotonic() - started:.1f} s")
+
+
+# -- servers and wrk ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(
+    app: str, env: dict[str, str], workers: int, workdir: Path, probe: str = "/api/v1/healthz"
+) -> Iterator[str]:
+    """`gunicorn <app>` on a free port with `workers` sync workers; yields its base URL once
+    `probe` answers 200."""
+    port = free_port()
+    log_path = workdir / f"gunicorn-{port}.log"
+    command = [
+        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
+        "--bind", f"127.0.0.1:{port}", "--timeout", "60", "--graceful-timeout", "5",
+        "--log-level", "warning", app,
+    ]  # fmt: skip
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{app} did not start:\n{log_path.read_text()[-3000:]}")
+                if _answers(base + probe):
+                    break
+                time.sleep(0.2)
+            # Every worker has imported the app and answered once before anything is timed.
+            for _ in range(10 * workers):
+                _answers(base + probe)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class Load:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _rounded(value: float, digits: int = 2) -> float | None:
+    return None if value != value else round(value, digits)  # NaN: nothing answered
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int,
+    headers: dict[str, str] | None = None,
+    script: Path | None = None,
+) -> Load:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    command += ["--latency", "--timeout", "10s"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"([0-9]+) requests in", output).group(1))  # type: ignore[union-attr]
+    if total == 0:
+        _stderr(f"  no answer within {seconds} s from {url}: give it more --seconds")
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+([0-9]+)", output)
+    failed = re.search(r"Socket errors:.*timeout (\d+)", output)
+    errors = (int(bad.group(1)) if bad else 0) + (int(failed.group(1)) if failed else 0)
+    return Load(
+        requests_per_s=rate,
+        p50_ms=_ms(p50.group(1)) if p50 and total else float("nan"),
+        p99_ms=_ms(p99.group(1)) if p99 and total else float("nan"),
+        requests=total,
+        errors=errors,
+    )
+
+
+def lua_requests(
+    path: Path, requests: list[tuple[str, str, dict[str, str], str]], threads: int
+) -> Path:
+    """A wrk script sending each of `requests` (method, path, headers, body) once, spread over
+    wrk's threads; when they run out it sends the last one again (counted as errors if refused)."""
+
+    def lua(value: str) -> str:
+        return json.dumps(value)
+
+    rows = []
+    for method, url_path, headers, body in requests:
+        head = ", ".join(f"[{lua(k)}] = {lua(v)}" for k, v in headers.items())
+        rows.append(f"{{{lua(method)}, {lua(url_path)}, {{{head}}}, {lua(body)}}}")
+    path.write_text(
+        "local requests = {\n"
+        + ",\n".join(rows)
+        + "\n}\n"
+        + """
+local next_id = 1
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+end
+function init(args)
+  sent = 0
+end
+function request()
+  local k = sent * """
+        + str(threads)
+        + """ + tid
+  sent = sent + 1
+  if k > #requests then k = #requests end
+  local r = requests[k]
+  return wrk.format(r[1], r[2], r[3], r[4])
+end
+"""
+    )
+    return path
+
+
+# -- statements per request (in-process) -------------------------------------------------------
+
+
+class StatementCounter:
+    def __init__(self, url: str) -> None:
+        from service.app import create_app
+        from service.db import get_engine
+
+        self.app = create_app(_settings(url))
+        self.client = self.app.test_client()
+        self.count = 0
+        event.listen(get_engine(), "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: Any) -> None:
+        self.count += 1
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str], body: str = ""
+    ) -> tuple[int, Any]:
+        self.count = 0
+        response = self.client.open(path, method=method, headers=headers, data=body or None)
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"{method} {path}: {response.status_code} {response.get_data()[:500]!r}"
+            )
+        return self.count, response
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def bench_database(url: str, keep: bool, log: Log) -> Iterator[str]:
+    from tests.bench.seed import scratch_database
+
+    if keep:
+        from service.migrations import upgrade_database
+
+        upgrade_database(url)
+        yield url
+        return
+    with scratch_database(url, "api_bench") as scratch:
+        log(f"scratch database {scratch.rsplit('/', 1)[-1]}")
+        yield scratch
+
+
+def run_benchmark(
+    url: str,
+    *,
+    patients: int,
+    seconds: float,
+    connections: int = 8,
+    threads: int = 2,
+    workers: int = 2,
+    in_place: bool = False,
+    log: Log = _stderr,
+) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+    started_run = time.monotonic()
+    write_pool = max(500, int(100 * max(seconds, WRITE_SECONDS)))
+    with bench_database(url, in_place, log) as database_url, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        from service.db import init_engine, unit_of_work
+
+        engine = init_engine(database_url)
+        settings = _settings(database_url)
+        log(f"api bench: N={patients} (and {SMALL_CLINIC}), {seconds} s per request")
+        with unit_of_work() as session:
+            big = seed_templates(session, settings, name="api bench N", fresh=write_pool)
+            small = seed_templates(session, settings, name="api bench 1000", fresh=0)
+        copy_plans(engine, big, patients - len(REGIMENS), log)
+        copy_plans(engine, small, SMALL_CLINIC - len(REGIMENS), log)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+
+        counter = StatementCounter(database_url)
+        schedule_day = (date.today() + timedelta(days=7)).isoformat()
+        staff, me = big.staff_headers, big.patient_headers
+        reads = [
+            ("GET /healthz", "/api/v1/healthz", {}),
+            ("GET /plans/{id}", f"/api/v1/plans/{big.plan_id}", staff),
+            ("GET /me/inbox", "/api/v1/me/inbox", me),
+            ("GET /me/plans", "/api/v1/me/plans", me),
+            ("GET /me/reminders/upcoming", "/api/v1/me/reminders/upcoming", me),
+            ("GET /patients/{id}", f"/api/v1/patients/{big.patient_id}", staff),
+            ("GET /patients?page=5", "/api/v1/patients?page=5", staff),
+            ("GET /staff/schedule?date=", f"/api/v1/staff/schedule?date={schedule_day}", staff),
+            ("GET /staff/worklist", "/api/v1/staff/worklist", staff),
+        ]
+        small_reads = [
+            ("GET /staff/schedule?date=", f"/api/v1/staff/schedule?date={schedule_day}"),
+            ("GET /staff/worklist", "/api/v1/staff/worklist"),
+        ]
+        statements: dict[str, int] = {}
+        for name, path, headers in reads:
+            counter.request("GET", path, headers)  # warm: caches, the catalog
+            statements[name], _ = counter.request("GET", path, headers)
+        _, plan_response = counter.request("GET", f"/api/v1/plans/{big.plan_id}", staff)
+        body_path = workdir / "plan.json"
+        body_path.write_bytes(plan_response.get_data())
+
+        post_body = json.dumps(
+            {
+                "regimen": "ocrelizumab-iv",
+                "start_date": (date.today() + timedelta(days=30)).isoformat(),
+            }
+        )
+        fresh = list(big.fresh)
+        probe_patient = fresh.pop()
+        statements["POST /patients/{id}/plans"], made = counter.request(
+            "POST",
+            f"/api/v1/patients/{probe_patient}/plans",
+            {**staff, "Content-Type": "application/json", "Idempotency-Key": "bench-probe"},
+            post_body,
+        )
+        item_path = f"/api/v1/plans/{made.get_json()['id']}/screening/hbsag"
+        _, item = counter.request("GET", item_path, staff)
+        put_body = json.dumps({"result": "negative", "result_date": date.today().isoformat()})
+        statements["PUT /plans/{id}/screening/{code}"], _ = counter.request(
+            "PUT",
+            item_path,
+            {**staff, "Content-Type": "application/json", "If-Match": item.headers["ETag"]},
+            put_body,
+        )
+
+        env = dict(os.environ)
+        env.update(
+            {
+                "DATABASE_URL": database_url,
+                "SECRET_KEY": SECRET,
+                "CD20_ENV": "production",
+                "CD20_RATE_LIMITS_ENABLED": "0",
+                "CD20_ACCESS_TOKEN_TTL": str(24 * 3600),
+                "BENCH_BARE_BODY": str(body_path),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+            }
+        )
+        env.pop("REDIS_URL", None)
+        wrk = {"seconds": seconds, "connections": connections, "threads": threads}
+        # A write takes tens of milliseconds: a short run would time only the first few.
+        writes = {**wrk, "seconds": max(seconds, WRITE_SECONDS)}
+        results: dict[str, dict[str, Any]] = {}
+        with gunicorn("tests.bench.bare_app:app", env, workers, workdir) as bare_base:
+            bare = run_wrk(bare_base + "/api/v1/plans/1", **wrk)
+        log(f"  bare Flask: {bare.requests_per_s:.0f}/s, p50 {bare.p50_ms:.2f} ms")
+
+        def record(name: str, load: Load) -> None:
+            results[name] = {
+                "requests_per_s": round(load.requests_per_s, 1),
+                "p50_ms": _rounded(load.p50_ms),
+                "p99_ms": _rounded(load.p99_ms),
+                "ratio_to_bare": round(load.requests_per_s / bare.requests_per_s, 3),
+                "statements": statements.get(name),
+                "requests": load.requests,
+                "errors": load.errors,
+            }
+            log(
+                f"  {name}: {load.requests_per_s:.0f}/s, p50 {load.p50_ms:.2f} ms,"
+                f" p99 {load.p99_ms:.2f} ms, {statements.get(name)} statements"
+                + (f", {load.errors} errors" if load.errors else "")
+            )
+
+        small_p50: dict[str, float] = {}
+        staff_views = dict(small_reads)
+        with gunicorn("wsgi:app", env, workers, workdir) as api:
+            for name, path, headers in reads:
+                if name not in staff_views:
+                    record(name, run_wrk(api + path, headers=headers, **wrk))
+
+            posts = [
+                (
+                    "POST",
+                    f"/api/v1/patients/{pid}/plans",
+                    {
+                        **staff,
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": f"bench-{pid}",
+                    },
+                    post_body,
+                )
+                for pid in fresh
+            ]
+            script = lua_requests(workdir / "post.lua", posts, threads)
+            record("POST /patients/{id}/plans", run_wrk(api, script=script, **writes))
+
+            # Every open item of the plans just made, each PUT once (with its ETag), one plan
+            # after another so that concurrent PUTs are on different plans.
+            with engine.connect() as conn:
+                items = conn.execute(
+                    text(
+                        "SELECT i.plan_id, i.code FROM screening_item i"
+                        " JOIN treatment_plan t ON t.id = i.plan_id"
+                        " WHERE t.patient_id = ANY(:ids) AND i.result IS NULL"
+                        " AND i.code IN :codes ORDER BY i.code, i.plan_id"
+                    ).bindparams(bindparam("codes", expanding=True)),
+                    {"ids": fresh, "codes": list(NEGATIVE_ITEMS)},
+                ).all()
+            puts = []
+            for plan_id, code in items[: write_pool * 2]:
+                path = f"/api/v1/plans/{plan_id}/screening/{code}"
+                _, got = counter.request("GET", path, staff)
+                headers = {
+                    **staff,
+                    "Content-Type": "application/json",
+                    "If-Match": got.headers["ETag"],
+                }
+                puts.append(("PUT", path, headers, put_body))
+            if puts:
+                script = lua_requests(workdir / "put.lua", puts, threads)
+                record("PUT /plans/{id}/screening/{code}", run_wrk(api, script=script, **writes))
+            else:
+                log("  PUT of a screening result: no plan was made to put results on")
+
+        # The staff views last, each clinic on a server of its own: a view slower than the run
+        # would still hold the workers when the next request is timed.
+        with gunicorn("wsgi:app", env, workers, workdir) as api:
+            for name, path in small_reads:
+                load = run_wrk(api + path, headers=small.staff_headers, **writes)
+                small_p50[name] = load.p50_ms
+                log(f"  {name} at {SMALL_CLINIC}: p50 {load.p50_ms:.2f} ms")
+        for name, path, headers in reads:
+            if name in staff_views:
+                with gunicorn("wsgi:app", env, workers, workdir) as api:
+                    record(name, run_wrk(api + path, headers=headers, **writes))
+        engine.dispose()
+
+    scaling = {
+        name: {
+            "p50_ms_at_n": results[name]["p50_ms"],
+            "p50_ms_at_1000": _rounded(small_p50[name]),
+            "ratio": _rounded(results[name]["p50_ms"] / small_p50[name])
+            if results[name]["p50_ms"]
+            else None,
+        }
+        for name in small_p50
+    }
+    return {
+        "patients": patients,
+        "seconds_per_request": seconds,
+        "workers": workers,
+        "connections": connections,
+        "bare_flask": {
+            "requests_per_s": round(bare.requests_per_s, 1),
+            "p50_ms": round(bare.p50_ms, 2),
+            "p99_ms": round(bare.p99_ms, 2),
+        },
+        "requests": results,
+        "scaling": scaling,
+        "write_pool": len(fresh),
+        "total_s": round(time.monotonic() - started_run, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="wrk's duration per request")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="wrk's threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (both apps)")
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="seed DATABASE_URL itself (and leave the rows) instead of a scratch database",
+    )
+    args = parser.parse_args(argv)
+    from service.config import normalise_database_url
+
+    url = os.environ.get("DATABASE_URL")
+    if not url or not url.startswith("postgresql"):
+        parser.error("set DATABASE_URL to a PostgreSQL database")
+    summary = run_benchmark(
+        normalise_database_url(url),
+        patients=args.patients,
+        seconds=args.seconds,
+        connections=args.connections,
+        threads=args.threads,
+        workers=args.workers,
+        in_place=args.in_place,
+    )
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

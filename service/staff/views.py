@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.clinics.settings import get_clinic
@@ -49,6 +49,34 @@ API = "/api/v1"
 CHECKLIST_PLAN_STATUSES = values(PlanStatus.DRAFT, PlanStatus.SCREENING, PlanStatus.READY)
 OUTCOME_URGENCY = {outcome.value: rank for rank, outcome in enumerate(reversed(ScreeningOutcome))}
 DEFAULT_WORKLIST_LIMIT = 100
+
+
+def _literal_in(column: Any, choices: tuple[str, ...]) -> Any:
+    """`column IN (...)` with the values written into the SQL, so PostgreSQL can match it to
+    the partial indexes whose predicates list the same values (service.models.dose)."""
+    return column.in_(bindparam(None, list(choices), expanding=True, literal_execute=True))
+
+
+def _first_open_dose() -> Any:
+    """The plan's first open dose, found per plan through the (plan_id, sequence) key, so only
+    the plans already selected are looked at (not every dose of the clinic)."""
+    first_sequence = (
+        select(func.min(Dose.sequence))
+        .where(Dose.plan_id == TreatmentPlan.id, Dose.status.in_(OPEN_DOSE_STATUSES))
+        .correlate(TreatmentPlan)
+        .scalar_subquery()
+    )
+    return and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_sequence)
+
+
+def _checklist_loads() -> tuple[Any, ...]:
+    """What a plan's checklist reads: items, overrides, and its first dose's day."""
+    return (
+        selectinload(TreatmentPlan.patient),
+        selectinload(TreatmentPlan.screening_items),
+        selectinload(TreatmentPlan.overrides),
+        selectinload(TreatmentPlan.doses).selectinload(Dose.administration),
+    )
 
 
 def _screening(plan: TreatmentPlan) -> dict[str, Any]:
@@ -292,29 +320,17 @@ def staff_worklist(
 
 def _blocked_checklists(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
     horizon = today + timedelta(days=CHECKLIST_HORIZON_DAYS)
-    first_open = (
-        select(Dose.plan_id, func.min(Dose.sequence).label("sequence"))
-        .where(Dose.status.in_(OPEN_DOSE_STATUSES))
-        .group_by(Dose.plan_id)
-        .subquery()
-    )
+    # The stored gate picks the candidates by index; the checklist itself decides.
     rows = session.execute(
         select(TreatmentPlan, Dose)
-        .join(first_open, first_open.c.plan_id == TreatmentPlan.id)
-        .join(
-            Dose,
-            and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_open.c.sequence),
-        )
+        .join(Dose, _first_open_dose())
         .where(
             TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(CHECKLIST_PLAN_STATUSES),
+            _literal_in(TreatmentPlan.status, CHECKLIST_PLAN_STATUSES),
+            TreatmentPlan.gate_open.is_not(True),
             Dose.due_date <= horizon,
         )
-        .options(
-            selectinload(TreatmentPlan.patient),
-            selectinload(TreatmentPlan.screening_items),
-            selectinload(TreatmentPlan.overrides),
-        )
+        .options(*_checklist_loads())
     ).all()
     entries: list[dict[str, Any]] = []
     for plan, dose in rows:
@@ -339,36 +355,20 @@ def _blocked_checklists(session: Session, clinic_id: int, today: date) -> list[d
     return entries
 
 
-def _first_open_doses(clinic_id: int, statuses: tuple[str, ...]) -> Any:
-    first_open = (
-        select(Dose.plan_id, func.min(Dose.sequence).label("sequence"))
-        .where(Dose.status.in_(OPEN_DOSE_STATUSES))
-        .group_by(Dose.plan_id)
-        .subquery()
-    )
-    return (
-        select(TreatmentPlan, Dose)
-        .join(first_open, first_open.c.plan_id == TreatmentPlan.id)
-        .join(
-            Dose,
-            and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_open.c.sequence),
-        )
-        .where(TreatmentPlan.clinic_id == clinic_id, TreatmentPlan.status.in_(statuses))
-    )
-
-
 def _cleared_not_ready(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
     horizon = today + timedelta(days=READY_HORIZON_DAYS)
     rows = session.execute(
-        _first_open_doses(clinic_id, values(PlanStatus.DRAFT, PlanStatus.SCREENING))
-        .where(Dose.due_date <= horizon)
-        .options(
-            selectinload(TreatmentPlan.patient),
-            selectinload(TreatmentPlan.screening_items),
-            selectinload(TreatmentPlan.overrides),
+        select(TreatmentPlan, Dose)
+        .join(Dose, _first_open_dose())
+        .where(
+            TreatmentPlan.clinic_id == clinic_id,
+            _literal_in(TreatmentPlan.status, values(PlanStatus.DRAFT, PlanStatus.SCREENING)),
+            TreatmentPlan.gate_open.is_not(False),
+            Dose.due_date <= horizon,
         )
+        .options(*_checklist_loads())
     ).all()
-    entries = [
+    entries: list[dict[str, Any]] = [
         {
             "patient": _patient_summary(plan.patient),
             "plan": _plan_summary(plan),
@@ -402,7 +402,9 @@ def _readiness_open(
         .where(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status.in_(OPEN_DOSE_STATUSES),
+            # The stored readiness picks the candidates by index; readiness itself decides.
+            _literal_in(Dose.status, OPEN_DOSE_STATUSES),
+            Dose.ready.is_not(True),
             soon,
         )
         .options(
@@ -444,7 +446,8 @@ def _observation_missing(
         .where(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status == DoseStatus.ADMINISTERED,
+            _literal_in(Dose.status, values(DoseStatus.ADMINISTERED)),
+            Dose.observation_short.is_not(False),
             Dose.due_date >= since,
         )
         .options(
@@ -487,7 +490,7 @@ def _overdue_doses(
         .where(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status.in_(OPEN_DOSE_STATUSES),
+            _literal_in(Dose.status, OPEN_DOSE_STATUSES),
             late,
         )
     )

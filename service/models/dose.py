@@ -22,6 +22,7 @@ from service.vocabulary import OPEN_DOSE_STATUSES, DoseStatus, ReactionGrade
 SERIOUS_REACTIONS = (ReactionGrade.SEVERE, ReactionGrade.LIFE_THREATENING)
 # Predicates of the partial indexes; queries repeat them (as literals) so the planner uses them.
 OPEN = "status IN ('planned', 'booked', 'missed')"
+OPEN_UNBOOKED = f"appointment_at IS NULL AND {OPEN}"
 NOT_READY = f"ready IS NOT TRUE AND {OPEN}"
 OBSERVATION_SHORT = "observation_short IS NOT FALSE AND status = 'administered'"
 
@@ -79,8 +80,8 @@ class Dose(Base):
 
     __table_args__ = (
         UniqueConstraint("plan_id", "sequence"),
-        # Open doses by day: overdue ones, and those still without an appointment.
-        _partial("ix_dose_open_due", "due_date", OPEN),
+        # Open doses by day, without an appointment and with one: the overdue ones.
+        _partial("ix_dose_open_unbooked_due", "due_date", OPEN_UNBOOKED),
         _partial("ix_dose_open_appointment", "appointment_at", OPEN),
         # Open doses whose readiness is not complete (the worklist's readiness section).
         _partial("ix_dose_not_ready_due", "due_date", NOT_READY),

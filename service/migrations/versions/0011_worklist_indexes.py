@@ -28,8 +28,18 @@ PARTIAL_INDEXES: tuple[tuple[str, str, list[str], str], ...] = (
         ["clinic_id"],
         "gate_open IS NOT TRUE AND status IN ('draft', 'screening', 'ready')",
     ),
-    ("ix_treatment_plan_not_ready", "treatment_plan", ["clinic_id"], "status IN ('draft', 'screening')"),
-    ("ix_dose_open_due", "dose", ["due_date"], OPEN_DOSE),
+    (
+        "ix_treatment_plan_not_ready",
+        "treatment_plan",
+        ["clinic_id"],
+        "status IN ('draft', 'screening')",
+    ),
+    (
+        "ix_dose_open_unbooked_due",
+        "dose",
+        ["due_date"],
+        f"appointment_at IS NULL AND {OPEN_DOSE}",
+    ),
     ("ix_dose_open_appointment", "dose", ["appointment_at"], OPEN_DOSE),
     ("ix_dose_not_ready_due", "dose", ["due_date"], f"ready IS NOT TRUE AND {OPEN_DOSE}"),
     (

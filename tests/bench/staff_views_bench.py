@@ -1,0 +1,205 @@
+"""Staff views at registry scale on PostgreSQL: the worklist and the day's schedule, in-process.
+
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/cd20 \\
+        python -m tests.bench.staff_views_bench --sizes 1000 100000
+
+For each size N a scratch database <database>_scale is made, migrated and seeded by
+tests.bench.registry_seed (one clinic, N patients with plans in five regimens, checklists
+cleared, first doses booked over 60 days, the same handful of worklist entries at any N), then
+timed, `--repeat` calls each after two warm-up calls:
+
+- worklist: the use case (a fresh session per call) and GET /api/v1/staff/worklist through
+  the Flask test client (authentication, audit and serialization included);
+- schedule on the fixed day (the same 33 booked first doses at any N, beside the later doses
+  of other plans that fall due that day) and on a day inside the booking window: in one clinic
+  of N patients what is on a day's list grows with N;
+- the largest N again as clinics of `--clinic-size` patients (timing the first clinic): the
+  same lists as the smallest N in tables 100 times larger;
+- SQL statements per call.
+
+Progress goes to stderr; the last line on stdout is one JSON object with p50/p90 in ms per
+size and the ratios of p50 at the largest N to p50 at the smallest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, event, text
+
+from tests.bench.seed import scratch_database
+
+SECRET = "staff-views-bench-secret-key-of-enough-length"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def counted(engine: Engine) -> Iterator[list[int]]:
+    seen = [0]
+
+    def count(*_args: Any) -> None:
+        seen[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def timed(call: Callable[[], Any], repeat: int) -> dict[str, float]:
+    for _ in range(2):
+        call()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {
+        "p50_ms": round(statistics.median(times), 2),
+        "p90_ms": round(times[int(len(times) * 0.9) - 1], 2),
+    }
+
+
+def measure(url: str, size: int, repeat: int, clinic_size: int | None) -> dict[str, Any]:
+    from service.accounts.tokens import create_access_token
+    from service.app import create_app
+    from service.config import Settings
+    from service.core.wall_clock import local_today
+    from service.db import SessionFactory
+    from service.staff.views import staff_schedule, staff_worklist
+    from tests.bench.registry_seed import (
+        ZONE,
+        add_resolved_alerts,
+        add_worklist,
+        seed_registry,
+    )
+
+    settings = Settings(
+        database_url=url, secret_key=SECRET, environment="test", rate_limits_enabled=False
+    )
+    app = create_app(settings)
+    engine = SessionFactory.kw["bind"]
+    today = local_today(ZONE)
+    started = time.perf_counter()
+    with SessionFactory() as session:
+        registry = seed_registry(
+            session, patients=size, today=today, clinic_size=clinic_size
+        )
+        made = add_worklist(session, registry, today)
+        add_resolved_alerts(session, registry, max(size // 10, 10))
+        session.commit()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+    seeded_s = time.perf_counter() - started
+    log(f"N={size}: seeded in {seeded_s:.1f} s")
+    actor = registry.actor
+    busy_day: date = today + timedelta(days=30)
+    client = app.test_client()
+    token = create_access_token(settings, user_id=registry.staff_id, generation=0)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def use_case(fn: Callable[..., Any], **kwargs: Any) -> Callable[[], Any]:
+        def call() -> Any:
+            with SessionFactory() as session:
+                return fn(session, actor, **kwargs)
+
+        return call
+
+    def http(path: str) -> Callable[[], Any]:
+        def call() -> Any:
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, response.get_json()
+            return response.get_json()
+
+        return call
+
+    worklist = use_case(staff_worklist)()
+    fixed = use_case(staff_schedule, day=registry.fixed_day)()
+    busy = use_case(staff_schedule, day=busy_day)()
+    result: dict[str, Any] = {
+        "patients": registry.patients,
+        "seeded_s": round(seeded_s, 1),
+        "worklist_counts": worklist["counts"],
+        "worklist_expected": made,
+        "clinic_patients": min(size, clinic_size or size),
+        "fixed_day_doses": len(fixed["items"]),
+        "fixed_day_unbooked_due": len(fixed["unbooked_due"]),
+        "busy_day_doses": len(busy["items"]),
+        "busy_day_unbooked_due": len(busy["unbooked_due"]),
+    }
+    calls = {
+        "worklist": use_case(staff_worklist),
+        "worklist_http": http("/api/v1/staff/worklist"),
+        "schedule_fixed_day": use_case(staff_schedule, day=registry.fixed_day),
+        "schedule_fixed_day_http": http(
+            f"/api/v1/staff/schedule?date={registry.fixed_day.isoformat()}"
+        ),
+        "schedule_busy_day": use_case(staff_schedule, day=busy_day),
+    }
+    for name, call in calls.items():
+        with counted(engine) as seen:
+            call()
+        figures = timed(call, repeat)
+        figures["statements"] = seen[0]
+        result[name] = figures
+        log(f"N={size}: {name} {figures}")
+    return result
+
+
+def run_benchmark(
+    base_url: str, sizes: list[int], repeat: int, clinic_size: int | None
+) -> dict[str, Any]:
+    """Each size as one clinic; the largest also split into clinics of `clinic_size`."""
+    from service.db import SessionFactory
+
+    layouts = [(str(size), size, None) for size in sizes]
+    if clinic_size:
+        largest = max(sizes)
+        layouts.append((f"{largest}/clinics_of_{clinic_size}", largest, clinic_size))
+    results: dict[str, Any] = {"sizes": sizes, "repeat": repeat, "runs": {}}
+    for key, size, per_clinic in layouts:
+        with scratch_database(base_url, "scale") as url:
+            results["runs"][key] = measure(url, size, repeat, per_clinic)
+            SessionFactory.kw["bind"].dispose()
+    small = results["runs"][str(min(sizes))]
+    names = ("worklist", "worklist_http", "schedule_fixed_day", "schedule_fixed_day_http")
+    results["p50_ratio_to_smallest"] = {
+        key: {name: round(run[name]["p50_ms"] / small[name]["p50_ms"], 2) for name in names}
+        for key, run in results["runs"].items()
+    }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100000])
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument(
+        "--clinic-size",
+        type=int,
+        default=1000,
+        help="also run the largest size split into clinics of this many patients (0: not)",
+    )
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL")
+    if not url or not url.startswith("postgresql"):
+        sys.exit("Set DATABASE_URL to a PostgreSQL URL (a scratch database is made beside it).")
+    print(json.dumps(run_benchmark(url, args.sizes, args.repeat, args.clinic_size or None)))
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event, inspect, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.models.clinic import Clinic
 from service.models.dose import Dose, DoseAdministration, DoseCheck, DoseReadinessOverride
@@ -24,15 +25,9 @@ from service.models.patient import Patient
 from service.models.plan import ScreeningItem, ScreeningOverride, TreatmentPlan
 from service.vocabulary import OPEN_PLAN_STATUSES, DoseStatus
 
-# What a plan's gate and its doses' readiness read, loaded in one go for a stored plan.
-_PLAN_LOADS = (
-    selectinload(TreatmentPlan.screening_items),
-    selectinload(TreatmentPlan.overrides),
-    selectinload(TreatmentPlan.doses).selectinload(Dose.checks),
-    selectinload(TreatmentPlan.doses).selectinload(Dose.readiness_overrides),
-    selectinload(TreatmentPlan.doses).selectinload(Dose.administration),
-    selectinload(TreatmentPlan.monitoring_tasks).selectinload(MonitoringTask.lab_result),
-)
+# What a plan's gate and its doses' readiness read, beyond the plan's own columns.
+_PLAN_COLLECTIONS = ("screening_items", "overrides", "doses", "monitoring_tasks")
+_DOSE_RELATIONS = ("checks", "readiness_overrides", "administration")
 _PLAN_CHILDREN = (ScreeningItem, ScreeningOverride, MonitoringTask, Dose)
 _DOSE_CHILDREN = (DoseCheck, DoseReadinessOverride, DoseAdministration)
 
@@ -47,25 +42,36 @@ def observation_short(dose: Dose) -> bool:
     return recorded is None or recorded < required
 
 
-def store_states(session: Session, plan: TreatmentPlan, *, observation: bool) -> None:
-    """Work out and store the plan's gate and each dose's readiness (and, with `observation`,
-    each given dose's observation state). Plans that ended are left as they are: the views
-    read open plans only."""
+def store_states(
+    session: Session, plan: TreatmentPlan, *, doses: bool, observation: bool = False
+) -> None:
+    """Work out and store the plan's gate; with `doses` (something a dose's readiness reads
+    changed), or when the gate moved, each open dose's readiness too; with `observation`
+    (an administration changed), each given dose's observation state. Plans that ended are
+    left as they are: the views read open plans only."""
     if plan.status not in OPEN_PLAN_STATUSES:
         return
-    state = inspect(plan)
-    if state.persistent:
-        session.scalars(
-            select(TreatmentPlan).where(TreatmentPlan.id == plan.id).options(*_PLAN_LOADS)
-        ).all()
-    # A plan added with bare ids has no patient or clinic to read yet (the identity map has).
-    if plan.patient is None:
-        plan.patient = session.get_one(Patient, plan.patient_id)
+    if inspect(plan).pending:
+        _known_empty(plan, _PLAN_COLLECTIONS)
+        for dose in plan.doses:
+            _known_empty(dose, _DOSE_RELATIONS)
+    # A plan added with bare ids has no clinic or patient to read yet (the identity map has).
     if plan.clinic is None:
         plan.clinic = session.get_one(Clinic, plan.clinic_id)
     gate = plan.checklist.passes_gate
-    if plan.gate_open is not gate:
+    moved = plan.gate_open is not gate
+    if moved:
         plan.gate_open = gate
+    unknown = any(
+        dose.ready is None if dose.is_open else dose.observation_short is None
+        for dose in plan.doses
+        if dose.is_open or dose.status == DoseStatus.ADMINISTERED
+    )
+    if not (doses or moved or observation or unknown):
+        return
+    if plan.patient is None:
+        plan.patient = session.get_one(Patient, plan.patient_id)
+    _load_dose_relations(session, plan)
     for dose in plan.doses:
         if dose.is_open:
             ready = dose.readiness.ready
@@ -77,6 +83,44 @@ def store_states(session: Session, plan: TreatmentPlan, *, observation: bool) ->
             short = observation_short(dose)
             if dose.observation_short is not short:
                 dose.observation_short = short
+
+
+def _known_empty(obj: Any, keys: tuple[str, ...]) -> None:
+    """A row about to be inserted has no children but those given to it: say so, so that
+    later flushes of this session do not ask the database."""
+    state = inspect(obj)
+    if not state.pending:
+        return
+    for key in keys:
+        if key in state.unloaded:
+            uselist = state.mapper.relationships[key].uselist
+            set_committed_value(obj, key, [] if uselist else None)
+
+
+def _load_dose_relations(session: Session, plan: TreatmentPlan) -> None:
+    """What the doses' readiness reads and this session has not loaded yet, one statement per
+    kind of row whatever the number of doses (right after a plan was made: none)."""
+    stored = [dose for dose in plan.doses if inspect(dose).persistent]
+    for key in _DOSE_RELATIONS:
+        waiting = [dose for dose in stored if key in inspect(dose).unloaded]
+        if not waiting:
+            continue
+        relation = Dose.__mapper__.relationships[key]
+        child = relation.mapper.class_
+        found: dict[int, list[Any]] = {dose.id: [] for dose in waiting}
+        for row in session.scalars(
+            select(child).where(child.dose_id.in_(list(found))).order_by(child.id)
+        ):
+            found[row.dose_id].append(row)
+        for dose in waiting:
+            rows = found[dose.id]
+            set_committed_value(dose, key, rows if relation.uselist else next(iter(rows), None))
+    tasks = [t for t in plan.monitoring_tasks if t.lab_result_id is not None]
+    if any("lab_result" in inspect(t).unloaded for t in tasks):
+        # Into the identity map, where each task's lab_result is then found without a query.
+        session.scalars(
+            select(LabResult).where(LabResult.id.in_([t.lab_result_id for t in tasks]))
+        ).all()
 
 
 def _plan_of(session: Session, obj: Any, plan_id: int | None) -> TreatmentPlan | None:
@@ -118,12 +162,34 @@ def _touched(session: Session, obj: Any) -> Iterable[TreatmentPlan]:
 @event.listens_for(Session, "before_flush")
 def _store_touched_states(session: Session, _context: Any, _instances: Any) -> None:
     plans: dict[int, TreatmentPlan] = {}
+    dose_inputs: set[int] = set()
     observed: set[int] = set()
     changed = [obj for obj in session.dirty if session.is_modified(obj)]
     for obj in (*session.new, *changed, *session.deleted):
         for plan in _touched(session, obj):
             plans[id(plan)] = plan
+            if _reaches_doses(session, obj):
+                dose_inputs.add(id(plan))
             if isinstance(obj, DoseAdministration | Dose):
                 observed.add(id(plan))
     for key, plan in plans.items():
-        store_states(session, plan, observation=key in observed)
+        store_states(session, plan, doses=key in dose_inputs, observation=key in observed)
+
+
+# Plan columns a change of which leaves every dose's readiness as it was.
+_CHECKLIST_ONLY_COLUMNS = {"updated_at", "version", "notes", "gate_open"}
+
+
+def _reaches_doses(session: Session, obj: Any) -> bool:
+    """Whether a change to `obj` can change a dose's readiness other than through the gate
+    (which store_states compares itself): only checklist rows and plan notes cannot."""
+    if isinstance(obj, ScreeningItem | ScreeningOverride):
+        return False
+    if isinstance(obj, TreatmentPlan) and not inspect(obj).pending:
+        state = inspect(obj)
+        return any(
+            state.attrs[attr.key].history.has_changes()
+            for attr in state.mapper.column_attrs
+            if attr.key not in _CHECKLIST_ONLY_COLUMNS
+        )
+    return True

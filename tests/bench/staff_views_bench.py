@@ -96,9 +96,7 @@ def measure(url: str, size: int, repeat: int, clinic_size: int | None) -> dict[s
     today = local_today(ZONE)
     started = time.perf_counter()
     with SessionFactory() as session:
-        registry = seed_registry(
-            session, patients=size, today=today, clinic_size=clinic_size
-        )
+        registry = seed_registry(session, patients=size, today=today, clinic_size=clinic_size)
         made = add_worklist(session, registry, today)
         add_resolved_alerts(session, registry, max(size // 10, 10))
         session.commit()

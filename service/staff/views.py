@@ -81,6 +81,14 @@ def _checklist_loads() -> tuple[Any, ...]:
 
 def _screening(plan: TreatmentPlan) -> dict[str, Any]:
     """The checklist state staff see beside a dose: outcome, what blocks, override in force."""
+    if plan.gate_open and not plan.overrides:
+        # The gate every write keeps (service.models.stored_state) is open with no override:
+        # the checklist is cleared, nothing blocks. Worked out only where that is not so.
+        return {
+            "outcome": ScreeningOutcome.CLEARED.value,
+            "blocking_items": [],
+            "overridden": False,
+        }
     checklist = plan.checklist
     return {
         "outcome": checklist.outcome,

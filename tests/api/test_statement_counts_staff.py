@@ -178,9 +178,7 @@ def test_the_schedule_costs_the_same_statements_for_a_fuller_day(
 
 
 @pytest.mark.usefixtures("batched_inserts")
-def test_creating_a_plan_costs_the_same_few_statements_whatever_its_doses(
-    session, staff, berlin
-):
+def test_creating_a_plan_costs_the_same_few_statements_whatever_its_doses(session, staff, berlin):
     start = _today() + timedelta(days=20)
 
     def create(regimen: str) -> tuple[int, int]:

@@ -61,8 +61,8 @@ def counted(engine: Engine) -> Iterator[list[int]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
-def timed(call: Callable[[], Any], repeat: int) -> dict[str, float]:
-    for _ in range(2):
+def timed(call: Callable[[], Any], repeat: int, warmup: int = 2) -> dict[str, float]:
+    for _ in range(warmup):
         call()
     times = []
     for _ in range(repeat):
@@ -72,11 +72,13 @@ def timed(call: Callable[[], Any], repeat: int) -> dict[str, float]:
     times.sort()
     return {
         "p50_ms": round(statistics.median(times), 2),
-        "p90_ms": round(times[int(len(times) * 0.9) - 1], 2),
+        "p90_ms": round(times[max(int(len(times) * 0.9) - 1, 0)], 2),
     }
 
 
-def measure(url: str, size: int, repeat: int, clinic_size: int | None) -> dict[str, Any]:
+def measure(
+    url: str, size: int, repeat: int, clinic_size: int | None, warmup: int = 2
+) -> dict[str, Any]:
     from service.accounts.tokens import create_access_token
     from service.app import create_app
     from service.config import Settings
@@ -154,7 +156,7 @@ def measure(url: str, size: int, repeat: int, clinic_size: int | None) -> dict[s
     for name, call in calls.items():
         with counted(engine) as seen:
             call()
-        figures = timed(call, repeat)
+        figures = timed(call, repeat, warmup)
         figures["statements"] = seen[0]
         result[name] = figures
         log(f"N={size}: {name} {figures}")
@@ -239,7 +241,7 @@ def write_flow(registry: Any, today: date) -> Callable[[], Any]:
 
 
 def run_benchmark(
-    base_url: str, sizes: list[int], repeat: int, clinic_size: int | None
+    base_url: str, sizes: list[int], repeat: int, clinic_size: int | None, warmup: int = 2
 ) -> dict[str, Any]:
     """Each size as one clinic; the largest also split into clinics of `clinic_size`."""
     from service.db import SessionFactory
@@ -251,7 +253,7 @@ def run_benchmark(
     results: dict[str, Any] = {"sizes": sizes, "repeat": repeat, "runs": {}}
     for key, size, per_clinic in layouts:
         with scratch_database(base_url, "scale") as url:
-            results["runs"][key] = measure(url, size, repeat, per_clinic)
+            results["runs"][key] = measure(url, size, repeat, per_clinic, warmup)
             SessionFactory.kw["bind"].dispose()
     small = results["runs"][str(min(sizes))]
     names = ("worklist", "worklist_http", "schedule_fixed_day", "schedule_fixed_day_http")
@@ -266,6 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100000])
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument(
         "--clinic-size",
         type=int,
@@ -276,7 +279,11 @@ def main() -> None:
     url = os.environ.get("DATABASE_URL")
     if not url or not url.startswith("postgresql"):
         sys.exit("Set DATABASE_URL to a PostgreSQL URL (a scratch database is made beside it).")
-    print(json.dumps(run_benchmark(url, args.sizes, args.repeat, args.clinic_size or None)))
+    print(
+        json.dumps(
+            run_benchmark(url, args.sizes, args.repeat, args.clinic_size or None, args.warmup)
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ ZONE = "Europe/Berlin"
 REGIMENS = ("ocrelizumab-iv", "ocrelizumab-sc", "ofatumumab-sc", "rituximab-iv", "ublituximab-iv")
 # Results stay current for the whole booking window.
 PLAN_SETTINGS = {"screening_validity_days": "one_hundred_eighty_days"}
+# Ublituximab's checklist holds a pregnancy test current for days only: its copies start
+# within that many days, so that every copy's checklist is cleared as its template's is.
+NEAR_REGIMENS = ("ublituximab-iv",)
+NEAR_DAYS = 5
 # Appointments from 08:00 local, every half hour over the day.
 SLOTS = 16
 
@@ -103,7 +107,9 @@ def seed_registry(
         booking_days=booking_days,
         fixed=min(fixed_day_doses, copies),
         fixed_shift=booking_days,
+        near_ids=[p.id for p in templates if p.regimen_code in NEAR_REGIMENS],
     )
+    _store_copied_states(session)
     session.expire_all()
     return Registry(
         clinic_id=clinic.id,
@@ -246,6 +252,7 @@ def _copy_plans(
     booking_days: int,
     fixed: int,
     fixed_shift: int,
+    near_ids: list[int],
 ) -> None:
     """Copy the template plans (round robin) to `copies` new patients, table by table."""
     if copies == 0:
@@ -255,7 +262,10 @@ def _copy_plans(
             """
             CREATE TEMPORARY TABLE registry_copy ON COMMIT DROP AS
             SELECT i, (CAST(:templates AS integer[]))[1 + i % :n] AS template_plan_id,
-                CASE WHEN i <= :fixed THEN :fixed_shift ELSE i % :days END AS shift,
+                CASE WHEN i <= :fixed THEN :fixed_shift
+                    WHEN (CAST(:templates AS integer[]))[1 + i % :n] = ANY(CAST(:near AS integer[]))
+                        THEN i % :near_days
+                    ELSE i % :days END AS shift,
                 (CAST(:clinics AS integer[]))[1 + (i + :n - 1) / :size] AS clinic_id,
                 NULL::integer AS patient_id, NULL::integer AS plan_id
             FROM generate_series(1, :copies) AS i
@@ -270,6 +280,8 @@ def _copy_plans(
             "fixed_shift": fixed_shift,
             "days": booking_days,
             "copies": copies,
+            "near": near_ids,
+            "near_days": NEAR_DAYS,
         },
     )
     params: dict[str, Any] = {}
@@ -355,6 +367,41 @@ def _copy_plans(
         " LEFT JOIN dose td ON td.id = t.dose_id"
         " LEFT JOIN dose nd ON nd.plan_id = c.plan_id AND nd.sequence = td.sequence",
         params,
+    )
+
+
+def _store_copied_states(session: Session) -> None:
+    """The stored gate and readiness of the copies, as the application works them out: copies
+    of one template moved by the same number of days share them, so one of each is worked out
+    through the models and the rest take its values (no-op before the states existed)."""
+    try:
+        from service.models.stored_state import store_states
+    except ImportError:
+        return
+    session.execute(
+        text(
+            "CREATE TEMPORARY TABLE registry_rep ON COMMIT DROP AS"
+            " SELECT DISTINCT ON (template_plan_id, shift) template_plan_id, shift, plan_id"
+            " FROM registry_copy ORDER BY template_plan_id, shift, i"
+        )
+    )
+    for plan_id in session.execute(text("SELECT plan_id FROM registry_rep")).scalars():
+        store_states(session, session.get_one(TreatmentPlan, plan_id), doses=True)
+    session.flush()
+    session.execute(
+        text(
+            "UPDATE treatment_plan p SET gate_open = rp.gate_open FROM registry_copy c"
+            " JOIN registry_rep r USING (template_plan_id, shift)"
+            " JOIN treatment_plan rp ON rp.id = r.plan_id WHERE p.id = c.plan_id"
+        )
+    )
+    session.execute(
+        text(
+            "UPDATE dose d SET ready = rd.ready, observation_short = rd.observation_short"
+            " FROM registry_copy c JOIN registry_rep r USING (template_plan_id, shift)"
+            " JOIN dose rd ON rd.plan_id = r.plan_id"
+            " WHERE d.plan_id = c.plan_id AND d.sequence = rd.sequence"
+        )
     )
 
 

@@ -28,6 +28,9 @@ from service.models.reminder import (
 )
 from service.models.user import Invitation, LoginLock, RefreshToken, User
 
+# Registers the before_flush hook that keeps the staff views' stored states.
+from service.models import stored_state  # noqa: F401  # isort: skip
+
 __all__ = [
     "AuditEvent",
     "CalendarFeed",

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
@@ -20,6 +20,16 @@ from service.protocols.schedule import (
 from service.vocabulary import OPEN_DOSE_STATUSES, DoseStatus, ReactionGrade
 
 SERIOUS_REACTIONS = (ReactionGrade.SEVERE, ReactionGrade.LIFE_THREATENING)
+# Predicates of the partial indexes; queries repeat them (as literals) so the planner uses them.
+OPEN = "status IN ('planned', 'booked', 'missed')"
+OPEN_UNBOOKED = f"appointment_at IS NULL AND {OPEN}"
+NOT_READY = f"ready IS NOT TRUE AND {OPEN}"
+OBSERVATION_SHORT = "observation_short IS NOT FALSE AND status = 'administered'"
+
+
+def _partial(name: str, column: str, where: str) -> Index:
+    return Index(name, column, postgresql_where=text(where), sqlite_where=text(where))
+
 
 if TYPE_CHECKING:
     from service.models.plan import TreatmentPlan
@@ -49,6 +59,11 @@ class Dose(Base):
     skipped_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     # A named infusion-rate option of the catalog chosen for this dose (e.g. short_2h).
     infusion_option: Mapped[str | None] = mapped_column(String(32))
+    # Kept by every write (service.models.stored_state) so the worklist selects by index:
+    # readiness.ready of an open dose, and for a given one whether its recorded observation
+    # falls short of the catalog's. None: not worked out yet, read as "look".
+    ready: Mapped[bool | None]
+    observation_short: Mapped[bool | None]
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -63,7 +78,17 @@ class Dose(Base):
         back_populates="dose", order_by="DoseReadinessOverride.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (UniqueConstraint("plan_id", "sequence"),)
+    __table_args__ = (
+        UniqueConstraint("plan_id", "sequence"),
+        # Open doses by day, without an appointment and with one: the overdue ones.
+        _partial("ix_dose_open_unbooked_due", "due_date", OPEN_UNBOOKED),
+        _partial("ix_dose_open_appointment", "appointment_at", OPEN),
+        # Open doses whose readiness is not complete (the worklist's readiness section).
+        _partial("ix_dose_not_ready_due", "due_date", NOT_READY),
+        _partial("ix_dose_not_ready_appointment", "appointment_at", NOT_READY),
+        # Given doses whose observation may fall short.
+        _partial("ix_dose_observation_short", "due_date", OBSERVATION_SHORT),
+    )
     __mapper_args__ = {"version_id_col": version}
 
     @property

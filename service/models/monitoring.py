@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
@@ -54,6 +54,8 @@ class MonitoringTask(Base):
     follow_up: Mapped[MonitoringFollowUp | None] = relationship(back_populates="tasks")
     lab_result: Mapped[LabResult | None] = relationship(foreign_keys=[lab_result_id])
 
+    # Overdue tasks: status overdue, or due with a past due date, without scanning the rest.
+    __table_args__ = (Index("ix_monitoring_task_status_due", "status", "due_date"),)
     __mapper_args__ = {"version_id_col": version}
 
     @property
@@ -174,6 +176,17 @@ class StaffAlert(Base):
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
     patient: Mapped[Patient] = relationship()
+
+    # The worklist's open alerts, oldest first, without the resolved ones that pile up.
+    __table_args__ = (
+        Index(
+            "ix_staff_alert_open",
+            "clinic_id",
+            "created_at",
+            postgresql_where=text("resolved_at IS NULL"),
+            sqlite_where=text("resolved_at IS NULL"),
+        ),
+    )
 
     @property
     def is_resolved(self) -> bool:

@@ -36,6 +36,8 @@ from service.vocabulary import (
 
 DEFAULT_DOSE_LEAD_DAYS = (7, 1)
 CHECKLIST_ALERT_DAYS = (14, 7)
+# The reminders that follow the checklist alone (no date of the schedule moves them).
+CHECKLIST_KINDS = ("checklist_not_cleared",)
 # The labels: infusion reactions can still occur up to 24 h after an infusion.
 SYMPTOM_CHECKIN_AFTER = timedelta(hours=24)
 SYMPTOM_CHECKIN_RELEVANT_FOR = timedelta(hours=48)
@@ -412,15 +414,43 @@ def sync_plan_reminders(
     clinic = session.get(Clinic, plan.clinic_id)
     assert clinic is not None
     session.flush()
-    wanted = {
-        spec.key: spec
-        for spec in derive_plan_reminders(
-            plan, patient, clinic, blocking_items=plan.checklist.blocking_codes
-        )
-        if spec.expires_at is None or spec.expires_at > now
-    }
+    specs = derive_plan_reminders(
+        plan, patient, clinic, blocking_items=plan.checklist.blocking_codes
+    )
+    return _store_reminders(session, plan, specs, now=now)
+
+
+def sync_checklist_reminders(
+    session: Session, plan: TreatmentPlan, *, now: datetime | None = None
+) -> SyncCounts:
+    """After a checklist change that moves no date (a screening result, an override): only the
+    staff's checklist reminders follow it; the plan's other reminders are not read."""
+    now = now or utcnow()
+    clinic = session.get(Clinic, plan.clinic_id)
+    assert clinic is not None
+    session.flush()
+    specs: list[ReminderSpec] = []
+    if plan.status in OPEN_PLAN_STATUSES and plan.status != PlanStatus.ON_HOLD:
+        ctx = _Context(plan, plan.patient, clinic)
+        first_open = next((d for d in plan.doses if d.sequence == 1 and d.is_open), None)
+        specs.extend(_checklist_specs(ctx, first_open, plan.checklist.blocking_codes))
+    return _store_reminders(session, plan, specs, now=now, kinds=CHECKLIST_KINDS)
+
+
+def _store_reminders(
+    session: Session,
+    plan: TreatmentPlan,
+    specs: Iterable[ReminderSpec],
+    *,
+    now: datetime,
+    kinds: Sequence[str] | None = None,
+) -> SyncCounts:
+    """Make the plan's stored reminders (of `kinds`, default all) match `specs`."""
+    wanted = {spec.key: spec for spec in specs if spec.expires_at is None or spec.expires_at > now}
     # Locked so a runner mid-delivery finishes first and we see what it sent.
     stored_rows = select(Reminder).where(Reminder.plan_id == plan.id).order_by(Reminder.id)
+    if kinds is not None:
+        stored_rows = stored_rows.where(Reminder.kind.in_(kinds))
     if session.get_bind().dialect.name == "postgresql":
         stored_rows = stored_rows.with_for_update()
     stored = {r.idempotency_key: r for r in session.scalars(stored_rows)}

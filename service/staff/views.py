@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session, selectinload
 
 from service.clinics.settings import get_clinic
@@ -51,8 +51,44 @@ OUTCOME_URGENCY = {outcome.value: rank for rank, outcome in enumerate(reversed(S
 DEFAULT_WORKLIST_LIMIT = 100
 
 
+def _literal_in(column: Any, choices: tuple[str, ...]) -> Any:
+    """`column IN (...)` with the values written into the SQL, so PostgreSQL can match it to
+    the partial indexes whose predicates list the same values (service.models.dose)."""
+    return column.in_(bindparam(None, list(choices), expanding=True, literal_execute=True))
+
+
+def _first_open_dose() -> Any:
+    """The plan's first open dose, found per plan through the (plan_id, sequence) key, so only
+    the plans already selected are looked at (not every dose of the clinic)."""
+    first_sequence = (
+        select(func.min(Dose.sequence))
+        .where(Dose.plan_id == TreatmentPlan.id, Dose.status.in_(OPEN_DOSE_STATUSES))
+        .correlate(TreatmentPlan)
+        .scalar_subquery()
+    )
+    return and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_sequence)
+
+
+def _checklist_loads() -> tuple[Any, ...]:
+    """What a plan's checklist reads: items, overrides, and its first dose's day."""
+    return (
+        selectinload(TreatmentPlan.patient),
+        selectinload(TreatmentPlan.screening_items),
+        selectinload(TreatmentPlan.overrides),
+        selectinload(TreatmentPlan.doses).selectinload(Dose.administration),
+    )
+
+
 def _screening(plan: TreatmentPlan) -> dict[str, Any]:
     """The checklist state staff see beside a dose: outcome, what blocks, override in force."""
+    if plan.gate_open and not plan.overrides:
+        # The gate every write keeps (service.models.stored_state) is open with no override:
+        # the checklist is cleared, nothing blocks. Worked out only where that is not so.
+        return {
+            "outcome": ScreeningOutcome.CLEARED.value,
+            "blocking_items": [],
+            "overridden": False,
+        }
     checklist = plan.checklist
     return {
         "outcome": checklist.outcome,
@@ -292,29 +328,17 @@ def staff_worklist(
 
 def _blocked_checklists(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
     horizon = today + timedelta(days=CHECKLIST_HORIZON_DAYS)
-    first_open = (
-        select(Dose.plan_id, func.min(Dose.sequence).label("sequence"))
-        .where(Dose.status.in_(OPEN_DOSE_STATUSES))
-        .group_by(Dose.plan_id)
-        .subquery()
-    )
+    # The stored gate picks the candidates by index; the checklist itself decides.
     rows = session.execute(
         select(TreatmentPlan, Dose)
-        .join(first_open, first_open.c.plan_id == TreatmentPlan.id)
-        .join(
-            Dose,
-            and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_open.c.sequence),
-        )
+        .join(Dose, _first_open_dose())
         .where(
             TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(CHECKLIST_PLAN_STATUSES),
+            _literal_in(TreatmentPlan.status, CHECKLIST_PLAN_STATUSES),
+            TreatmentPlan.gate_open.is_not(True),
             Dose.due_date <= horizon,
         )
-        .options(
-            selectinload(TreatmentPlan.patient),
-            selectinload(TreatmentPlan.screening_items),
-            selectinload(TreatmentPlan.overrides),
-        )
+        .options(*_checklist_loads())
     ).all()
     entries: list[dict[str, Any]] = []
     for plan, dose in rows:
@@ -339,36 +363,20 @@ def _blocked_checklists(session: Session, clinic_id: int, today: date) -> list[d
     return entries
 
 
-def _first_open_doses(clinic_id: int, statuses: tuple[str, ...]) -> Any:
-    first_open = (
-        select(Dose.plan_id, func.min(Dose.sequence).label("sequence"))
-        .where(Dose.status.in_(OPEN_DOSE_STATUSES))
-        .group_by(Dose.plan_id)
-        .subquery()
-    )
-    return (
-        select(TreatmentPlan, Dose)
-        .join(first_open, first_open.c.plan_id == TreatmentPlan.id)
-        .join(
-            Dose,
-            and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_open.c.sequence),
-        )
-        .where(TreatmentPlan.clinic_id == clinic_id, TreatmentPlan.status.in_(statuses))
-    )
-
-
 def _cleared_not_ready(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
     horizon = today + timedelta(days=READY_HORIZON_DAYS)
     rows = session.execute(
-        _first_open_doses(clinic_id, values(PlanStatus.DRAFT, PlanStatus.SCREENING))
-        .where(Dose.due_date <= horizon)
-        .options(
-            selectinload(TreatmentPlan.patient),
-            selectinload(TreatmentPlan.screening_items),
-            selectinload(TreatmentPlan.overrides),
+        select(TreatmentPlan, Dose)
+        .join(Dose, _first_open_dose())
+        .where(
+            TreatmentPlan.clinic_id == clinic_id,
+            _literal_in(TreatmentPlan.status, values(PlanStatus.DRAFT, PlanStatus.SCREENING)),
+            TreatmentPlan.gate_open.is_not(False),
+            Dose.due_date <= horizon,
         )
+        .options(*_checklist_loads())
     ).all()
-    entries = [
+    entries: list[dict[str, Any]] = [
         {
             "patient": _patient_summary(plan.patient),
             "plan": _plan_summary(plan),
@@ -402,7 +410,9 @@ def _readiness_open(
         .where(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status.in_(OPEN_DOSE_STATUSES),
+            # The stored readiness picks the candidates by index; readiness itself decides.
+            _literal_in(Dose.status, OPEN_DOSE_STATUSES),
+            Dose.ready.is_not(True),
             soon,
         )
         .options(
@@ -444,7 +454,8 @@ def _observation_missing(
         .where(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status == DoseStatus.ADMINISTERED,
+            _literal_in(Dose.status, values(DoseStatus.ADMINISTERED)),
+            Dose.observation_short.is_not(False),
             Dose.due_date >= since,
         )
         .options(
@@ -477,18 +488,20 @@ def _observation_missing(
 def _overdue_doses(
     session: Session, clinic_id: int, zone: ZoneInfo, today: date, today_start: datetime, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
-    late = or_(
-        and_(Dose.appointment_at.is_(None), Dose.due_date < today),
-        Dose.appointment_at < today_start,
+    # Each half through its own partial index of open doses (an OR of the two lets the planner
+    # walk every plan of the clinic instead).
+    is_open = _literal_in(Dose.status, OPEN_DOSE_STATUSES)
+    late = union_all(
+        select(Dose.id).where(is_open, Dose.appointment_at.is_(None), Dose.due_date < today),
+        select(Dose.id).where(is_open, Dose.appointment_at < today_start),
     )
     base = (
         select(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
         .where(
+            Dose.id.in_(late),
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status.in_(OPEN_DOSE_STATUSES),
-            late,
         )
     )
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
@@ -508,20 +521,28 @@ def _overdue_doses(
 def _overdue_tasks(
     session: Session, clinic_id: int, today: date, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
+    # The late tasks first, through the (status, due_date) index; then their plans by key
+    # (joining first lets the planner read every plan of the clinic).
+    late = union_all(
+        select(MonitoringTask.id).where(
+            MonitoringTask.status == literal(TaskStatus.OVERDUE.value, literal_execute=True)
+        ),
+        select(MonitoringTask.id).where(
+            MonitoringTask.status == literal(TaskStatus.DUE.value, literal_execute=True),
+            MonitoringTask.due_date < today,
+        ),
+    )
     base = (
         select(MonitoringTask)
         .join(TreatmentPlan, TreatmentPlan.id == MonitoringTask.plan_id)
         .outerjoin(MonitoringFollowUp, MonitoringFollowUp.id == MonitoringTask.follow_up_id)
         .where(
+            MonitoringTask.id.in_(late),
             TreatmentPlan.clinic_id == clinic_id,
             # Open plans, and monitoring that continues after a plan ended.
             or_(
                 TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
                 and_(MonitoringFollowUp.id.is_not(None), MonitoringFollowUp.ended_at.is_(None)),
-            ),
-            or_(
-                MonitoringTask.status == TaskStatus.OVERDUE,
-                and_(MonitoringTask.status == TaskStatus.DUE, MonitoringTask.due_date < today),
             ),
         )
     )

@@ -38,6 +38,7 @@ from service.errors import (
 )
 from service.models import ScreeningItem, ScreeningOverride, TreatmentPlan
 from service.models.plan import Checklist
+from service.reminders.derive import sync_checklist_reminders
 from service.staff.alerts import raise_alert
 from service.treatment.labs import flag_for, lab_code_problems, normalise_unit
 from service.treatment.plans import get_plan, schedule_changed, touch
@@ -46,6 +47,9 @@ from service.vocabulary import ConsultDecision, LabFlag
 MIN_OVERRIDE_REASON = 10
 LIVER_TESTS = ("alt", "ast", "alp", "bilirubin")
 HBV_DNA_UNIT = "IU/mL"
+# The items the hepatitis B pathway reads (service.models.plan.HbvPathway): their results
+# change monitoring; every other result changes at most the checklist's reminders.
+HBV_PATHWAY_CODES = frozenset({"hbsag", "anti_hbc", "hbv_dna", "hepatology_consult"})
 
 
 def blocking_items_of(plan: TreatmentPlan) -> list[str]:
@@ -114,6 +118,7 @@ def record_screening_result(
     if problems:
         raise ValidationFailed(errors=problems)
     assert result is not None
+    blocking_before = plan.checklist.blocking_codes
     item.result = result
     item.result_date = result_date
     item.value = value
@@ -125,7 +130,11 @@ def record_screening_result(
     touch(plan)
     session.flush()
     _alert_on_finding(session, plan, item)
-    schedule_changed(session, plan)
+    if item.code in HBV_PATHWAY_CODES:
+        # The hepatitis B pathway decides monitoring tests and their reminders.
+        schedule_changed(session, plan)
+    elif plan.checklist.blocking_codes != blocking_before:
+        sync_checklist_reminders(session, plan)
     return item
 
 
@@ -295,5 +304,6 @@ def override_screening(session: Session, actor: Actor, plan_id: int, *, reason: 
     )
     touch(plan)
     session.flush()
-    schedule_changed(session, plan)
+    # An override moves no date: only the checklist's reminders follow it.
+    sync_checklist_reminders(session, plan)
     return plan.checklist

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_mobile"
-down_revision = "0010_audit_partitions"
+down_revision = "0011_worklist_indexes"
 branch_labels = None
 depends_on = None
 

@@ -71,7 +71,9 @@ reminders, for the patients' mobile app, clinic staff and integrating systems.
   invalid fields, `errors` by field. Each operation lists its statuses and the codes each can
   carry. 429 (and a locked login's 401) carry `Retry-After` in seconds.
 - **Lists** are pages: `{items, total, page, page_size}`, with `page` and `page_size` arguments.
-- **Dates** are `YYYY-MM-DD`; instants ISO 8601 with their offset; time zones IANA names.
+- **Dates** are `YYYY-MM-DD`; instants RFC 3339 in UTC with milliseconds
+  (`2027-01-04T08:00:00.000Z`); a `local_time` carries its zone's offset; time zones are IANA
+  names.
 """
 
 INFO = {

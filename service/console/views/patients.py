@@ -9,7 +9,7 @@ from flask import render_template, request, url_for
 from service.accounts.users import invite_patient, normalise_email
 from service.clinics.settings import check_time_zone, get_clinic
 from service.console.blueprint import bp
-from service.console.context import actor, audit_page, db, settings, signed_in
+from service.console.context import actor, audit_page, db, hold_commit, settings, signed_in
 from service.console.forms import Form
 from service.console.views.common import attempt, done, posted
 from service.errors import DomainError
@@ -85,7 +85,7 @@ def enrol() -> Any:
 def invite(patient_id: int) -> Any:
     audit_page("patient", patient_id, operation="invitation")
     issued = invite_patient(db(), actor(), settings(), patient_id=patient_id)
-    db().commit()
+    hold_commit()
     # The code is shown on this answer only (never stored in clear, never in a redirect).
     return render_template("console/invitation.html", issued=issued, patient_id=patient_id)
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from service.models import AuditEvent, Patient
 from service.trust import audit
 from tests.console.helpers import post, sign_in
-from tests.factories import make_clinic, make_patient, make_user, start_plan
+from tests.factories import make_clinic, make_patient, make_plan, make_user, start_plan
 
 
 @pytest.fixture
@@ -76,3 +76,119 @@ def test_a_change_whose_audit_event_cannot_be_written_is_not_stored(
     assert session.scalars(select(Patient).where(Patient.mrn == "MRN-UNAUDITED")).first() is None
     after = session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
     assert after == before
+
+
+@pytest.fixture
+def ready_plan(session, clinic, clinician):
+    patient = make_patient(session, clinic)
+    plan = make_plan(
+        session, patient, clinician, start_date=date.today() + timedelta(days=10), cleared=True
+    )
+    session.commit()
+    return plan
+
+
+def _patient_page(plan) -> str:
+    return f"/console/patients/{plan.patient_id}"
+
+
+def _plan_status(client, plan, data):
+    return post(
+        client,
+        f"/console/plans/{plan.id}/status",
+        data,
+        token_from=_patient_page(plan),
+    )
+
+
+def test_a_plan_is_held_with_its_reason_then_resumed(client, session, clinician, ready_plan):
+    sign_in(client, clinician.email)
+    page = client.get(_patient_page(ready_plan)).get_data(as_text=True)
+    assert "Hold, resume or discontinue the plan" in page
+    # A hold needs its reason: the API's per-field refusal, nothing changed.
+    refused = _plan_status(client, ready_plan, {"status": "on_hold"})
+    assert refused.status_code == 422
+    assert "Say why the plan is on hold." in refused.get_data(as_text=True)
+    session.refresh(ready_plan)
+    assert ready_plan.status == "ready"
+
+    held = _plan_status(
+        client, ready_plan, {"status": "on_hold", "hold_reason": "active infection"}
+    )
+    assert held.status_code == 302
+    assert "The plan is now on_hold" in client.get(held.headers["Location"]).get_data(as_text=True)
+    session.refresh(ready_plan)
+    assert (ready_plan.status, ready_plan.hold_reason) == ("on_hold", "active infection")
+
+    resumed = _plan_status(client, ready_plan, {"status": "ready"})
+    assert resumed.status_code == 302
+    session.refresh(ready_plan)
+    assert (ready_plan.status, ready_plan.hold_reason) == ("ready", None)
+
+
+def test_a_transition_the_plan_does_not_allow_is_refused_as_the_api_refuses_it(
+    client, session, clinician, plan
+):
+    sign_in(client, clinician.email)
+    response = _plan_status(client, plan, {"status": "active"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "invalid_transition" in page
+    assert "A screening plan cannot become active" in page
+    session.refresh(plan)
+    assert plan.status == "screening"
+
+
+def test_discontinuing_a_plan_cancels_its_open_doses(client, session, clinician, ready_plan):
+    sign_in(client, clinician.email)
+    response = _plan_status(
+        client, ready_plan, {"status": "discontinued", "version": str(ready_plan.version)}
+    )
+    assert response.status_code == 302
+    session.refresh(ready_plan)
+    assert ready_plan.status == "discontinued"
+    assert {d.status for d in ready_plan.doses} == {"cancelled"}
+
+
+def test_a_dose_is_skipped_only_with_a_reason(client, session, clinician, plan):
+    sign_in(client, clinician.email)
+    dose = plan.doses[2]
+    path = f"/console/doses/{dose.id}/status"
+    refused = post(client, path, {"status": "skipped"}, token_from=_patient_page(plan))
+    assert refused.status_code == 422
+    assert "Say why the dose is skipped" in refused.get_data(as_text=True)
+    session.refresh(dose)
+    assert dose.status == "planned"
+
+    skipped = post(
+        client,
+        path,
+        {"status": "skipped", "reason": "IgG too low this season", "version": str(dose.version)},
+        token_from=_patient_page(plan),
+    )
+    assert skipped.status_code == 302
+    session.refresh(dose)
+    assert (dose.status, dose.skip_reason) == ("skipped", "IgG too low this season")
+    # A closed dose has no forms left.
+    page = client.get(_patient_page(plan)).get_data(as_text=True)
+    assert f"Skip or cancel dose {dose.sequence}<" not in page
+
+
+def test_an_admin_may_cancel_a_dose_but_not_skip_it(client, session, settings, clinic, plan):
+    admin = make_user(session, settings, clinic, "admin")
+    session.commit()
+    sign_in(client, admin.email)
+    dose = plan.doses[2]
+    path = f"/console/doses/{dose.id}/status"
+    refused = post(
+        client,
+        path,
+        {"status": "skipped", "reason": "the patient moved away"},
+        token_from=_patient_page(plan),
+    )
+    assert refused.status_code == 403
+    assert "Only a clinician may skip a dose." in refused.get_data(as_text=True)
+    cancelled = post(client, path, {"status": "cancelled"}, token_from=_patient_page(plan))
+    assert cancelled.status_code == 302
+    session.refresh(dose)
+    assert dose.status == "cancelled"

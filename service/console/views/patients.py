@@ -18,11 +18,15 @@ from service.protocols.catalog import all_regimens
 from service.reminders.acknowledgements import list_patient_reminders
 from service.treatment.labs import LAB_CODES, list_labs
 from service.treatment.monitoring import list_tasks
+from service.treatment.plans import next_statuses
+from service.vocabulary import DoseStatus, values
 
 PAGE_SIZE = 50
 # The unit each liver test is entered in on the screening form.
 LIVER_UNITS = {"alt": "U/L", "ast": "U/L", "alp": "U/L", "bilirubin": "umol/L"}
 SEXES = ("female", "male", "other", "unknown")
+# What a dose's own form may close it as (missed is on Today, for the day's chairs).
+DOSE_CLOSINGS = values(DoseStatus.SKIPPED, DoseStatus.CANCELLED)
 
 
 @bp.get("/patients")
@@ -118,6 +122,8 @@ def render_patient(
         preview=preview,
         liver_units=LIVER_UNITS,
         lab_codes=LAB_CODES,
+        next_statuses=next_statuses(plan) if plan else [],
+        dose_closings=DOSE_CLOSINGS,
     )
     return page, refusal.status if refusal else 200
 

@@ -11,17 +11,23 @@ from service.console.blueprint import bp
 from service.console.context import actor, audit_page, db, signed_in, zone
 from service.console.forms import Form
 from service.console.views.common import attempt, done, posted
-from service.console.views.patients import LIVER_UNITS, render_patient
+from service.console.views.patients import DOSE_CLOSINGS, LIVER_UNITS, render_patient
 from service.errors import DomainError
 from service.treatment.doses import get_dose, update_dose
-from service.treatment.plans import PlanRequest, create_plan, get_plan, preview_plan, update_plan
+from service.treatment.plans import (
+    PlanRequest,
+    create_plan,
+    get_plan,
+    preview_plan,
+    update_plan,
+)
 from service.treatment.screening import (
     LIVER_TESTS,
     get_screening_item,
     override_screening,
     record_screening_result,
 )
-from service.vocabulary import PlanStatus
+from service.vocabulary import PlanStatus, values
 
 
 def _plan_request(form: Form) -> PlanRequest:
@@ -187,4 +193,56 @@ def book(dose_id: int) -> Any:
     return done(
         f"Dose {dose.sequence} booked.{also}",
         url_for("console.patient", patient_id=patient_id),
+    )
+
+
+@bp.post("/plans/<int:plan_id>/status")
+@signed_in
+def change_plan_status(plan_id: int) -> Any:
+    """Hold, resume or discontinue: PATCH /plans/{id}'s transitions and refusals."""
+    plan = get_plan(db(), actor(), plan_id)
+    audit_page("plan", plan_id)
+    before = plan.status
+
+    def change() -> None:
+        form = Form()
+        form.check_version(plan.version)
+        target = form.choice("status", values(PlanStatus))
+        hold_reason = form.text("hold_reason", max_length=200)
+        form.check()
+        changes: dict[str, Any] = {"status": target}
+        if hold_reason is not None:
+            changes["hold_reason"] = hold_reason
+        update_plan(db(), actor(), plan, changes)
+
+    refusal = attempt(change)
+    if refusal is not None:
+        return render_patient(plan.patient_id, refusal=refusal, form=posted("plan-status"))
+    return done(f"The plan is now {plan.status} (was {before}).", _patient_page(plan_id))
+
+
+@bp.post("/doses/<int:dose_id>/status")
+@signed_in
+def close_dose(dose_id: int) -> Any:
+    """Skip (a clinician, with a reason) or cancel a dose: PATCH /doses/{id}'s rules."""
+    dose = get_dose(db(), actor(), dose_id)
+    patient_id = dose.plan.patient_id
+    audit_page("dose", dose_id)
+
+    def change() -> None:
+        form = Form()
+        form.check_version(dose.version)
+        status = form.choice("status", DOSE_CLOSINGS)
+        reason = form.text("reason", max_length=1000)
+        form.check()
+        changes: dict[str, Any] = {"status": status}
+        if reason is not None:
+            changes["reason"] = reason
+        update_dose(db(), actor(), dose, changes)
+
+    refusal = attempt(change)
+    if refusal is not None:
+        return render_patient(patient_id, refusal=refusal, form=posted(f"close-{dose_id}"))
+    return done(
+        f"Dose {dose.sequence} {dose.status}.", url_for("console.patient", patient_id=patient_id)
     )

@@ -192,3 +192,79 @@ def test_an_admin_may_cancel_a_dose_but_not_skip_it(client, session, settings, c
     assert cancelled.status_code == 302
     session.refresh(dose)
     assert dose.status == "cancelled"
+
+
+def _details(patient, **changes):
+    fields = {
+        "mrn": patient.mrn,
+        "given_name": patient.given_name,
+        "family_name": patient.family_name,
+        "birth_date": patient.birth_date.isoformat(),
+        "sex": patient.sex or "",
+        "time_zone": patient.time_zone,
+        "email": patient.email or "",
+        "version": str(patient.version),
+    }
+    return fields | changes
+
+
+def test_demographics_and_time_zone_are_edited_on_the_patient_page(
+    client, session, clinician, plan
+):
+    sign_in(client, clinician.email)
+    patient = session.get(Patient, plan.patient_id)
+    page = client.get(_patient_page(plan)).get_data(as_text=True)
+    assert "Edit demographics and time zone" in page
+    response = post(
+        client,
+        f"/console/patients/{patient.id}/details",
+        _details(patient, family_name="Martin-Doe", time_zone="America/Toronto"),
+        token_from=_patient_page(plan),
+    )
+    assert response.status_code == 302
+    session.refresh(patient)
+    assert (patient.family_name, patient.time_zone) == ("Martin-Doe", "America/Toronto")
+    assert "Martin-Doe" in client.get(_patient_page(plan)).get_data(as_text=True)
+
+
+def test_a_stale_demographics_form_saves_nothing_and_keeps_the_entry(
+    client, session, clinician, plan
+):
+    sign_in(client, clinician.email)
+    patient = session.get(Patient, plan.patient_id)
+    stale = _details(patient, given_name="Sam")
+    # Someone else saves the record meanwhile.
+    post(
+        client,
+        f"/console/patients/{patient.id}/details",
+        _details(patient, family_name="Renamed"),
+        token_from=_patient_page(plan),
+    )
+    response = post(
+        client, f"/console/patients/{patient.id}/details", stale, token_from=_patient_page(plan)
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "stale" in page
+    assert 'value="Sam"' in page
+    session.refresh(patient)
+    assert (patient.given_name, patient.family_name) == ("Alex", "Renamed")
+
+
+def test_an_unknown_time_zone_or_a_taken_mrn_is_refused_per_field(
+    client, session, clinic, clinician, plan
+):
+    other = make_patient(session, clinic)
+    session.commit()
+    sign_in(client, clinician.email)
+    patient = session.get(Patient, plan.patient_id)
+    path = f"/console/patients/{patient.id}/details"
+    zone = post(client, path, _details(patient, time_zone="Mars/Olympus"), token_from=path[:-8])
+    assert zone.status_code == 422
+    assert "time_zone" in zone.get_data(as_text=True)
+    taken = post(client, path, _details(patient, mrn=other.mrn), token_from=path[:-8])
+    assert taken.status_code == 409
+    assert "Already used at this clinic." in taken.get_data(as_text=True)
+    session.refresh(patient)
+    assert patient.time_zone != "Mars/Olympus"
+    assert patient.mrn != other.mrn

@@ -268,3 +268,65 @@ def test_an_unknown_time_zone_or_a_taken_mrn_is_refused_per_field(
     session.refresh(patient)
     assert patient.time_zone != "Mars/Olympus"
     assert patient.mrn != other.mrn
+
+
+def _account(client, user, **fields):
+    return post(
+        client,
+        f"/console/clinic/users/{user.id}",
+        {"version": str(user.token_generation)} | fields,
+        token_from="/console/clinic",
+    )
+
+
+def test_an_admin_deactivates_a_clinician_whose_console_session_then_ends(
+    app, client, session, settings, clinic, clinician
+):
+    admin = make_user(session, settings, clinic, "admin")
+    session.commit()
+    theirs = app.test_client()
+    sign_in(theirs, clinician.email)
+    assert theirs.get("/console/today").status_code == 200
+    sign_in(client, admin.email)
+    assert f"Change {clinician.email}" in client.get("/console/clinic").get_data(as_text=True)
+    response = _account(client, clinician, role="clinician", state="inactive")
+    assert response.status_code == 302
+    session.refresh(clinician)
+    assert clinician.is_active is False
+    ended = theirs.get("/console/today")
+    assert ended.status_code == 302
+    assert ended.headers["Location"].startswith("/console/login")
+
+
+def test_an_admin_changes_a_role_but_not_their_own(client, session, settings, clinic, clinician):
+    admin = make_user(session, settings, clinic, "admin")
+    session.commit()
+    sign_in(client, admin.email)
+    promoted = _account(client, clinician, role="admin", state="active")
+    assert promoted.status_code == 302
+    session.refresh(clinician)
+    assert clinician.role == "admin"
+    own = _account(client, admin, role="clinician", state="active")
+    page = own.get_data(as_text=True)
+    assert own.status_code == 409
+    assert "You cannot deactivate or demote your own account" in page
+    session.refresh(admin)
+    assert admin.role == "admin"
+
+
+def test_a_stale_account_form_changes_nothing(client, session, settings, clinic, clinician):
+    admin = make_user(session, settings, clinic, "admin")
+    session.commit()
+    sign_in(client, admin.email)
+    version = str(clinician.token_generation)
+    assert _account(client, clinician, role="admin", state="active").status_code == 302
+    stale = post(
+        client,
+        f"/console/clinic/users/{clinician.id}",
+        {"version": version, "role": "clinician", "state": "inactive"},
+        token_from="/console/clinic",
+    )
+    assert stale.status_code == 409
+    assert "stale" in stale.get_data(as_text=True)
+    session.refresh(clinician)
+    assert (clinician.role, clinician.is_active) == ("admin", True)

@@ -76,3 +76,13 @@ def purge_expired_idempotency_keys(now: datetime | None = None) -> int:
         deleted = purge_expired_keys(session, now=now or utcnow())
     log.info("purge_expired_idempotency_keys deleted=%d", deleted)
     return deleted
+
+
+def purge_ended_console_sessions(now: datetime | None = None) -> int:
+    """Delete the staff console's sessions that are over (`now` for tests)."""
+    from service.accounts.console_sessions import purge_ended
+
+    with unit_of_work() as session:
+        deleted = purge_ended(session, now=now or utcnow())
+    log.info("purge_ended_console_sessions deleted=%d", deleted)
+    return deleted

@@ -8,7 +8,9 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from service.models import AuditEvent, Patient
+from service.accounts import console_sessions
+from service.db import utcnow
+from service.models import AuditEvent, ConsoleSession, Patient
 from service.trust import audit
 from tests.console.helpers import post, sign_in
 from tests.factories import make_clinic, make_patient, make_plan, make_user, start_plan
@@ -330,3 +332,38 @@ def test_a_stale_account_form_changes_nothing(client, session, settings, clinic,
     assert "stale" in stale.get_data(as_text=True)
     session.refresh(clinician)
     assert (clinician.role, clinician.is_active) == ("admin", True)
+
+
+def test_the_runner_purges_ended_console_sessions_hourly(app, session, settings, clinic, clinician):
+    from jobs import tasks
+    from jobs.runner import Runner
+    from jobs.scheduler import build_scheduler
+
+    idle, expired, gone = (make_user(session, settings, clinic, "clinician") for _ in range(3))
+    session.commit()
+    clients = {}
+    for user in (clinician, idle, expired, gone):
+        clients[user.id] = app.test_client()
+        sign_in(clients[user.id], user.email)
+    now = utcnow()
+    rows = {row.user_id: row for row in session.scalars(select(ConsoleSession))}
+    rows[idle.id].last_seen_at = now - console_sessions.IDLE_TIMEOUT - timedelta(minutes=1)
+    rows[expired.id].expires_at = now - timedelta(minutes=1)
+    gone.is_active = False
+    session.commit()
+
+    assert tasks.purge_ended_console_sessions(now=now) == 3
+    session.expire_all()
+    assert [row.user_id for row in session.scalars(select(ConsoleSession))] == [clinician.id]
+    # The live session still signs its clinician in; a second run finds nothing to delete.
+    assert clients[clinician.id].get("/console/today").status_code == 200
+    assert tasks.purge_ended_console_sessions(now=now) == 0
+
+    previous = tasks._runner
+    try:
+        job = build_scheduler(Runner(settings, {})).get_job("purge_ended_console_sessions")
+    finally:
+        tasks.use_runner(previous)
+    assert job is not None
+    assert job.func is tasks.purge_ended_console_sessions
+    assert str(job.trigger.fields[job.trigger.FIELD_NAMES.index("hour")]) == "*"

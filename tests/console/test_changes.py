@@ -11,9 +11,18 @@ from sqlalchemy import select
 from service.accounts import console_sessions
 from service.db import utcnow
 from service.models import AuditEvent, ConsoleSession, Patient
+from service.treatment.screening import record_screening_result
 from service.trust import audit
 from tests.console.helpers import post, sign_in
-from tests.factories import make_clinic, make_patient, make_plan, make_user, start_plan
+from tests.factories import (
+    actor_of,
+    clear_checklist,
+    make_clinic,
+    make_patient,
+    make_plan,
+    make_user,
+    start_plan,
+)
 
 
 @pytest.fixture
@@ -367,3 +376,78 @@ def test_the_runner_purges_ended_console_sessions_hourly(app, session, settings,
     assert job is not None
     assert job.func is tasks.purge_ended_console_sessions
     assert str(job.trigger.fields[job.trigger.FIELD_NAMES.index("hour")]) == "*"
+
+
+def _screening(client, plan, code, data):
+    return post(
+        client,
+        f"/console/plans/{plan.id}/screening/{code}",
+        {"result_date": (date.today() - timedelta(days=1)).isoformat()} | data,
+        token_from=_patient_page(plan),
+    )
+
+
+def test_the_hepatitis_b_pathway_is_recorded_on_its_forms_and_clears_the_gate(
+    client, session, clinician, plan
+):
+    clear_checklist(session, plan, clinician)
+    anti_hbc = next(i for i in plan.screening_items if i.code == "anti_hbc")
+    record_screening_result(
+        session,
+        actor_of(clinician),
+        anti_hbc,
+        result="positive",
+        result_date=date.today() - timedelta(days=2),
+    )
+    session.commit()
+    sign_in(client, clinician.email)
+    page = client.get(_patient_page(plan)).get_data(as_text=True)
+    assert "Record hbv_dna" in page
+    assert "Record hepatology_consult" in page
+    assert "Hepatologist consulted" in page
+
+    # HBV DNA is a number in IU/mL, as the API takes it.
+    no_value = _screening(client, plan, "hbv_dna", {"result": "negative"})
+    assert no_value.status_code == 422
+    assert "Give the HBV DNA as a number in IU/mL." in no_value.get_data(as_text=True)
+    dna = _screening(client, plan, "hbv_dna", {"result": "negative", "value": "0", "unit": "IU/mL"})
+    assert dna.status_code == 302
+
+    # A consult deciding prophylaxis names the drug and its start; the entry is kept.
+    no_drug = _screening(
+        client, plan, "hepatology_consult", {"consultant": "Dr Hepa", "decision": "prophylaxis"}
+    )
+    text = no_drug.get_data(as_text=True)
+    assert no_drug.status_code == 422
+    assert "consult.prophylaxis" in text
+    assert 'value="Dr Hepa"' in text
+    bad_interval = _screening(
+        client,
+        plan,
+        "hepatology_consult",
+        {"consultant": "Dr Hepa", "decision": "monitor", "monitoring_interval_months": "6"},
+    )
+    assert bad_interval.status_code == 422
+    assert "consult.monitoring_interval_months" in bad_interval.get_data(as_text=True)
+
+    start = date.today().isoformat()
+    consult = _screening(
+        client,
+        plan,
+        "hepatology_consult",
+        {
+            "consultant": "Dr Hepa",
+            "decision": "prophylaxis",
+            "prophylaxis_drug": "entecavir",
+            "prophylaxis_start_date": start,
+        },
+    )
+    assert consult.status_code == 302, consult.get_data(as_text=True)[:3000]
+    session.expire_all()
+    item = next(i for i in plan.screening_items if i.code == "hepatology_consult")
+    assert item.result == "prophylaxis"
+    assert item.details["consultant"] == "Dr Hepa"
+    assert item.details["prophylaxis"]["drug"] == "entecavir"
+    assert item.details["prophylaxis"]["start_date"] == start
+    page = client.get(_patient_page(plan)).get_data(as_text=True)
+    assert 'id="checklist-outcome" class="status-ok"' in page

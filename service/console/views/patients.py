@@ -19,7 +19,7 @@ from service.reminders.acknowledgements import list_patient_reminders
 from service.treatment.labs import LAB_CODES, list_labs
 from service.treatment.monitoring import list_tasks
 from service.treatment.plans import next_statuses
-from service.vocabulary import DoseStatus, values
+from service.vocabulary import ConsultDecision, DoseStatus, values
 
 PAGE_SIZE = 50
 # The unit each liver test is entered in on the screening form.
@@ -150,6 +150,7 @@ def render_patient(
         next_statuses=next_statuses(plan) if plan else [],
         dose_closings=DOSE_CLOSINGS,
         sexes=SEXES,
+        consult_decisions=values(ConsultDecision),
     )
     return page, refusal.status if refusal else 200
 

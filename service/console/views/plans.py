@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import url_for
+from marshmallow import ValidationError
 
+from schemas.screening import ConsultSchema
 from service.console.blueprint import bp
 from service.console.context import actor, audit_page, db, signed_in, zone
 from service.console.forms import Form
@@ -28,6 +30,9 @@ from service.treatment.screening import (
     record_screening_result,
 )
 from service.vocabulary import PlanStatus, values
+
+# Items whose result follows from their structured record (the liver tests, the consult).
+STRUCTURED = ("lft", "hepatology_consult")
 
 
 def _plan_request(form: Form) -> PlanRequest:
@@ -89,6 +94,39 @@ def _liver_values(form: Form) -> list[dict[str, Any]]:
     return values
 
 
+def _consult(form: Form) -> dict[str, Any] | None:
+    """The hepatology consult's fields, read as the API reads its `consult` (ConsultSchema)."""
+    raw: dict[str, Any] = {}
+    for name in ("consultant", "decision", "monitoring_interval_months"):
+        text = form.text(name, max_length=200)
+        if text is not None:
+            raw[name] = text
+    drug = form.text("prophylaxis_drug", max_length=200)
+    start = form.text("prophylaxis_start_date")
+    stop = form.text("prophylaxis_planned_stop")
+    given = {"drug": drug, "start_date": start, "planned_stop": stop}
+    if any(given.values()):
+        raw["prophylaxis"] = {name: value for name, value in given.items() if value}
+    try:
+        consult: dict[str, Any] = ConsultSchema().load(raw)
+    except ValidationError as error:
+        for name, messages in _flat(error.messages):
+            form.problems.setdefault(name, []).extend(messages)
+        return None
+    return consult
+
+
+def _flat(messages: Any, prefix: str = "consult") -> list[tuple[str, list[str]]]:
+    """Marshmallow's nested messages as the API's dotted field names (consult.prophylaxis.drug)."""
+    if isinstance(messages, dict):
+        return [
+            pair
+            for name, inner in messages.items()
+            for pair in _flat(inner, f"{prefix}.{name}" if name != "_schema" else prefix)
+        ]
+    return [(prefix, [str(m) for m in messages] if isinstance(messages, list) else [messages])]
+
+
 @bp.post("/plans/<int:plan_id>/screening/<item_code>")
 @signed_in
 def record_screening(plan_id: int, item_code: str) -> Any:
@@ -100,6 +138,7 @@ def record_screening(plan_id: int, item_code: str) -> Any:
         form.check_version(plan.version)
         item = get_screening_item(db(), actor(), plan_id, item_code)
         values = _liver_values(form) if item_code == "lft" else None
+        consult = _consult(form) if item_code == "hepatology_consult" else None
         result_date = form.day("result_date", required=True)
         form.check()
         assert result_date is not None
@@ -108,11 +147,12 @@ def record_screening(plan_id: int, item_code: str) -> Any:
             actor(),
             item,
             result_date=result_date,
-            result=None if item_code == "lft" else form.text("result"),
+            result=None if item_code in STRUCTURED else form.text("result"),
             value=form.text("value", max_length=64),
             unit=form.text("unit", max_length=32),
             notes=form.text("notes"),
             values=values,
+            consult=consult,
         )
 
     refusal = attempt(change)

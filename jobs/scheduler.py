@@ -59,17 +59,17 @@ def build_scheduler(
         replace_existing=True,
     )
     scheduler.add_job(
-        tasks.purge_expired_idempotency_keys,
-        "cron",
-        minute=40,
-        id="purge_expired_idempotency_keys",
-        replace_existing=True,
-    )
-    scheduler.add_job(
         tasks.purge_ended_console_sessions,
         "cron",
         minute=50,
         id="purge_ended_console_sessions",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        tasks.purge_expired_idempotency_keys,
+        "cron",
+        minute=40,
+        id="purge_expired_idempotency_keys",
         replace_existing=True,
     )
     return scheduler

@@ -59,6 +59,13 @@ def build_scheduler(
         replace_existing=True,
     )
     scheduler.add_job(
+        tasks.purge_ended_console_sessions,
+        "cron",
+        minute=50,
+        id="purge_ended_console_sessions",
+        replace_existing=True,
+    )
+    scheduler.add_job(
         tasks.purge_expired_idempotency_keys,
         "cron",
         minute=40,

@@ -68,6 +68,16 @@ def purge_old_deliveries() -> None:
     log.info("purge_old_deliveries deleted=%d", getattr(result, "rowcount", 0) or 0)
 
 
+def purge_ended_console_sessions(now: datetime | None = None) -> int:
+    """Delete the staff console's sessions that are over (`now` for tests)."""
+    from service.accounts.console_sessions import purge_ended
+
+    with unit_of_work() as session:
+        deleted = purge_ended(session, now=now or utcnow())
+    log.info("purge_ended_console_sessions deleted=%d", deleted)
+    return deleted
+
+
 def purge_expired_idempotency_keys(now: datetime | None = None) -> int:
     """Delete Idempotency-Keys past their 24 hours (`now` for tests)."""
     from service.trust.idempotency import purge_expired_keys

@@ -127,3 +127,25 @@ def sign_out(session: Session, token: str | None) -> None:
     if token:
         session.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == _digest(token)))
         session.flush()
+
+
+def purge_ended(session: Session, *, now: datetime | None = None) -> int:
+    """Delete the sessions that are over (expired, idle too long, or of an account since
+    deactivated, demoted or given a new password); returns how many."""
+    now = now or utcnow()
+    account = select(User.id).where(
+        User.id == ConsoleSession.user_id,
+        User.is_active.is_(True),
+        User.role.in_(STAFF_ROLES),
+        User.token_generation == ConsoleSession.token_generation,
+    )
+    result = session.execute(
+        delete(ConsoleSession)
+        .where(
+            (ConsoleSession.expires_at <= now)
+            | (ConsoleSession.last_seen_at <= now - IDLE_TIMEOUT)
+            | ~account.exists()
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -47,11 +47,8 @@ def _finish(response: Response) -> Response:
     response.headers["Referrer-Policy"] = "same-origin"
     # Patient data must not stay in the browser's cache or a proxy's.
     response.headers["Cache-Control"] = "no-store"
-    # The request's own transaction ends first, as the API's does (middleware/transaction.py):
-    # the event is written in one of its own, never held up by or lost with the request's.
-    context.close_db()
-    context.write_audit(response.status_code)
-    return response
+    # The change and its audit event commit together (or neither), as the API's do.
+    return context.finish(response)
 
 
 @bp.teardown_request

@@ -3,6 +3,8 @@ clinic's zone, and the audit of pages that show patient data."""
 
 from __future__ import annotations
 
+import logging
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +13,17 @@ from functools import wraps
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import current_app, g, redirect, request, url_for
+from flask import (
+    Response,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.accounts import console_sessions
@@ -20,6 +32,8 @@ from service.core.access import Actor
 from service.db import WRITE_TRANSACTION, SessionFactory, unit_of_work, utcnow
 from service.models import Clinic
 from service.trust import audit
+
+log = logging.getLogger(__name__)
 
 COOKIE = "cd20_console"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -36,7 +50,7 @@ def secure_cookies(current: Settings) -> bool:
 
 
 def db() -> Session:
-    """The request's session; a view commits it, the blueprint's teardown closes it."""
+    """The request's session; a view holds its commit (`hold_commit`), `finish` ends it."""
     if "console_db" not in g:
         g.console_db = SessionFactory()
         if request.method not in SAFE_METHODS and g.console_db.get_bind().dialect.name == "sqlite":
@@ -125,15 +139,76 @@ def audit_page(
     )
 
 
-def write_audit(status_code: int) -> None:
-    """The request's audit event, in a transaction of its own once the answer is known."""
-    seen: Seen | None = g.pop("console_seen", None)
+def hold_commit() -> None:
+    """The view's change is done: flushed now (ids, constraints), committed by `finish` with
+    the request's audit event, so that neither is stored without the other."""
+    db().flush()
+    g.console_commit_held = True
+
+
+def finish(response: Response) -> Response:
+    """End the request's transaction once the answer is known, as the API does
+    (service.api.middleware.transaction): a change commits together with its audit event; a
+    read, a refusal or a failure is rolled back and its event written in a transaction of its
+    own. If the change cannot commit, nothing of it is stored and the page says so."""
+    held = g.pop("console_commit_held", False)
+    session: Session | None = g.get("console_db")
+    event = _audit_event(response.status_code)
+    if held and session is not None and response.status_code < 500:
+        try:
+            if event is not None:
+                audit.record_event(session, g.get("console_actor"), event)
+            session.commit()
+            return response
+        except Exception as error:
+            session.rollback()
+            response = _not_stored(error)
+            event = _audit_event(response.status_code)
+        finally:
+            close_db()
+    close_db()
+    if event is not None:
+        try:
+            with unit_of_work() as own:
+                audit.record_event(own, g.get("console_actor"), event)
+        except Exception as error:  # the answer is decided; a lost event must be loud
+            log_failure("console audit event NOT written", error)
+    return response
+
+
+def log_failure(message: str, error: BaseException) -> None:
+    """Loud, with the traceback, but without the error's text: a database error's may quote
+    the values stored (patient data)."""
+    trace = "".join(traceback.format_tb(error.__traceback__))
+    log.error("%s: %s\n%s", message, type(error).__name__, trace)
+
+
+def _not_stored(error: Exception) -> Response:
+    """The page when a change (or its audit event) could not be committed: nothing was stored."""
+    if isinstance(error, IntegrityError):
+        status, code, detail = 409, "conflict", "Conflicts with data already stored."
+    else:
+        log_failure("console change not committed", error)
+        status, code, detail = 500, "internal_error", "Something went wrong on our side."
+    page = render_template(
+        "console/error.html",
+        status=status,
+        code=code,
+        title="Nothing was saved",
+        detail=f"{detail} Nothing was saved: reload the page and try again.",
+    )
+    return make_response(page, status)
+
+
+def _audit_event(status_code: int) -> audit.AuditedRequest | None:
+    """The request's audit event, once the answer is known (None: the page is not audited)."""
+    seen: Seen | None = g.get("console_seen")
     who: Actor | None = g.get("console_actor")
     if seen is None:
-        return
+        return None
     rule = request.url_rule.rule if request.url_rule else None
-    event = audit.AuditedRequest(
-        request_id=str(uuid.uuid4()),
+    return audit.AuditedRequest(
+        request_id=g.setdefault("console_request_id", str(uuid.uuid4())),
         method=request.method,
         path_template=rule[:200] if rule else None,
         action=seen.action,
@@ -148,8 +223,6 @@ def write_audit(status_code: int) -> None:
         | ({"account_id": seen.account_id} if who is None and seen.account_id else {}),
         clinic_id=seen.clinic_id,
     )
-    with unit_of_work() as session:
-        audit.record_event(session, who, event)
 
 
 def request_started() -> None:

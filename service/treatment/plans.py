@@ -376,6 +376,16 @@ def update_plan(
     return plan
 
 
+def next_statuses(plan: TreatmentPlan) -> list[str]:
+    """The statuses a PATCH may ask for next (the checklist's gate is checked on the way)."""
+    if plan.status == PlanStatus.ON_HOLD:
+        if plan.hold_reason == LIFE_THREATENING_HOLD:
+            return [PlanStatus.DISCONTINUED]
+        resume = PlanStatus.ACTIVE if plan.has_administered_dose else PlanStatus.READY
+        return [resume, PlanStatus.DISCONTINUED]
+    return list(TRANSITIONS[plan.status])
+
+
 def _check_transition(plan: TreatmentPlan, target: str) -> None:
     allowed = list(TRANSITIONS[plan.status])
     if plan.status == PlanStatus.ON_HOLD:

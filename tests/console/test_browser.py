@@ -59,6 +59,10 @@ def tablet(page: Any, artifacts: Path, name: str) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def open_every_form(page: Any) -> None:
+    page.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")
+
+
 def sign_in(page: Any, email: str, password: str) -> None:
     page.goto("/console/login")
     page.get_by_label("Email").fill(email)
@@ -184,6 +188,9 @@ def test_a_clinician_takes_a_patient_from_enrolment_to_the_first_dose(
     expect(page.locator("#dose-1")).to_contain_text("administered")
     expect(page.locator("#dose-2 .due")).to_have_text((today + timedelta(days=14)).isoformat())
     check(page, artifacts, "patient-after-dose")
+    # Every form of the page, opened (plan status, demographics, skip or cancel, ...): axe too.
+    open_every_form(page)
+    check(page, artifacts, "patient-forms-open")
 
     # The app invitation shows its code once.
     page.get_by_role("button", name="Invite to the app").click()
@@ -201,6 +208,9 @@ def test_an_admin_changes_a_reminder_setting(page: Any, console: Console, artifa
     sign_in(page, console.admin, console.password)
     page.get_by_role("link", name="Clinic").click()
     check(page, artifacts, "clinic")
+    open_every_form(page)  # the staff accounts' forms too
+    check(page, artifacts, "clinic-forms-open")
+    page.reload()
     page.get_by_label(re.compile("^Dose reminder lead days")).fill("5, 1")
     page.get_by_role("button", name="Save settings").click()
     expect(page.get_by_role("status")).to_contain_text("Clinic settings saved")

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from service.accounts import console_sessions
 from service.console.blueprint import bp
-from service.console.context import COOKIE, audit_page, db, secure_cookies, settings
+from service.console.context import COOKIE, audit_page, db, hold_commit, secure_cookies, settings
 from service.errors import DomainError
 
 SIGN_IN_ENDPOINT = "console.login"
@@ -40,7 +40,7 @@ def login_post() -> Any:
         password=request.form.get("password", ""),
         client_address=request.remote_addr,
     )
-    db().commit()  # a failed attempt is counted even though the sign-in fails
+    hold_commit()  # a failed attempt is counted (and audited) even though the sign-in fails
     # Every attempt naming an account reaches its clinic's audit trail, as the API's log-in.
     account = outcome.account
     audit_page(
@@ -74,7 +74,7 @@ def login_post() -> Any:
 @bp.post("/logout")
 def logout() -> Any:
     console_sessions.sign_out(db(), request.cookies.get(COOKIE))
-    db().commit()
+    hold_commit()
     response: Response = redirect(url_for("console.login"))
     response.delete_cookie(COOKIE, path="/console/")
     return response

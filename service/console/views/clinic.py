@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import render_template, request, url_for
 
-from service.accounts.users import create_staff_user, list_users
+from service.accounts.users import create_staff_user, get_user, list_users, update_user
 from service.clinics.settings import (
     SECRET_MASK,
     get_clinic_for_admin,
@@ -50,6 +50,7 @@ def render_clinic(*, refusal: DomainError | None = None, form: dict[str, Any] | 
         version=_version(clinic),
         staff=staff,
         roles=STAFF_ROLES,
+        account_states=ACCOUNT_STATES,
         refusal=refusal,
         form=form or {},
     )
@@ -137,6 +138,35 @@ def add_staff_user() -> Any:
         form["values"].pop("password", None)  # a password is never sent back into a page
         return render_clinic(refusal=refusal, form=form)
     return done("Staff account added.", url_for("console.clinic"))
+
+
+ACCOUNT_STATES = ("active", "inactive")
+
+
+@bp.post("/clinic/users/<int:user_id>")
+@signed_in
+def change_staff_user(user_id: int) -> Any:
+    """Activate, deactivate or change the role of an account: PATCH /users/{id}'s use case."""
+    user = get_user(db(), actor(), user_id)
+    audit_page("user", user_id)
+
+    def change() -> None:
+        form = Form()
+        # Every change of role or status moves the account's token generation: the version.
+        form.check_version(user.token_generation)
+        changes: dict[str, Any] = {}
+        if "role" in form.data:
+            changes["role"] = form.choice("role", STAFF_ROLES)
+        state = form.choice("state", ACCOUNT_STATES)
+        form.check()
+        changes["is_active"] = state == "active"
+        update_user(db(), actor(), user, changes)
+
+    refusal = attempt(change)
+    if refusal is not None:
+        return render_clinic(refusal=refusal, form=posted(f"account-{user_id}"))
+    state = "active" if user.is_active else "inactive"
+    return done(f"{user.email}: {user.role}, {state}.", url_for("console.clinic"))
 
 
 def _moment(form_value: str | None, *, end: bool) -> datetime | None:

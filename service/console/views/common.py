@@ -1,4 +1,4 @@
-"""What every page's view does: try a change, commit it, or keep the refusal to show."""
+"""What every page's view does: try a change, hold its commit, or keep the refusal to show."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from typing import Any
 from flask import flash, redirect, request
 from werkzeug.wrappers import Response
 
-from service.console.context import db
+from service.console.context import db, hold_commit
 from service.errors import DomainError
 
 
 def attempt(change: Callable[[], Any]) -> DomainError | None:
-    """Run one use case and commit; a refusal rolls everything back and is returned to show."""
+    """Run one use case; it commits with the request's audit event once the page is answered
+    (context.finish). A refusal rolls everything back and is returned to show."""
     try:
         change()
-        db().commit()
+        hold_commit()
     except DomainError as refusal:
         db().rollback()
         return refusal

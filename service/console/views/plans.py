@@ -6,22 +6,33 @@ from __future__ import annotations
 from typing import Any
 
 from flask import url_for
+from marshmallow import ValidationError
 
+from schemas.screening import ConsultSchema
 from service.console.blueprint import bp
 from service.console.context import actor, audit_page, db, signed_in, zone
 from service.console.forms import Form
 from service.console.views.common import attempt, done, posted
-from service.console.views.patients import LIVER_UNITS, render_patient
+from service.console.views.patients import DOSE_CLOSINGS, LIVER_UNITS, render_patient
 from service.errors import DomainError
 from service.treatment.doses import get_dose, update_dose
-from service.treatment.plans import PlanRequest, create_plan, get_plan, preview_plan, update_plan
+from service.treatment.plans import (
+    PlanRequest,
+    create_plan,
+    get_plan,
+    preview_plan,
+    update_plan,
+)
 from service.treatment.screening import (
     LIVER_TESTS,
     get_screening_item,
     override_screening,
     record_screening_result,
 )
-from service.vocabulary import PlanStatus
+from service.vocabulary import PlanStatus, values
+
+# Items whose result follows from their structured record (the liver tests, the consult).
+STRUCTURED = ("lft", "hepatology_consult")
 
 
 def _plan_request(form: Form) -> PlanRequest:
@@ -83,6 +94,39 @@ def _liver_values(form: Form) -> list[dict[str, Any]]:
     return values
 
 
+def _consult(form: Form) -> dict[str, Any] | None:
+    """The hepatology consult's fields, read as the API reads its `consult` (ConsultSchema)."""
+    raw: dict[str, Any] = {}
+    for name in ("consultant", "decision", "monitoring_interval_months"):
+        text = form.text(name, max_length=200)
+        if text is not None:
+            raw[name] = text
+    drug = form.text("prophylaxis_drug", max_length=200)
+    start = form.text("prophylaxis_start_date")
+    stop = form.text("prophylaxis_planned_stop")
+    given = {"drug": drug, "start_date": start, "planned_stop": stop}
+    if any(given.values()):
+        raw["prophylaxis"] = {name: value for name, value in given.items() if value}
+    try:
+        consult: dict[str, Any] = ConsultSchema().load(raw)
+    except ValidationError as error:
+        for name, messages in _flat(error.messages):
+            form.problems.setdefault(name, []).extend(messages)
+        return None
+    return consult
+
+
+def _flat(messages: Any, prefix: str = "consult") -> list[tuple[str, list[str]]]:
+    """Marshmallow's nested messages as the API's dotted field names (consult.prophylaxis.drug)."""
+    if isinstance(messages, dict):
+        return [
+            pair
+            for name, inner in messages.items()
+            for pair in _flat(inner, f"{prefix}.{name}" if name != "_schema" else prefix)
+        ]
+    return [(prefix, [str(m) for m in messages] if isinstance(messages, list) else [messages])]
+
+
 @bp.post("/plans/<int:plan_id>/screening/<item_code>")
 @signed_in
 def record_screening(plan_id: int, item_code: str) -> Any:
@@ -94,6 +138,7 @@ def record_screening(plan_id: int, item_code: str) -> Any:
         form.check_version(plan.version)
         item = get_screening_item(db(), actor(), plan_id, item_code)
         values = _liver_values(form) if item_code == "lft" else None
+        consult = _consult(form) if item_code == "hepatology_consult" else None
         result_date = form.day("result_date", required=True)
         form.check()
         assert result_date is not None
@@ -102,11 +147,12 @@ def record_screening(plan_id: int, item_code: str) -> Any:
             actor(),
             item,
             result_date=result_date,
-            result=None if item_code == "lft" else form.text("result"),
+            result=None if item_code in STRUCTURED else form.text("result"),
             value=form.text("value", max_length=64),
             unit=form.text("unit", max_length=32),
             notes=form.text("notes"),
             values=values,
+            consult=consult,
         )
 
     refusal = attempt(change)
@@ -187,4 +233,56 @@ def book(dose_id: int) -> Any:
     return done(
         f"Dose {dose.sequence} booked.{also}",
         url_for("console.patient", patient_id=patient_id),
+    )
+
+
+@bp.post("/plans/<int:plan_id>/status")
+@signed_in
+def change_plan_status(plan_id: int) -> Any:
+    """Hold, resume or discontinue: PATCH /plans/{id}'s transitions and refusals."""
+    plan = get_plan(db(), actor(), plan_id)
+    audit_page("plan", plan_id)
+    before = plan.status
+
+    def change() -> None:
+        form = Form()
+        form.check_version(plan.version)
+        target = form.choice("status", values(PlanStatus))
+        hold_reason = form.text("hold_reason", max_length=200)
+        form.check()
+        changes: dict[str, Any] = {"status": target}
+        if hold_reason is not None:
+            changes["hold_reason"] = hold_reason
+        update_plan(db(), actor(), plan, changes)
+
+    refusal = attempt(change)
+    if refusal is not None:
+        return render_patient(plan.patient_id, refusal=refusal, form=posted("plan-status"))
+    return done(f"The plan is now {plan.status} (was {before}).", _patient_page(plan_id))
+
+
+@bp.post("/doses/<int:dose_id>/status")
+@signed_in
+def close_dose(dose_id: int) -> Any:
+    """Skip (a clinician, with a reason) or cancel a dose: PATCH /doses/{id}'s rules."""
+    dose = get_dose(db(), actor(), dose_id)
+    patient_id = dose.plan.patient_id
+    audit_page("dose", dose_id)
+
+    def change() -> None:
+        form = Form()
+        form.check_version(dose.version)
+        status = form.choice("status", DOSE_CLOSINGS)
+        reason = form.text("reason", max_length=1000)
+        form.check()
+        changes: dict[str, Any] = {"status": status}
+        if reason is not None:
+            changes["reason"] = reason
+        update_dose(db(), actor(), dose, changes)
+
+    refusal = attempt(change)
+    if refusal is not None:
+        return render_patient(patient_id, refusal=refusal, form=posted(f"close-{dose_id}"))
+    return done(
+        f"Dose {dose.sequence} {dose.status}.", url_for("console.patient", patient_id=patient_id)
     )

@@ -6,7 +6,15 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.common import Instant, PageArgsSchema, StrictSchema, Vocabulary, etag_field, text
+from schemas.common import (
+    Instant,
+    PageArgsSchema,
+    StrictSchema,
+    Vocabulary,
+    digest,
+    etag_field,
+    text,
+)
 from service.vocabulary import (
     DOSE_STATUS_CHANGES,
     AnsweredBy,
@@ -37,7 +45,9 @@ class ReadinessBlockingItemSchema(StrictSchema):
     outcome = fields.String(validate=Vocabulary(ScreeningOutcome), dump_only=True)
 
 
-class ReadinessItemSchema(StrictSchema):
+class ReadinessItemStateSchema(StrictSchema):
+    """What a readiness item's ETag is computed from."""
+
     code = fields.String(validate=Vocabulary(ReadinessCode), dump_only=True)
     label = fields.String(dump_only=True)
     status = fields.String(
@@ -66,6 +76,25 @@ class ReadinessItemSchema(StrictSchema):
     recorded_at = Instant(dump_only=True, allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
     details = fields.Dict(dump_only=True)
+    version = fields.Integer(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The version of its recorded answer; null while none is recorded"},
+    )
+
+
+def readiness_item_etag(item: Any) -> str:
+    """A readiness item's strong ETag, as GET and PUT /doses/{id}/readiness/{code} answer it.
+    Its state is worked out from the whole record, so the tag covers that state, not a row."""
+    return f'"{digest(ReadinessItemStateSchema().dump(item))}"'
+
+
+class ReadinessItemSchema(ReadinessItemStateSchema):
+    etag = fields.Function(
+        readiness_item_etag,
+        dump_only=True,
+        metadata={"type": "string", "description": "Send as If-Match to answer this item"},
+    )
 
 
 class ReadinessOverrideSchema(StrictSchema):

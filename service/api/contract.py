@@ -140,6 +140,26 @@ HEADER_PARAMETERS = {
     "IF_MATCH": "The ETag of the version you read: a stale one is 412, none is 428",
     "IF_NONE_MATCH": "The ETag you hold: 304 with no body while it is current",
 }
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": HEADER_PARAMETERS["IF_NONE_MATCH"],
+    "schema": {"type": "string"},
+}
+IF_NONE_MATCH_REF = {"$ref": "#/components/parameters/IF_NONE_MATCH"}
+ETAG = {
+    "description": (
+        'The answer\'s entity tag (weak, `W/"..."`, on lists): send it as If-None-Match to '
+        "poll; an object's is also the If-Match of its PATCH or PUT"
+    ),
+    "schema": {"type": "string"},
+}
+ETAG_REF = {"$ref": "#/components/headers/ETAG"}
+NOT_MODIFIED = {
+    "description": "Not modified: the If-None-Match ETag is current (no body)",
+    "headers": {"ETag": ETAG_REF},
+}
 
 
 def operation(
@@ -226,6 +246,7 @@ def finish_document(app: Flask, api: Api) -> None:
         for method, op in item.items():
             if method == "parameters":
                 continue
+            _conditional_get(op, spec["components"])
             _finish_operation(
                 op,
                 has_path_ids=bool(path_params),
@@ -247,6 +268,25 @@ def finish_document(app: Flask, api: Api) -> None:
     _drop_unused(spec["components"], paths)
     # The blueprints' tags (one per module) give way to the audiences the operations carry.
     api.spec._tags[:] = [{"name": name, "description": text} for name, text in AUDIENCES.items()]
+
+
+def _conditional_get(op: dict[str, Any], components: dict[str, Any]) -> None:
+    """A read that answers 304 documents the protocol whole: the If-None-Match it takes, the
+    ETag its 200 and 304 carry. flask-smorest documents that for @blp.etag views only; the
+    polled lists answer 304 from their stamps, and the calendars through werkzeug."""
+    responses: dict[str, Any] = op["responses"]
+    if "304" not in responses:
+        return
+    components.setdefault("parameters", {})["IF_NONE_MATCH"] = IF_NONE_MATCH
+    components.setdefault("headers", {})["ETAG"] = ETAG
+    components.setdefault("responses", {})["NOT_MODIFIED"] = NOT_MODIFIED
+    parameters: list[dict[str, Any]] = op.setdefault("parameters", [])
+    if IF_NONE_MATCH_REF not in parameters:
+        parameters.append(IF_NONE_MATCH_REF)
+    responses["304"] = {"$ref": "#/components/responses/NOT_MODIFIED"}
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response.setdefault("headers", {})["ETag"] = ETAG_REF
 
 
 def _finish_operation(

@@ -262,6 +262,7 @@ def finish_document(app: Flask, api: Api) -> None:
                             param.get("description", "") + f" (a {vocabulary} value)"
                         ).strip()
     _finish_components(spec["components"], paths)
+    _narrow_codes(spec["components"]["schemas"], paths)
     for name, text in HEADER_PARAMETERS.items():
         if name in spec["components"].get("parameters", {}):
             spec["components"]["parameters"][name]["description"] = text
@@ -338,10 +339,58 @@ def _problem_response(status: int, codes: list[str], meanings: Mapping[str, str]
     response: dict[str, Any] = {
         "description": f"{HTTPStatus(status).phrase}. `code` is one of: {listed}.",
         "content": {PROBLEM_MIMETYPE: {"schema": PROBLEM_REF}},
+        # Named by _narrow_codes once every operation is done.
+        REFUSALS: codes,
     }
     if status == 429 or "account_locked" in codes:
         response["headers"] = {"Retry-After": RETRY_AFTER}
     return response
+
+
+def _narrow_codes(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
+    """Each error response's schema: the Problem with `code` narrowed to an enum of exactly
+    the codes it can carry, one named component per set of codes (a class each in a generated
+    client). A set of one or two codes is named after them (ProblemNotFound,
+    ProblemUnauthenticatedOrInvalidToken); a longer one after the first operation and status
+    answering it (UpdateDoseProblem409)."""
+    names: dict[frozenset[str], str] = {}
+    for item in paths.values():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            for status, response in op["responses"].items():
+                codes: list[str] | None = response.pop(REFUSALS, None)
+                if codes is None:
+                    continue
+                key = frozenset(codes)
+                if key not in names:
+                    if len(codes) <= 2:
+                        name = "Problem" + "Or".join(_camel(code) for code in codes)
+                    else:
+                        name = _camel(op["operationId"]) + f"Problem{status}"
+                    names[key] = name
+                    schemas[name] = _problem_with_codes(sorted(codes))
+                content = response["content"][PROBLEM_MIMETYPE]
+                content["schema"] = {"$ref": SCHEMA_REF + names[key]}
+
+
+def _problem_with_codes(codes: list[str]) -> dict[str, Any]:
+    listed = ", ".join(f"`{code}`" for code in codes)
+    return {
+        "description": f"A problem whose `code` is one of: {listed}.",
+        "allOf": [
+            PROBLEM_REF,
+            {
+                "type": "object",
+                "required": ["code"],
+                "properties": {"code": {"type": "string", "enum": codes}},
+            },
+        ],
+    }
+
+
+def _camel(name: str) -> str:
+    return "".join(word[:1].upper() + word[1:] for word in name.split("_"))
 
 
 def _describe_operation(op: dict[str, Any]) -> str:

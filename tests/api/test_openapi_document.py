@@ -192,7 +192,34 @@ def test_refusals_name_their_codes(
 ) -> None:
     response = document["paths"][PREFIX + path][method.lower()]["responses"][status]
     assert f"`{code}`" in response["description"]
-    assert response["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert code in _codes(document, response)
+
+
+def _codes(document: dict[str, Any], response: dict[str, Any]) -> list[str]:
+    """The enum a problem response narrows `code` to: allOf the Problem and that enum."""
+    schema = _resolve(document, response["content"][PROBLEM]["schema"])
+    base, narrowed = schema["allOf"]
+    assert base == {"$ref": "#/components/schemas/Problem"}
+    assert narrowed["required"] == ["code"]
+    codes: list[str] = narrowed["properties"]["code"]["enum"]
+    return codes
+
+
+def test_each_error_response_narrows_code_to_the_codes_it_lists(document: dict[str, Any]) -> None:
+    sets = set()
+    for method, path, op in operations(document):
+        for status, response in op["responses"].items():
+            if int(status) < 400:
+                continue
+            listed = re.findall(r"`(\w+)`: ", response["description"].split("one of: ", 1)[1])
+            codes = _codes(document, response)
+            assert sorted(listed) == codes, (method, path, status)
+            sets.add(response["content"][PROBLEM]["schema"]["$ref"])
+    # One named schema per set of codes, shared by the operations that answer it.
+    assert len(sets) < 40
+    assert document["paths"][PREFIX + "/me"]["get"]["responses"]["401"]["content"][PROBLEM][
+        "schema"
+    ] == {"$ref": "#/components/schemas/ProblemUnauthenticatedOrInvalidToken"}
 
 
 # The reads that answer 304 to If-None-Match: what the app polls, single objects (@blp.etag),

@@ -106,6 +106,15 @@ class ReadinessItemSchema(ReadinessItemStateSchema):
         return data
 
 
+class ReadinessItemPreviewSchema(ReadinessItemStateSchema):
+    etag = fields.Function(
+        lambda _item: None,
+        dump_only=True,
+        allow_none=True,
+        metadata={"type": "string", "description": "Always null: a preview stores nothing"},
+    )
+
+
 class ReadinessOverrideSchema(StrictSchema):
     reason = fields.String(dump_only=True)
     clinician_id = fields.Integer(dump_only=True)
@@ -122,6 +131,23 @@ class ReadinessSchema(StrictSchema):
     blocking_items = fields.List(fields.Nested(ReadinessBlockingItemSchema), dump_only=True)
     override = fields.Nested(ReadinessOverrideSchema, dump_only=True, allow_none=True)
     override_in_effect = fields.Boolean(dump_only=True)
+
+    @post_dump(pass_original=True)
+    def _no_etags_in_a_preview(
+        self, data: dict[str, Any], readiness: Any, **_kwargs: Any
+    ) -> dict[str, Any]:
+        # A previewed dose (not stored) has nothing to answer; `?preview=true` dumps it
+        # through the plan's schema, so the dose decides, not the schema.
+        if readiness.dose.id is None:
+            for item in data.get("items", []):
+                item["etag"] = None
+        return data
+
+
+class ReadinessPreviewSchema(ReadinessSchema):
+    """A previewed dose's readiness: nothing to answer yet, so no item has an etag."""
+
+    items = fields.List(fields.Nested(ReadinessItemPreviewSchema), dump_only=True)
 
 
 class ReadinessAnswerSchema(StrictSchema):

@@ -160,9 +160,13 @@ def test_a_preview_has_no_etags(client, ward):
         "regimen": "ocrelizumab-iv",
         "start_date": (date.today() + timedelta(days=60)).isoformat(),
     }
-    preview = client.post(
-        f"{API}/patients/{ward['patient'].id}/plans?preview=true", json=body, headers=ward["staff"]
-    )
-    assert preview.status_code == 200, preview.get_json()
-    assert preview.get_json()["etag"] is None
-    assert {d["etag"] for d in preview.get_json()["doses"]} == {None}
+    for url in ("plans?preview=true", "plans/preview"):
+        preview = client.post(
+            f"{API}/patients/{ward['patient'].id}/{url}", json=body, headers=ward["staff"]
+        )
+        assert preview.status_code == 200, preview.get_json()
+        assert preview.get_json()["etag"] is None
+        assert {d["etag"] for d in preview.get_json()["doses"]} == {None}
+        readiness = [i for d in preview.get_json()["doses"] for i in d["readiness"]["items"]]
+        assert readiness
+        assert {i["etag"] for i in readiness} == {None}

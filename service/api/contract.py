@@ -278,16 +278,17 @@ def _conditional_get(op: dict[str, Any], components: dict[str, Any]) -> None:
     responses: dict[str, Any] = op["responses"]
     if "304" not in responses:
         return
-    components.setdefault("parameters", {})["IF_NONE_MATCH"] = IF_NONE_MATCH
-    components.setdefault("headers", {})["ETAG"] = ETAG
-    components.setdefault("responses", {})["NOT_MODIFIED"] = NOT_MODIFIED
+    # Copies: every app builds its own document from these.
+    components.setdefault("parameters", {})["IF_NONE_MATCH"] = copy.deepcopy(IF_NONE_MATCH)
+    components.setdefault("headers", {})["ETAG"] = copy.deepcopy(ETAG)
+    components.setdefault("responses", {})["NOT_MODIFIED"] = copy.deepcopy(NOT_MODIFIED)
     parameters: list[dict[str, Any]] = op.setdefault("parameters", [])
     if IF_NONE_MATCH_REF not in parameters:
-        parameters.append(IF_NONE_MATCH_REF)
+        parameters.append(dict(IF_NONE_MATCH_REF))
     responses["304"] = {"$ref": "#/components/responses/NOT_MODIFIED"}
     for status, response in responses.items():
         if status.startswith("2"):
-            response.setdefault("headers", {})["ETag"] = ETAG_REF
+            response.setdefault("headers", {})["ETag"] = dict(ETAG_REF)
 
 
 def _finish_operation(
@@ -379,7 +380,7 @@ def _problem_with_codes(codes: list[str]) -> dict[str, Any]:
     return {
         "description": f"A problem whose `code` is one of: {listed}.",
         "allOf": [
-            PROBLEM_REF,
+            dict(PROBLEM_REF),
             {
                 "type": "object",
                 "required": ["code"],

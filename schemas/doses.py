@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate, validates, validates_schema
+from marshmallow import (
+    ValidationError,
+    fields,
+    post_dump,
+    validate,
+    validates,
+    validates_schema,
+)
 
-from schemas.common import Instant, PageArgsSchema, StrictSchema, Vocabulary, etag_field, text
+from schemas.common import (
+    Instant,
+    PageArgsSchema,
+    StrictSchema,
+    Vocabulary,
+    digest,
+    etag_field,
+    text,
+)
 from service.vocabulary import (
     DOSE_STATUS_CHANGES,
     AnsweredBy,
@@ -37,7 +52,9 @@ class ReadinessBlockingItemSchema(StrictSchema):
     outcome = fields.String(validate=Vocabulary(ScreeningOutcome), dump_only=True)
 
 
-class ReadinessItemSchema(StrictSchema):
+class ReadinessItemStateSchema(StrictSchema):
+    """What a readiness item's ETag is computed from."""
+
     code = fields.String(validate=Vocabulary(ReadinessCode), dump_only=True)
     label = fields.String(dump_only=True)
     status = fields.String(
@@ -66,6 +83,36 @@ class ReadinessItemSchema(StrictSchema):
     recorded_at = Instant(dump_only=True, allow_none=True)
     recorded_by = fields.Integer(attribute="recorded_by_id", dump_only=True, allow_none=True)
     details = fields.Dict(dump_only=True)
+    version = fields.Integer(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The version of its recorded answer; null while none is recorded"},
+    )
+
+
+class ReadinessItemSchema(ReadinessItemStateSchema):
+    etag = fields.Function(
+        lambda _item: None,
+        dump_only=True,
+        metadata={"type": "string", "description": "Send as If-Match to answer this item"},
+    )
+
+    @post_dump
+    def _state_etag(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        """The strong ETag that GET and PUT /doses/{id}/readiness/{code} answer: that of the
+        item's state as dumped above (ReadinessItemStateSchema), worked out from the whole
+        record, not a row. Hashing the dump here saves dumping every item twice."""
+        data["etag"] = f'"{digest({k: v for k, v in data.items() if k != "etag"})}"'
+        return data
+
+
+class ReadinessItemPreviewSchema(ReadinessItemStateSchema):
+    etag = fields.Function(
+        lambda _item: None,
+        dump_only=True,
+        allow_none=True,
+        metadata={"type": "string", "description": "Always null: a preview stores nothing"},
+    )
 
 
 class ReadinessOverrideSchema(StrictSchema):
@@ -84,6 +131,23 @@ class ReadinessSchema(StrictSchema):
     blocking_items = fields.List(fields.Nested(ReadinessBlockingItemSchema), dump_only=True)
     override = fields.Nested(ReadinessOverrideSchema, dump_only=True, allow_none=True)
     override_in_effect = fields.Boolean(dump_only=True)
+
+    @post_dump(pass_original=True)
+    def _no_etags_in_a_preview(
+        self, data: dict[str, Any], readiness: Any, **_kwargs: Any
+    ) -> dict[str, Any]:
+        # A previewed dose (not stored) has nothing to answer; `?preview=true` dumps it
+        # through the plan's schema, so the dose decides, not the schema.
+        if readiness.dose.id is None:
+            for item in data.get("items", []):
+                item["etag"] = None
+        return data
+
+
+class ReadinessPreviewSchema(ReadinessSchema):
+    """A previewed dose's readiness: nothing to answer yet, so no item has an etag."""
+
+    items = fields.List(fields.Nested(ReadinessItemPreviewSchema), dump_only=True)
 
 
 class ReadinessAnswerSchema(StrictSchema):

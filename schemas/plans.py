@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.common import Instant, PageArgsSchema, StrictSchema, Vocabulary, etag_field, text
-from schemas.doses import ReadinessSchema
+from schemas.doses import ReadinessPreviewSchema, ReadinessSchema
 from schemas.monitoring import FollowUpSchema
 from schemas.screening import ScreeningChecklistSchema
 from service.vocabulary import (
@@ -145,6 +145,7 @@ class PlanSchema(StrictSchema):
 
 class PlanDosePreviewSchema(PlanDoseSchema):
     id = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "Always null"})
+    readiness = fields.Nested(ReadinessPreviewSchema, dump_only=True)
 
 
 class PlanMonitoringTaskPreviewSchema(PlanMonitoringTaskSchema):

@@ -142,6 +142,26 @@ HEADER_PARAMETERS = {
     "IF_MATCH": "The ETag of the version you read: a stale one is 412, none is 428",
     "IF_NONE_MATCH": "The ETag you hold: 304 with no body while it is current",
 }
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": HEADER_PARAMETERS["IF_NONE_MATCH"],
+    "schema": {"type": "string"},
+}
+IF_NONE_MATCH_REF = {"$ref": "#/components/parameters/IF_NONE_MATCH"}
+ETAG = {
+    "description": (
+        'The answer\'s entity tag (weak, `W/"..."`, on lists): send it as If-None-Match to '
+        "poll; an object's is also the If-Match of its PATCH or PUT"
+    ),
+    "schema": {"type": "string"},
+}
+ETAG_REF = {"$ref": "#/components/headers/ETAG"}
+NOT_MODIFIED = {
+    "description": "Not modified: the If-None-Match ETag is current (no body)",
+    "headers": {"ETag": ETAG_REF},
+}
 
 
 def operation(
@@ -228,6 +248,7 @@ def finish_document(app: Flask, api: Api) -> None:
         for method, op in item.items():
             if method == "parameters":
                 continue
+            _conditional_get(op, spec["components"])
             _finish_operation(
                 op,
                 has_path_ids=bool(path_params),
@@ -243,12 +264,33 @@ def finish_document(app: Flask, api: Api) -> None:
                             param.get("description", "") + f" (a {vocabulary} value)"
                         ).strip()
     _finish_components(spec["components"], paths)
+    _narrow_codes(spec["components"]["schemas"], paths)
     for name, text in HEADER_PARAMETERS.items():
         if name in spec["components"].get("parameters", {}):
             spec["components"]["parameters"][name]["description"] = text
     _drop_unused(spec["components"], paths)
     # The blueprints' tags (one per module) give way to the audiences the operations carry.
     api.spec._tags[:] = [{"name": name, "description": text} for name, text in AUDIENCES.items()]
+
+
+def _conditional_get(op: dict[str, Any], components: dict[str, Any]) -> None:
+    """A read that answers 304 documents the protocol whole: the If-None-Match it takes, the
+    ETag its 200 and 304 carry. flask-smorest documents that for @blp.etag views only; the
+    polled lists answer 304 from their stamps, and the calendars through werkzeug."""
+    responses: dict[str, Any] = op["responses"]
+    if "304" not in responses:
+        return
+    # Copies: every app builds its own document from these.
+    components.setdefault("parameters", {})["IF_NONE_MATCH"] = copy.deepcopy(IF_NONE_MATCH)
+    components.setdefault("headers", {})["ETAG"] = copy.deepcopy(ETAG)
+    components.setdefault("responses", {})["NOT_MODIFIED"] = copy.deepcopy(NOT_MODIFIED)
+    parameters: list[dict[str, Any]] = op.setdefault("parameters", [])
+    if IF_NONE_MATCH_REF not in parameters:
+        parameters.append(dict(IF_NONE_MATCH_REF))
+    responses["304"] = {"$ref": "#/components/responses/NOT_MODIFIED"}
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response.setdefault("headers", {})["ETag"] = dict(ETAG_REF)
 
 
 def _finish_operation(
@@ -300,10 +342,58 @@ def _problem_response(status: int, codes: list[str], meanings: Mapping[str, str]
     response: dict[str, Any] = {
         "description": f"{HTTPStatus(status).phrase}. `code` is one of: {listed}.",
         "content": {PROBLEM_MIMETYPE: {"schema": PROBLEM_REF}},
+        # Named by _narrow_codes once every operation is done.
+        REFUSALS: codes,
     }
     if status == 429 or "account_locked" in codes:
         response["headers"] = {"Retry-After": RETRY_AFTER}
     return response
+
+
+def _narrow_codes(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
+    """Each error response's schema: the Problem with `code` narrowed to an enum of exactly
+    the codes it can carry, one named component per set of codes (a class each in a generated
+    client). A set of one or two codes is named after them (ProblemNotFound,
+    ProblemUnauthenticatedOrInvalidToken); a longer one after the first operation and status
+    answering it (UpdateDoseProblem409)."""
+    names: dict[frozenset[str], str] = {}
+    for item in paths.values():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            for status, response in op["responses"].items():
+                codes: list[str] | None = response.pop(REFUSALS, None)
+                if codes is None:
+                    continue
+                key = frozenset(codes)
+                if key not in names:
+                    if len(codes) <= 2:
+                        name = "Problem" + "Or".join(_camel(code) for code in codes)
+                    else:
+                        name = _camel(op["operationId"]) + f"Problem{status}"
+                    names[key] = name
+                    schemas[name] = _problem_with_codes(sorted(codes))
+                content = response["content"][PROBLEM_MIMETYPE]
+                content["schema"] = {"$ref": SCHEMA_REF + names[key]}
+
+
+def _problem_with_codes(codes: list[str]) -> dict[str, Any]:
+    listed = ", ".join(f"`{code}`" for code in codes)
+    return {
+        "description": f"A problem whose `code` is one of: {listed}.",
+        "allOf": [
+            dict(PROBLEM_REF),
+            {
+                "type": "object",
+                "required": ["code"],
+                "properties": {"code": {"type": "string", "enum": codes}},
+            },
+        ],
+    }
+
+
+def _camel(name: str) -> str:
+    return "".join(word[:1].upper() + word[1:] for word in name.split("_"))
 
 
 def _describe_operation(op: dict[str, Any]) -> str:

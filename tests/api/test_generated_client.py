@@ -3,7 +3,8 @@ integration team would build one: openapi-python-client generates a Python packa
 document a real server on localhost serves, and every call below goes through that package
 only (no raw HTTP): log in, enrol, preview, create a plan, record every screening result with
 If-Match, book the first dose, read the chair schedule, invite and activate the patient, the
-patient's reads, device registration, and the error `code` of two refusals. A body that does
+patient's reads (and a 304 on a poll), device registration, and the error `code` of two refusals
+(each error response its own model, `code` an enum of its codes). A body that does
 not match its documented schema fails inside the generated parsing (a missing required key, a
 null where the document promised a value, an unknown enum value)."""
 
@@ -154,7 +155,9 @@ def test_the_generated_client_runs_the_whole_flow(server: str, generated: Module
         client=anonymous,
         body=models.TokenRequest(username=STAFF_EMAIL, password="not the password"),
     )
-    assert isinstance(refused, models.Problem)
+    # Each error response has its own model, `code` an enum of exactly the codes it can carry.
+    assert isinstance(refused, models.ProblemInvalidCredentialsOrAccountLocked), refused
+    assert refused.code == models.ProblemInvalidCredentialsOrAccountLockedCode.INVALID_CREDENTIALS
     assert refused.code == "invalid_credentials"
 
     pair = auth.login.sync(
@@ -257,8 +260,8 @@ def test_the_generated_client_runs_the_whole_flow(server: str, generated: Module
         body=models.DoseUpdate(due_date=maintenance.earliest_date - timedelta(days=10)),
         if_match=read.headers["etag"],
     )
-    assert isinstance(too_soon, models.Problem), too_soon
-    assert too_soon.code == "minimum_interval"
+    assert isinstance(too_soon, models.UpdateDoseProblem409), too_soon
+    assert too_soon.code == models.UpdateDoseProblem409Code.MINIMUM_INTERVAL
     assert too_soon.status == 409
     assert too_soon["earliest_date"] == maintenance.earliest_date.isoformat()
 
@@ -276,9 +279,20 @@ def test_the_generated_client_runs_the_whole_flow(server: str, generated: Module
     me = app_ops.get_me.sync(client=phone)
     assert isinstance(me, models.Me), me
     assert (me.role, me.patient_id) == (models.Role.PATIENT, patient.id)
-    my_plans = app_ops.list_my_plans.sync(client=phone)
+    read = app_ops.list_my_plans.sync_detailed(client=phone)
+    my_plans = read.parsed
     assert [p.id for p in my_plans.items] == [plan.id]
     assert my_plans.items[0].doses[0].status == models.DoseStatus.BOOKED
+    # Polling: with the ETag it holds, the phone gets a 304 the client returns without a body.
+    etag = read.headers["etag"]
+    unchanged = app_ops.list_my_plans.sync_detailed(client=phone, if_none_match=etag)
+    assert (unchanged.status_code, unchanged.parsed, unchanged.content) == (304, None, b"")
+    assert unchanged.headers["etag"] == etag
+    assert app_ops.list_my_plans.sync(client=phone, if_none_match=etag) is None
+    # Another page is another answer: 200 again.
+    second = app_ops.list_my_plans.sync_detailed(client=phone, if_none_match=etag, page=2)
+    assert second.status_code == 200
+    assert second.parsed.items == []
     inbox = app_ops.list_my_inbox.sync(client=phone)
     assert isinstance(inbox, models.InboxChanges), inbox
     again = app_ops.list_my_inbox.sync(client=phone, since=inbox.next_)

@@ -89,6 +89,29 @@ def test_checklist_items_from_the_checklist(client, ward):
     assert recorded.get_json()["version"] == 2
 
 
+def test_readiness_items_from_the_dose_readiness_and_the_dose(client, ward):
+    staff, plan = ward["staff"], ward["plan"]
+    dose = client.get(f"{API}/plans/{plan.id}/doses", headers=staff).get_json()["items"][0]
+    items = client.get(f"{API}/doses/{dose['id']}/readiness", headers=staff).get_json()["items"]
+    infection = next(i for i in items if i["code"] == "active_infection")
+    assert infection["version"] is None  # nothing recorded yet
+    in_dose = next(i for i in dose["readiness"]["items"] if i["code"] == "active_infection")
+    url = f"{API}/doses/{dose['id']}/readiness/active_infection"
+    # The list's etag is the ETag a GET of the item answers.
+    assert infection["etag"] == in_dose["etag"] == client.get(url, headers=staff).headers["ETag"]
+    assert len({i["etag"] for i in items}) == len(items)
+
+    answer = {"result": "negative", "result_date": date.today().isoformat()}
+    answered = _write_twice(client, "PUT", url, answer, staff, infection["etag"]).get_json()
+
+    assert answered["version"] == 1
+    assert answered["etag"] != infection["etag"]
+    after = client.get(url, headers=staff)
+    assert after.headers["ETag"] == answered["etag"] == after.get_json()["etag"]
+    again = {"result": "positive", "result_date": date.today().isoformat()}
+    assert _write(client, "PUT", url, again, staff, answered["etag"]).status_code == 200
+
+
 def test_monitoring_tasks_and_plans_and_patients_from_their_lists(client, ward):
     staff, plan, patient = ward["staff"], ward["plan"], ward["patient"]
     task = client.get(f"{API}/plans/{plan.id}/monitoring", headers=staff).get_json()["items"][0]
@@ -137,9 +160,13 @@ def test_a_preview_has_no_etags(client, ward):
         "regimen": "ocrelizumab-iv",
         "start_date": (date.today() + timedelta(days=60)).isoformat(),
     }
-    preview = client.post(
-        f"{API}/patients/{ward['patient'].id}/plans?preview=true", json=body, headers=ward["staff"]
-    )
-    assert preview.status_code == 200, preview.get_json()
-    assert preview.get_json()["etag"] is None
-    assert {d["etag"] for d in preview.get_json()["doses"]} == {None}
+    for url in ("plans?preview=true", "plans/preview"):
+        preview = client.post(
+            f"{API}/patients/{ward['patient'].id}/{url}", json=body, headers=ward["staff"]
+        )
+        assert preview.status_code == 200, preview.get_json()
+        assert preview.get_json()["etag"] is None
+        assert {d["etag"] for d in preview.get_json()["doses"]} == {None}
+        readiness = [i for d in preview.get_json()["doses"] for i in d["readiness"]["items"]]
+        assert readiness
+        assert {i["etag"] for i in readiness} == {None}

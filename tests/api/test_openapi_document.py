@@ -192,7 +192,90 @@ def test_refusals_name_their_codes(
 ) -> None:
     response = document["paths"][PREFIX + path][method.lower()]["responses"][status]
     assert f"`{code}`" in response["description"]
-    assert response["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert code in _codes(document, response)
+
+
+def _codes(document: dict[str, Any], response: dict[str, Any]) -> list[str]:
+    """The enum a problem response narrows `code` to: allOf the Problem and that enum."""
+    schema = _resolve(document, response["content"][PROBLEM]["schema"])
+    base, narrowed = schema["allOf"]
+    assert base == {"$ref": "#/components/schemas/Problem"}
+    assert narrowed["required"] == ["code"]
+    codes: list[str] = narrowed["properties"]["code"]["enum"]
+    return codes
+
+
+def test_each_error_response_narrows_code_to_the_codes_it_lists(document: dict[str, Any]) -> None:
+    sets = set()
+    for method, path, op in operations(document):
+        for status, response in op["responses"].items():
+            if int(status) < 400:
+                continue
+            listed = re.findall(r"`(\w+)`: ", response["description"].split("one of: ", 1)[1])
+            codes = _codes(document, response)
+            assert sorted(listed) == codes, (method, path, status)
+            sets.add(response["content"][PROBLEM]["schema"]["$ref"])
+    # One named schema per set of codes, shared by the operations that answer it.
+    assert len(sets) < 40
+    assert document["paths"][PREFIX + "/me"]["get"]["responses"]["401"]["content"][PROBLEM][
+        "schema"
+    ] == {"$ref": "#/components/schemas/ProblemUnauthenticatedOrInvalidToken"}
+
+
+# The reads that answer 304 to If-None-Match: what the app polls, single objects (@blp.etag),
+# the calendars.
+CONDITIONAL_READS = {
+    "getMe",
+    "listMyPlans",
+    "listMyInbox",
+    "listUpcomingReminders",
+    "getPlan",
+    "getPatient",
+    "listPatientPlans",
+    "getClinic",
+    "getUser",
+    "getRegimen",
+    "getScreeningItem",
+    "getDose",
+    "getReadinessItem",
+    "getMonitoringTask",
+    "getMyCalendar",
+    "getChairCalendar",
+    "getCalendarFeed",
+}
+
+
+def _resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        *_, section, name = node["$ref"].split("/")
+        node = document["components"][section][name]
+    return node
+
+
+def test_polled_reads_document_if_none_match_etag_and_304(document: dict[str, Any]) -> None:
+    answering = set()
+    for method, path, op in operations(document):
+        if "304" not in op["responses"]:
+            continue
+        answering.add(op["operationId"])
+        assert method == "GET", path
+        headers = [_resolve(document, p) for p in op["parameters"]]
+        if_none_match = [p for p in headers if p["name"] == "If-None-Match"]
+        assert len(if_none_match) == 1, path
+        assert if_none_match[0]["in"] == "header"
+        assert not if_none_match[0].get("required"), path
+        assert "304" in if_none_match[0]["description"]
+        # Query parameters stay beside it.
+        if path in ("/me/plans", "/me/inbox", "/patients/{patient_id}/plans"):
+            assert {"page", "since"} & {p["name"] for p in headers}, path
+        not_modified = _resolve(document, op["responses"]["304"])
+        assert "content" not in not_modified, path
+        assert "If-None-Match" in not_modified["description"]
+        for status in ("200", "304"):
+            etag = _resolve(document, op["responses"][status])["headers"]["ETag"]
+            assert _resolve(document, etag)["schema"] == {"type": "string"}, (path, status)
+        assert "If-None-Match" in op["description"], path
+    assert answering == CONDITIONAL_READS
 
 
 def _schema(document: dict[str, Any], name: str) -> dict[str, Any]:

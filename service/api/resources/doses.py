@@ -16,6 +16,7 @@ from schemas.doses import (
     DoseUpdateSchema,
     ReadinessAnswerSchema,
     ReadinessItemSchema,
+    ReadinessItemStateSchema,
     ReadinessOverrideCreateSchema,
     ReadinessSchema,
 )
@@ -125,7 +126,9 @@ class ReadinessItem(MethodView):
     @blp.response(200, ReadinessItemSchema)
     def get(self, dose_id: int, code: str) -> Any:
         """Read one readiness item of a dose."""
-        return readiness.get_readiness_item(db(), actor(), dose_id, code)
+        item = readiness.get_readiness_item(db(), actor(), dose_id, code)
+        blp.set_etag(item, ReadinessItemStateSchema)
+        return item
 
     @operation(
         "answerReadinessItem",
@@ -138,9 +141,11 @@ class ReadinessItem(MethodView):
     def put(self, data: dict[str, Any], dose_id: int, code: str) -> Any:
         """Answer a readiness item of a dose (staff)."""
         item = readiness.get_readiness_item(db(), actor(), dose_id, code)
-        blp.check_etag(item, ReadinessItemSchema)
+        # The item's `etag` in a list is the ETag GET answers: both are of its state.
+        blp.check_etag(item, ReadinessItemStateSchema)
         answered = readiness.record_readiness_answer(db(), actor(), dose_id, code, **data)
         db().commit()
+        blp.set_etag(answered, ReadinessItemStateSchema)
         return answered
 
 

@@ -15,6 +15,7 @@ from service.config import Settings
 from service.core.access import Actor
 from service.db import WRITE_TRANSACTION, SessionFactory
 from service.errors import Unauthenticated
+from service.models import Patient, TreatmentPlan
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -43,6 +44,14 @@ class RequestSession(Session):
 def _note_write(session: Session, _context: Any) -> None:
     if isinstance(session, RequestSession):
         session.wrote = True
+
+
+@event.listens_for(RequestSession, "loaded_as_persistent")
+def _hold_subject(session: Session, instance: Any) -> None:
+    # The session's identity map holds objects weakly: the patients and plans a request loaded
+    # are kept until it ends, so that its audit event finds who they belong to without a query.
+    if isinstance(instance, Patient | TreatmentPlan):
+        session.info.setdefault("held", []).append(instance)
 
 
 def db() -> Session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
@@ -54,7 +54,11 @@ class Patient(Base):
         back_populates="patient", order_by="TreatmentPlan.id", viewonly=True
     )
 
-    __table_args__ = (UniqueConstraint("clinic_id", "mrn"),)
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "mrn"),
+        # The patient list's order within a clinic: a page is read off the index, not sorted.
+        Index("ix_patient_clinic_name", "clinic_id", "family_name", "given_name", "id"),
+    )
     __mapper_args__ = {"version_id_col": version}
 
     @property

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, select
+from sqlalchemy import Executable, inspect, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from service.core.access import Actor
 from service.core.paging import Page, paginate
@@ -166,6 +167,30 @@ _PATIENT_OF: dict[str, Callable[[int], Executable]] = {
     ),
 }
 
+# Objects whose (patient_id, clinic_id) are columns of their own row.
+_LOADED: dict[str, tuple[type[Any], str]] = {
+    "patient": (Patient, "id"),
+    "plan": (TreatmentPlan, "patient_id"),
+}
+
+
+def _loaded_patient_of(
+    session: Session, resource_type: str, resource_id: int
+) -> tuple[int, int] | None:
+    """The object's (patient_id, clinic_id) from the request's own session when the request
+    loaded it and nothing expired it since (a read does): the same values without a query."""
+    model, patient_column = _LOADED.get(resource_type, (None, ""))
+    if model is None:
+        return None
+    loaded = session.identity_map.get(identity_key(model, resource_id))
+    if loaded is None:
+        return None
+    values = inspect(loaded).dict  # only what is loaded and not expired
+    if patient_column not in values or "clinic_id" not in values:
+        return None
+    return values[patient_column], values["clinic_id"]
+
+
 # Resource types whose patient is the caller's own: /me and what hangs under it.
 OWN = "me"
 
@@ -185,7 +210,9 @@ def _patient_in_scope(
         query = _PATIENT_OF.get(resource_type)
         if query is None:
             continue
-        row = session.execute(query(resource_id)).first()
+        row = _loaded_patient_of(session, resource_type, resource_id)
+        if row is None:
+            row = session.execute(query(resource_id)).first()
         if row is None:
             return None
         patient_id, clinic_id = row

@@ -72,6 +72,10 @@ BOUNDS = {
     "/api/v1/patients": 13,
     "/api/v1/doses/<int:dose_id>": 11,
 }
+# On PostgreSQL a read's audit event is written in the read's transaction, which still holds
+# the plan or patient the read loaded: the event names its patient without the lookup, and
+# the SET LOCAL takes its place.
+SAME_ON_POSTGRESQL = frozenset({"/api/v1/plans/<int:plan_id>", "/api/v1/patients/<int:patient_id>"})
 
 
 def _reads() -> list[dict[str, Any]]:
@@ -206,7 +210,9 @@ def test_every_read_takes_the_same_few_statements_however_much_it_returns(
     # The bounds are SQLite's; PostgreSQL adds the read's SET LOCAL for its audit commit.
     extra = 1 if session.get_bind().dialect.name == "postgresql" else 0
     over = {
-        rule: count for rule, count in large.items() if count > BOUNDS.get(rule, CEILING) + extra
+        rule: count
+        for rule, count in large.items()
+        if count > BOUNDS.get(rule, CEILING) + (0 if rule in SAME_ON_POSTGRESQL else extra)
     }
     assert not over, f"reads over their bound: {over} (bounds {BOUNDS}, others {CEILING}, +{extra})"
 

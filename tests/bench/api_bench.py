@@ -4,11 +4,16 @@
         python -m tests.bench.api_bench --patients 100000
 
 Creates a scratch database beside DATABASE_URL's (<name>_api_bench, dropped at the end) and
-seeds two clinics: N patients (default 100,000) and 1,000 patients, each with a plan of one of
-the five regimens, screening cleared and the first dose booked on one of the next 60 days, plus
-a few plans on the worklist (screening not cleared, starting soon). Five plans per clinic are
-made through the use cases; the rest are copies of them made in set-based SQL (a copy carries
-its plan, checklist, doses, readiness answers and monitoring, not reminders).
+seeds two registries with tests/bench/registry_seed.py: N patients (default 100,000) in clinics
+of 1,000, and one clinic of 1,000. Each patient has a plan of one of the five regimens, screening
+cleared, made ready and the first dose booked on one of the next 60 days; a fixed day holds the
+same 33 booked doses in both, and the first clinic of each gets the same handful of worklist
+entries. Five plans per registry are made through the use cases; the rest are set-based copies
+of them, their stored states (`gate_open`, `ready`, `observation_short`) set as the application
+sets them, so the staff views select what is on them as in production. With --one-clinic a
+third registry holds N patients in one clinic (its staff views and patient list are reported
+apart, under "one_clinic_of_n"). The writes go to the N registry's last clinic, so that its
+first clinic holds what the 1,000-patient one does.
 
 Then it starts `gunicorn wsgi:app` and `gunicorn tests.bench.bare_app:app` (a bare Flask app
 answering every GET with a real plan's body) with the same settings (--workers sync workers),
@@ -16,8 +21,9 @@ and drives each request below with wrk (--connections connections, --seconds eac
 requests/s, p50, p99, the ratio to the bare app's requests/s, and the SQL statements the
 request takes (counted in-process on the same database). The writes go through wrk's Lua:
 `POST /patients/{id}/plans` on fresh patients with unique Idempotency-Keys, and `PUT` of a
-screening result on plans those made, each with its ETag. The worklist and the schedule are
-measured at N and at 1,000 patients (their p50 ratio is the scaling figure).
+screening result on plans those made, each with its ETag. The worklist and the schedule of
+the first clinic are measured in the registry of N and in the one of 1,000 (their p50 ratio is
+the scaling figure: the cost follows the clinic's lists, not the registry's size).
 
 Progress goes to stderr; the last line on stdout is one JSON object. The machine running it is
 the one measured: a shared machine gives noisy figures, so compare ratios within one run.
@@ -41,30 +47,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from datetime import time as clock_time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, DateTime, Engine, bindparam, event, text
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, text
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIMENS = ("ocrelizumab-iv", "ocrelizumab-sc", "ofatumumab-sc", "rituximab-iv", "ublituximab-iv")
 BOOKING_DAYS = 60
-ON_WORKLIST = 3
 WRITE_SECONDS = 5.0
 # Checklist items a plain negative result clears (the PUT's body).
 NEGATIVE_ITEMS = ("hbsag", "anti_hbc", "hcv", "hiv", "active_infection", "tb_igra")
 SMALL_CLINIC = 1000
 ZONE = "Europe/Berlin"
 SECRET = "api-bench-secret-key-" + "k3Qx9vRm2TzL7wNp4YbH8sJc6FdG1aE5"
-# Cloned per plan, in this order (children after their parents); dose_id columns are mapped.
-PLAN_CHILDREN = ("screening_item", "screening_override", "dose", "monitoring_task")
-DOSE_CHILDREN = ("dose_check",)
-# A copy never has these: the template must not either (checked before copying).
-NOT_COPIED = ("dose_administration", "monitoring_follow_up", "lab_result", "staff_alert")
 
 Log = Callable[[str], None]
 
@@ -83,7 +80,8 @@ class BenchClinic:
     patient_headers: dict[str, str]
     patient_id: int  # the patient of patient_headers
     plan_id: int  # that patient's plan
-    templates: list[int] = field(default_factory=list)  # plan ids copied
+    schedule_day: date  # a day with the same booked doses at any registry size
+    writer_headers: dict[str, str] = field(default_factory=dict)  # staff of `fresh`
     fresh: list[int] = field(default_factory=list)  # patients without a plan (for POST)
 
 
@@ -102,62 +100,72 @@ def _settings(url: str) -> Any:
     )
 
 
-def seed_templates(session: Session, settings: Any, *, name: str, fresh: int) -> BenchClinic:
-    """A clinic, its clinician, one patient (with an app account) per regimen with a cleared
-    plan whose first dose is booked tomorrow, a few plans on the worklist, and `fresh` patients
-    without a plan."""
-    from service.treatment.doses import update_dose
-    from tests.factories import (
-        actor_of,
-        auth_headers,
-        make_clinic,
-        make_patient,
-        make_plan,
-        make_user,
+def seed_bench_registry(
+    settings: Any,
+    *,
+    patients: int,
+    clinic_size: int | None,
+    fresh: int,
+    log: Log,
+) -> BenchClinic:
+    """A registry of `patients` patients (in clinics of `clinic_size`, or one clinic) seeded by
+    `registry_seed`, stored states included, then in its first clinic: the worklist's handful,
+    an app account for a template patient; and `fresh` patients without a plan in its last
+    clinic (so that the first clinic holds the same at any registry size)."""
+    from service.db import unit_of_work
+    from service.models import Clinic, Patient, User
+    from tests.bench.registry_seed import (
+        _template_patient_id,
+        add_worklist,
+        seed_registry,
     )
+    from tests.factories import auth_headers, make_user
 
-    clinic = make_clinic(session, name=name, time_zone=ZONE)
-    run = uuid.uuid4().hex[:12]  # e-mails are unique across clinics (a kept database)
-    clinician = make_user(
-        session, settings, clinic, "clinician", email=f"staff-{run}@bench.example"
-    )
-    staff = actor_of(clinician)
-    tomorrow = date.today() + timedelta(days=1)
-    templates, first_patient, first_plan, patient_user = [], None, None, None
-    for regimen in REGIMENS:
-        patient = make_patient(session, clinic, time_zone=ZONE)
-        plan = make_plan(
-            session, patient, clinician, regimen=regimen, start_date=tomorrow, cleared=True
+    started = time.monotonic()
+    today = date.today()
+    with unit_of_work() as session:
+        registry = seed_registry(
+            session, patients=patients, today=today, booking_days=BOOKING_DAYS,
+            clinic_size=clinic_size,
+        )  # fmt: skip
+    with unit_of_work() as session:
+        add_worklist(session, registry, today)
+        clinic = session.get_one(Clinic, registry.clinic_id)
+        run = uuid.uuid4().hex[:12]  # e-mails are unique across registries and kept databases
+        patient = session.get_one(Patient, _template_patient_id(session, registry, 0))
+        patient_user = make_user(
+            session, settings, clinic, "patient", patient=patient, email=f"app-{run}@bench.example"
         )
-        at = datetime.combine(tomorrow, clock_time(9, 0), tzinfo=ZoneInfo(ZONE))
-        update_dose(session, staff, plan.doses[0], {"appointment_at": at, "location": "Chair 1"})
-        templates.append(plan.id)
-        if first_patient is None:
-            first_patient, first_plan = patient, plan
-            patient_user = make_user(
-                session,
-                settings,
-                clinic,
-                "patient",
-                patient=patient,
-                email=f"app-{run}@bench.example",
-            )
-    for _ in range(ON_WORKLIST):
-        patient = make_patient(session, clinic, time_zone=ZONE)
-        make_plan(session, patient, clinician, start_date=date.today() + timedelta(days=3))
-    session.flush()
-    assert first_patient is not None
-    assert first_plan is not None
-    assert patient_user is not None
-    bench = BenchClinic(
-        clinic_id=clinic.id,
-        staff_headers=auth_headers(settings, clinician),
-        patient_headers=auth_headers(settings, patient_user),
-        patient_id=first_patient.id,
-        plan_id=first_plan.id,
-        templates=templates,
+        # The clinic of the last copy (registries seeded later have higher clinic ids).
+        last = session.execute(
+            text(
+                "SELECT coalesce(min(clinic_id), :c) FROM patient"
+                " WHERE mrn = :mrn AND clinic_id >= :c"
+            ),
+            {"c": registry.clinic_id, "mrn": f"REG{registry.patients - len(REGIMENS):07d}"},
+        ).scalar_one()
+        writer = make_user(
+            session,
+            settings,
+            session.get_one(Clinic, last),
+            "clinician",
+            email=f"writer-{run}@bench.example",
+        )
+        bench = BenchClinic(
+            clinic_id=clinic.id,
+            staff_headers=auth_headers(settings, session.get_one(User, registry.staff_id)),
+            patient_headers=auth_headers(settings, patient_user),
+            patient_id=patient.id,
+            plan_id=patient.plans[0].id,
+            schedule_day=registry.fixed_day,
+            writer_headers=auth_headers(settings, writer),
+        )
+        bench.fresh = add_patients(session.connection(), last, fresh, prefix=f"F{last}-")
+    log(
+        f"  seeded {patients} patients"
+        + (f" in clinics of {clinic_size}" if clinic_size else " in one clinic")
+        + f" in {time.monotonic() - started:.1f} s"
     )
-    bench.fresh = add_patients(session.connection(), clinic.id, fresh, prefix=f"F{clinic.id}-")
     return bench
 
 
@@ -181,123 +189,6 @@ def add_patients(conn: Any, clinic_id: int, count: int, *, prefix: str) -> list[
             {"clinic_id": clinic_id, "count": count, "prefix": prefix, "zone": ZONE},
         ).scalars()
     )
-
-
-def _columns(engine: Engine, table: str) -> list[tuple[str, str]]:
-    """(name, kind) of the table's columns but its id; kind is date, instant or other."""
-    from service.db import Base
-
-    kinds = []
-    for column in Base.metadata.tables[table].columns:
-        if column.name == "id":
-            continue
-        kind = "other"
-        if isinstance(column.type, Date):
-            kind = "date"
-        elif isinstance(column.type, DateTime) or "DateTime" in type(column.type).__name__:
-            kind = "instant"
-        kinds.append((column.name, kind))
-    return kinds
-
-
-def _shifted(name: str, kind: str, alias: str, mapped: dict[str, str]) -> str:
-    if name in mapped:
-        return mapped[name]
-    if kind == "date":
-        return f"{alias}.{name} + m.shift"
-    if kind == "instant":
-        return f"{alias}.{name} + m.shift * interval '1 day'"
-    return f"{alias}.{name}"
-
-
-def copy_plans(engine: Engine, bench: BenchClinic, patients: int, log: Log) -> None:
-    """`patients` new patients, each with a copy of a template plan moved 0-59 days later."""
-    if patients <= 0:
-        return
-    with engine.begin() as conn:
-        for table in NOT_COPIED:
-            column = "plan_id" if table == "monitoring_follow_up" else None
-            if table == "dose_administration":
-                where = "dose_id IN (SELECT id FROM dose WHERE plan_id = ANY(:ids))"
-            elif column:
-                where = f"{column} = ANY(:ids)"
-            else:
-                where = "patient_id IN (SELECT patient_id FROM treatment_plan WHERE id = ANY(:ids))"
-            found = conn.execute(
-                text(f"SELECT count(*) FROM {table} WHERE {where}"), {"ids": bench.templates}
-            ).scalar_one()
-            if found:
-                raise RuntimeError(f"template plans have {table} rows, which are not copied")
-        started = time.monotonic()
-        ids = add_patients(conn, bench.clinic_id, patients, prefix=f"C{bench.clinic_id}-")
-        conn.execute(text("DROP TABLE IF EXISTS bench_map"))
-        conn.execute(
-            text(
-                """
-                CREATE TEMP TABLE bench_map AS
-                SELECT p.id AS patient_id,
-                    (CAST(:templates AS integer[]))[1 + (p.k % :template_count)] AS template_id,
-                    CAST(p.k % :days AS integer) AS shift, NULL::integer AS plan_id
-                FROM unnest(CAST(:ids AS integer[])) WITH ORDINALITY AS p(id, k)
-                """
-            ),
-            {
-                "ids": ids,
-                "templates": bench.templates,
-                "template_count": len(bench.templates),
-                "days": BOOKING_DAYS,
-            },
-        )
-        cols = _columns(engine, "treatment_plan")
-        names = ", ".join(name for name, _ in cols)
-        values = ", ".join(_shifted(n, k, "t", {"patient_id": "m.patient_id"}) for n, k in cols)
-        conn.execute(
-            text(
-                f"""
-                WITH made AS (
-                    INSERT INTO treatment_plan ({names})
-                    SELECT {values} FROM bench_map m JOIN treatment_plan t ON t.id = m.template_id
-                    RETURNING id, patient_id
-                )
-                UPDATE bench_map m SET plan_id = made.id FROM made
-                WHERE made.patient_id = m.patient_id
-                """
-            )
-        )
-        conn.execute(text("CREATE INDEX ON bench_map (template_id)"))
-        conn.execute(text("ANALYZE bench_map"))
-        for table in PLAN_CHILDREN:
-            cols = _columns(engine, table)
-            names = ", ".join(name for name, _ in cols)
-            mapped = {"plan_id": "m.plan_id"}
-            joins = ""
-            if any(name == "dose_id" for name, _ in cols):
-                mapped["dose_id"] = "d2.id"
-                joins = (
-                    " LEFT JOIN dose d1 ON d1.id = c.dose_id"
-                    " LEFT JOIN dose d2 ON d2.plan_id = m.plan_id AND d2.sequence = d1.sequence"
-                )
-            values = ", ".join(_shifted(n, k, "c", mapped) for n, k in cols)
-            conn.execute(
-                text(
-                    f"INSERT INTO {table} ({names}) SELECT {values} FROM bench_map m"
-                    f" JOIN {table} c ON c.plan_id = m.template_id{joins}"
-                )
-            )
-        for table in DOSE_CHILDREN:
-            cols = _columns(engine, table)
-            names = ", ".join(name for name, _ in cols)
-            values = ", ".join(_shifted(n, k, "c", {"dose_id": "d2.id"}) for n, k in cols)
-            conn.execute(
-                text(
-                    f"INSERT INTO {table} ({names}) SELECT {values} FROM bench_map m"
-                    " JOIN dose d1 ON d1.plan_id = m.template_id"
-                    f" JOIN {table} c ON c.dose_id = d1.id"
-                    " JOIN dose d2 ON d2.plan_id = m.plan_id AND d2.sequence = d1.sequence"
-                )
-            )
-        conn.execute(text("DROP TABLE bench_map"))
-    log(f"  copied {patients} plans in {time.monotonic() - started:.1f} s")
 
 
 # -- servers and wrk ---------------------------------------------------------------------------
@@ -504,6 +395,7 @@ def run_benchmark(
     threads: int = 2,
     workers: int = 2,
     in_place: bool = False,
+    one_clinic: bool = False,
     log: Log = _stderr,
 ) -> dict[str, Any]:
     if shutil.which("wrk") is None:
@@ -512,22 +404,26 @@ def run_benchmark(
     write_pool = max(500, int(100 * max(seconds, WRITE_SECONDS)))
     with bench_database(url, in_place, log) as database_url, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        from service.db import init_engine, unit_of_work
+        from service.db import init_engine
 
         engine = init_engine(database_url)
         settings = _settings(database_url)
         log(f"api bench: N={patients} (and {SMALL_CLINIC}), {seconds} s per request")
-        with unit_of_work() as session:
-            big = seed_templates(session, settings, name="api bench N", fresh=write_pool)
-            small = seed_templates(session, settings, name="api bench 1000", fresh=0)
-        copy_plans(engine, big, patients - len(REGIMENS), log)
-        copy_plans(engine, small, SMALL_CLINIC - len(REGIMENS), log)
+        seed = {"settings": settings, "log": log}
+        # A registry of N is many clinics: the staff views of one of them at N against a
+        # registry of one such clinic is the scaling figure.
+        split = SMALL_CLINIC if patients > SMALL_CLINIC else None
+        big = seed_bench_registry(patients=patients, clinic_size=split, fresh=write_pool, **seed)
+        small = seed_bench_registry(patients=SMALL_CLINIC, clinic_size=None, fresh=0, **seed)
+        large = None
+        if one_clinic and split:
+            large = seed_bench_registry(patients=patients, clinic_size=None, fresh=0, **seed)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
 
         counter = StatementCounter(database_url)
-        schedule_day = (date.today() + timedelta(days=7)).isoformat()
-        staff, me = big.staff_headers, big.patient_headers
+        schedule_day = big.schedule_day.isoformat()
+        staff, me, writer = big.staff_headers, big.patient_headers, big.writer_headers
         reads = [
             ("GET /healthz", "/api/v1/healthz", {}),
             ("GET /plans/{id}", f"/api/v1/plans/{big.plan_id}", staff),
@@ -562,16 +458,16 @@ def run_benchmark(
         statements["POST /patients/{id}/plans"], made = counter.request(
             "POST",
             f"/api/v1/patients/{probe_patient}/plans",
-            {**staff, "Content-Type": "application/json", "Idempotency-Key": "bench-probe"},
+            {**writer, "Content-Type": "application/json", "Idempotency-Key": "bench-probe"},
             post_body,
         )
         item_path = f"/api/v1/plans/{made.get_json()['id']}/screening/hbsag"
-        _, item = counter.request("GET", item_path, staff)
+        _, item = counter.request("GET", item_path, writer)
         put_body = json.dumps({"result": "negative", "result_date": date.today().isoformat()})
         statements["PUT /plans/{id}/screening/{code}"], _ = counter.request(
             "PUT",
             item_path,
-            {**staff, "Content-Type": "application/json", "If-Match": item.headers["ETag"]},
+            {**writer, "Content-Type": "application/json", "If-Match": item.headers["ETag"]},
             put_body,
         )
 
@@ -624,7 +520,7 @@ def run_benchmark(
                     "POST",
                     f"/api/v1/patients/{pid}/plans",
                     {
-                        **staff,
+                        **writer,
                         "Content-Type": "application/json",
                         "Idempotency-Key": f"bench-{pid}",
                     },
@@ -650,9 +546,9 @@ def run_benchmark(
             puts = []
             for plan_id, code in items[: write_pool * 2]:
                 path = f"/api/v1/plans/{plan_id}/screening/{code}"
-                _, got = counter.request("GET", path, staff)
+                _, got = counter.request("GET", path, writer)
                 headers = {
-                    **staff,
+                    **writer,
                     "Content-Type": "application/json",
                     "If-Match": got.headers["ETag"],
                 }
@@ -674,6 +570,25 @@ def run_benchmark(
             if name in staff_views:
                 with gunicorn("wsgi:app", env, workers, workdir) as api:
                     record(name, run_wrk(api + path, headers=headers, **writes))
+        one: dict[str, dict[str, Any]] = {}
+        if large is not None:
+            # Reported on their own: one clinic holding the whole registry, each request on a
+            # server of its own (its lists are 100 times longer: a view may outlast the run).
+            listed = ("GET /patients?page=5", "/api/v1/patients?page=5")
+            for name, path in [*small_reads, listed]:
+                with gunicorn("wsgi:app", env, workers, workdir) as api:
+                    load = run_wrk(
+                        api + path,
+                        headers=large.staff_headers,
+                        **{**writes, "seconds": 2 * seconds},
+                    )
+                one[name] = {
+                    "requests_per_s": round(load.requests_per_s, 1),
+                    "p50_ms": _rounded(load.p50_ms),
+                    "p99_ms": _rounded(load.p99_ms),
+                    "errors": load.errors,
+                }
+                log(f"  {name} in one clinic of {patients}: p50 {load.p50_ms:.2f} ms")
         engine.dispose()
 
     scaling = {
@@ -698,6 +613,7 @@ def run_benchmark(
         },
         "requests": results,
         "scaling": scaling,
+        "one_clinic_of_n": one or None,
         "write_pool": len(fresh),
         "total_s": round(time.monotonic() - started_run, 1),
     }
@@ -715,6 +631,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="seed DATABASE_URL itself (and leave the rows) instead of a scratch database",
     )
+    parser.add_argument(
+        "--one-clinic",
+        action="store_true",
+        help="also seed N patients in one clinic and time its staff views and patient list",
+    )
     args = parser.parse_args(argv)
     from service.config import normalise_database_url
 
@@ -729,6 +650,7 @@ def main(argv: list[str] | None = None) -> None:
         threads=args.threads,
         workers=args.workers,
         in_place=args.in_place,
+        one_clinic=args.one_clinic,
     )
     print(json.dumps(summary), flush=True)
 

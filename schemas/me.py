@@ -93,14 +93,7 @@ class MeSchema(ReminderPreferencesMixin, StrictSchema):
             "role",
             "clinic_id",
             "email",
-            "patient_id",
-            "time_zone",
-            "reminder_time",
-            "quiet_start",
-            "quiet_end",
-            "reminder_channels",
-            "dose_lead_days",
-            "version",
+            *PATIENT_ONLY,
         )
 
     @post_dump

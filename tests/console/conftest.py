@@ -216,7 +216,11 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
     context = browser.new_context(
         viewport={"width": 1280, "height": 900}, base_url=console.base_url
     )
-    context.set_default_timeout(10_000)
+    # Generous waits: CI shares two cores between the browser, the server and the database.
+    context.set_default_timeout(20_000)
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     tab = context.new_page()
     yield tab
     context.close()

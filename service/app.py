@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     app.teardown_appcontext(close_session)
     register_api(app)
-    from service.console import register_console
+    from service.console.registration import register_console
 
     register_console(app, settings)
     return app

@@ -22,9 +22,9 @@ from flask_smorest.spec.plugins import FlaskPlugin
 from marshmallow import fields, validate
 
 from schemas.common import SOMETIMES_ABSENT_KEY, Vocabulary
-from service import errors
 from service.api.middleware import ratelimit
 from service.api.problems import HTTP_CODES, PROBLEM_MIMETYPE, Api
+from service.errors import DomainError
 
 # Tags group operations by who calls them; an operation may serve more than one audience.
 PATIENT_APP = "Patient app"
@@ -219,7 +219,7 @@ def install_converters(api: Api) -> None:
 def code_meanings() -> dict[str, str]:
     """Every domain code with its title, from the DomainError classes."""
     meanings = dict(GENERIC_MEANINGS)
-    pending: list[type[errors.DomainError]] = [errors.DomainError]
+    pending: list[type[DomainError]] = [DomainError]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())

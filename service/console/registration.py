@@ -1,0 +1,51 @@
+"""Registering the staff console on the app: its blueprint, CSRF protection and session hooks."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from flask import Flask, request
+
+from service.config import Settings
+
+
+def register_console(app: Flask, settings: Settings) -> None:
+    from service.console import context
+    from service.console.blueprint import bp, csrf
+    from service.console.views import auth, clinic, monitoring, patients, plans, today, worklist
+
+    del clinic, monitoring, patients, plans, today, worklist  # imported for their routes
+    # Flask-WTF's token lives in Flask's signed session cookie, scoped to the console.
+    app.config.update(
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked by the console's own hook: the API uses tokens
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the console session
+        SESSION_COOKIE_NAME="cd20_console_form",
+        SESSION_COOKIE_PATH="/console/",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=context.secure_cookies(settings),
+    )
+    csrf.init_app(app)
+    app.register_blueprint(bp)
+    _limit_sign_in(app, settings, auth.SIGN_IN_ENDPOINT + "_post")
+
+
+def _limit_sign_in(app: Flask, settings: Settings, endpoint: str) -> None:
+    """The API's log-in limits, per address and per account from that address."""
+    limiter: Any = app.extensions.get("cd20_limiter")
+    if limiter is None:
+        return
+
+    def address() -> str:
+        return "address:" + (request.remote_addr or "unknown")
+
+    def account() -> str:
+        login = (request.form.get("email") or "").strip().lower()
+        digest = hashlib.sha256(login.encode()).hexdigest()[:32]
+        return f"username:{digest}:{request.remote_addr or 'unknown'}"
+
+    view: Any = app.view_functions[endpoint]
+    view = limiter.limit(settings.login_limit_per_account, key_func=account)(view)
+    view = limiter.limit(settings.login_limit_per_address, key_func=address)(view)
+    app.view_functions[endpoint] = view

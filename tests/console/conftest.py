@@ -26,6 +26,7 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from service.config import Settings
 from service.migrations import upgrade_database
@@ -91,7 +92,10 @@ def _own_database(tmp: Path) -> Iterator[str]:
         return
     parsed = make_url(url)
     name = f"{parsed.database}_console"
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    # A fresh connection each time: the suite may restart PostgreSQL before this is torn down.
+    admin = create_engine(
+        parsed.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))

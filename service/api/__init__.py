@@ -15,9 +15,8 @@ from flask import Flask
 
 from service.api import contract, docs
 from service.api.converters import BigIdConverter, IdConverter
+from service.api.paths import API_PREFIX
 from service.api.problems import Api
-
-API_PREFIX = "/api/v1"
 
 
 def register_api(app: Flask) -> Api:

@@ -23,6 +23,7 @@ from marshmallow import fields, validate
 
 from schemas.common import SOMETIMES_ABSENT_KEY, Vocabulary
 from service.api.middleware import ratelimit
+from service.api.paths import API_PREFIX
 from service.api.problems import HTTP_CODES, PROBLEM_MIMETYPE, Api
 from service.errors import DomainError
 
@@ -242,7 +243,7 @@ def finish_document(app: Flask, api: Api) -> None:
     for path, item in paths.items():
         path_params = item.get("parameters", [])
         for param in path_params:
-            if param.get("name") == "code" and path.startswith("/api/v1/regimens/"):
+            if param.get("name") == "code" and path.startswith(API_PREFIX + "/regimens/"):
                 param.setdefault("description", REGIMEN_CODE)
             _describe_parameter(param)
         for method, op in item.items():

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from service.accounts.tokens import authenticate
 from service.api.context import db, settings
 from service.api.middleware import transaction
+from service.api.paths import API_PREFIX
 from service.core.access import Actor
 from service.db import utcnow
 from service.errors import InvalidToken
@@ -36,7 +37,6 @@ _CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PROBLEM_CODE = re.compile(r"[a-z0-9_]{1,64}")
 _NUMBER = re.compile(r"[0-9]{1,18}")
 
-API_PREFIX = "/api/v1"
 # Probes, metrics and the API description carry no patient data.
 NOT_AUDITED = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 # The regimen catalog is reference data: reading it is not audited (changing it is not possible).

@@ -17,9 +17,10 @@ from flask_smorest import Blueprint
 from flask_smorest.exceptions import PreconditionFailed
 
 from schemas.common import digest
+from service.api.paths import API_PREFIX
 
 PRIVATE_REVALIDATE = "private, no-cache"
-OWN_DEVICE_PREFIX = "/api/v1/me"
+OWN_DEVICE_PREFIX = API_PREFIX + "/me"
 NOT_MODIFIED = "Not modified: the If-None-Match ETag is current (no body)"
 
 

@@ -17,28 +17,11 @@ from tests.factories import (
     auth_headers,
     book_dose,
     make_clinic,
-    make_patient,
-    make_plan,
     make_reminder,
     make_user,
 )
 
 API = "/api/v1"
-
-
-@pytest.fixture
-def app_user(session, settings):
-    clinic = make_clinic(session)
-    staff = make_user(session, settings, clinic, "clinician")
-    patient = make_patient(session, clinic)
-    user = make_user(session, settings, clinic, "patient", patient=patient)
-    plan = make_plan(session, patient, staff, start_date=date.today() + timedelta(days=30))
-    return {
-        "patient": patient,
-        "plan": plan,
-        "me": auth_headers(settings, user),
-        "staff": auth_headers(settings, staff),
-    }
 
 
 @contextmanager

@@ -5,26 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import pytest
-
-from tests.factories import auth_headers, make_clinic, make_patient, make_plan, make_user
-
 API = "/api/v1"
-
-
-@pytest.fixture
-def ward(session, settings):
-    clinic = make_clinic(session)
-    staff = make_user(session, settings, clinic, "clinician")
-    patient = make_patient(session, clinic)
-    user = make_user(session, settings, clinic, "patient", patient=patient)
-    plan = make_plan(session, patient, staff, start_date=date.today() + timedelta(days=30))
-    return {
-        "patient": patient,
-        "plan": plan,
-        "staff": auth_headers(settings, staff),
-        "me": auth_headers(settings, user),
-    }
 
 
 def _write(client, method, url, body, headers, etag):
@@ -41,11 +22,11 @@ def _write_twice(client, method, url, body, headers, etag):
     return first
 
 
-def test_doses_from_the_dose_list_and_the_plan_body(client, ward):
-    staff, plan = ward["staff"], ward["plan"]
+def test_doses_from_the_dose_list_and_the_plan_body(client, app_user):
+    staff, plan = app_user["staff"], app_user["plan"]
     listed = client.get(f"{API}/plans/{plan.id}/doses", headers=staff).get_json()["items"]
     in_plan = client.get(f"{API}/plans/{plan.id}", headers=staff).get_json()["doses"]
-    mine = client.get(f"{API}/me/plans", headers=ward["me"]).get_json()["items"][0]["doses"]
+    mine = client.get(f"{API}/me/plans", headers=app_user["me"]).get_json()["items"][0]["doses"]
     first = listed[0]
     assert first["version"] == 1
     assert first["etag"] == in_plan[0]["etag"] == mine[0]["etag"]
@@ -71,8 +52,8 @@ def test_doses_from_the_dose_list_and_the_plan_body(client, ward):
     )
 
 
-def test_checklist_items_from_the_checklist(client, ward):
-    staff, plan = ward["staff"], ward["plan"]
+def test_checklist_items_from_the_checklist(client, app_user):
+    staff, plan = app_user["staff"], app_user["plan"]
     items = client.get(f"{API}/plans/{plan.id}/screening", headers=staff).get_json()["items"]
     hbsag = next(i for i in items if i["code"] == "hbsag")
     assert hbsag["version"] == 1
@@ -89,8 +70,8 @@ def test_checklist_items_from_the_checklist(client, ward):
     assert recorded.get_json()["version"] == 2
 
 
-def test_readiness_items_from_the_dose_readiness_and_the_dose(client, ward):
-    staff, plan = ward["staff"], ward["plan"]
+def test_readiness_items_from_the_dose_readiness_and_the_dose(client, app_user):
+    staff, plan = app_user["staff"], app_user["plan"]
     dose = client.get(f"{API}/plans/{plan.id}/doses", headers=staff).get_json()["items"][0]
     items = client.get(f"{API}/doses/{dose['id']}/readiness", headers=staff).get_json()["items"]
     infection = next(i for i in items if i["code"] == "active_infection")
@@ -112,8 +93,8 @@ def test_readiness_items_from_the_dose_readiness_and_the_dose(client, ward):
     assert _write(client, "PUT", url, again, staff, answered["etag"]).status_code == 200
 
 
-def test_monitoring_tasks_and_plans_and_patients_from_their_lists(client, ward):
-    staff, plan, patient = ward["staff"], ward["plan"], ward["patient"]
+def test_monitoring_tasks_and_plans_and_patients_from_their_lists(client, app_user):
+    staff, plan, patient = app_user["staff"], app_user["plan"], app_user["patient"]
     task = client.get(f"{API}/plans/{plan.id}/monitoring", headers=staff).get_json()["items"][0]
     _write_twice(
         client,
@@ -146,8 +127,8 @@ def test_monitoring_tasks_and_plans_and_patients_from_their_lists(client, ward):
     )
 
 
-def test_an_etag_of_another_row_is_no_match(client, ward):
-    staff, plan = ward["staff"], ward["plan"]
+def test_an_etag_of_another_row_is_no_match(client, app_user):
+    staff, plan = app_user["staff"], app_user["plan"]
     doses = client.get(f"{API}/plans/{plan.id}/doses", headers=staff).get_json()["items"]
     wrong = _write(
         client, "PATCH", f"{API}/doses/{doses[0]['id']}", {"location": "X"}, staff, doses[1]["etag"]
@@ -155,14 +136,14 @@ def test_an_etag_of_another_row_is_no_match(client, ward):
     assert wrong.status_code == 412
 
 
-def test_a_preview_has_no_etags(client, ward):
+def test_a_preview_has_no_etags(client, app_user):
     body = {
         "regimen": "ocrelizumab-iv",
         "start_date": (date.today() + timedelta(days=60)).isoformat(),
     }
     for url in ("plans?preview=true", "plans/preview"):
         preview = client.post(
-            f"{API}/patients/{ward['patient'].id}/{url}", json=body, headers=ward["staff"]
+            f"{API}/patients/{app_user['patient'].id}/{url}", json=body, headers=app_user["staff"]
         )
         assert preview.status_code == 200, preview.get_json()
         assert preview.get_json()["etag"] is None

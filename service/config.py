@@ -62,6 +62,9 @@ class Settings:
     refresh_grace_s: int = 30
     invitation_ttl_s: int = 7 * 24 * 3600
     max_content_length: int = 1024 * 1024
+    # Bodies of polled reads kept per process, served while their freshness stamp holds
+    # (service/api/middleware/rendered.py); 0 renders every read.
+    render_store_bytes: int = 32 * 1024 * 1024
     # argon2id cost; tests lower it, production keeps argon2-cffi's RFC 9106 defaults.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -286,6 +289,7 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_REFRESH_TOKEN_TTL", "refresh_token_ttl_s", int),
     ("CD20_REFRESH_GRACE", "refresh_grace_s", int),
     ("CD20_INVITATION_TTL", "invitation_ttl_s", int),
+    ("CD20_RENDER_STORE_BYTES", "render_store_bytes", int),
     ("CD20_SMTP_HOST", "smtp_host", str),
     ("CD20_SMTP_PORT", "smtp_port", int),
     ("CD20_SMTP_USERNAME", "smtp_username", str),

@@ -90,6 +90,9 @@ def _make_app(settings: Settings) -> Flask:
 @pytest.fixture
 def session(app: Flask, engine: Engine) -> Iterator[Session]:
     """A session inside an outer transaction; commits in the code under test become savepoints."""
+    from service.api.middleware.rendered import store_of
+
+    store_of(app).clear()  # bodies of the last test's rows, whose ids may come again
     connection = engine.connect()
     outer = connection.begin()
     SessionFactory.configure(bind=connection, join_transaction_mode="create_savepoint")

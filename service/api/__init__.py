@@ -26,6 +26,7 @@ def register_api(app: Flask) -> Api:
         conditional,
         idempotency,
         ratelimit,
+        rendered,
         security_headers,
         transaction,
     )
@@ -104,6 +105,7 @@ def register_api(app: Flask) -> Api:
     contract.finish_document(app, api)  # after the idempotency header is documented
     ratelimit.install(app, app.extensions["cd20_settings"])
     conditional.install(app)
+    rendered.install(app, app.extensions["cd20_settings"].render_store_bytes)
     security_headers.install(app, app.extensions["cd20_settings"])
     # Last: it runs first after the view, so the answer it gives is the one the others see.
     transaction.install(app)

@@ -12,7 +12,16 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Integer, Select, bindparam, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from service.core.access import Actor
@@ -107,12 +116,19 @@ def _patients_plans() -> Select[Any]:
     return select(*_plans_parts(plan_ids), *_patient_parts())
 
 
+def _connection(session: Session) -> Connection:
+    """The session's connection, what it holds flushed: a stamp is a Core statement, and the
+    ORM's handling of one costs more than running it."""
+    session.flush()
+    return session.connection()
+
+
 def _stamp(
     session: Session, statement: Select[Any], params: dict[str, int], now: datetime | None
 ) -> Stamp:
     """The aggregates, plus the day on the clinic's clock (the last part is its zone) and in UTC:
     what is due or overdue changes with them."""
-    row = session.execute(statement, params).one()
+    row = _connection(session).execute(statement, params).one()
     values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
     zone = values[-1]
     today = local_today(zone, now).isoformat() if zone else None
@@ -155,7 +171,9 @@ def me_stamp(session: Session, actor: Actor) -> Stamp:
 def inbox_stamp(session: Session, actor: Actor) -> Stamp:
     """The patient's last inbox change number: every new or changed message takes a new one."""
     patient_id = my_patient_id(actor)
-    seq = session.scalar(select(InboxCounter.seq).where(InboxCounter.patient_id == patient_id))
+    seq = _connection(session).scalar(
+        select(InboxCounter.seq).where(InboxCounter.patient_id == patient_id)
+    )
     return ("inbox", patient_id, seq or 0)
 
 
@@ -169,13 +187,17 @@ def upcoming_stamp(session: Session, actor: Actor, *, now: datetime | None = Non
         & Reminder.status.in_(ACTIVE_REMINDER_STATUSES)
         & (Reminder.fire_at >= (now or utcnow()))
     )
-    row = session.execute(
-        select(
-            func.count(),
-            func.min(Reminder.fire_at),
-            func.max(Reminder.updated_at),
-            func.max(Reminder.id),
-        ).where(where)
-    ).one()
+    row = (
+        _connection(session)
+        .execute(
+            select(
+                func.count(),
+                func.min(Reminder.fire_at),
+                func.max(Reminder.updated_at),
+                func.max(Reminder.id),
+            ).where(where)
+        )
+        .one()
+    )
     values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
     return ("upcoming", patient_id, *values)

@@ -19,7 +19,10 @@ Then it starts `gunicorn wsgi:app` and `gunicorn tests.bench.bare_app:app` (a ba
 answering every GET with a real plan's body) with the same settings (--workers sync workers),
 and drives each request below with wrk (--connections connections, --seconds each), in one run:
 requests/s, p50, p99, the ratio to the bare app's requests/s, and the SQL statements the
-request takes (counted in-process on the same database). The writes go through wrk's Lua:
+request takes (counted in-process on the same database, for a read asked again). The reads
+of one object ask for the same one again and again, as a polling app does, and are answered
+with the body kept for it while nothing changed; `GET /plans/{id}` is also timed over every
+plan of the clinic in turn, where each read renders its plan. The writes go through wrk's Lua:
 `POST /patients/{id}/plans` on fresh patients with unique Idempotency-Keys, and `PUT` of a
 screening result on plans those made, each with its ETag. The worklist and the schedule of
 the first clinic are measured in the registry of N and in the one of 1,000 (their p50 ratio is
@@ -51,12 +54,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, event, text
+from sqlalchemy import bindparam, event, select, text
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIMENS = ("ocrelizumab-iv", "ocrelizumab-sc", "ofatumumab-sc", "rituximab-iv", "ublituximab-iv")
 BOOKING_DAYS = 60
 WRITE_SECONDS = 5.0
+SPREAD_READ = "GET /plans/{id}, each plan of the clinic in turn"
 # Checklist items a plain negative result clears (the PUT's body).
 NEGATIVE_ITEMS = ("hbsag", "anti_hbc", "hcv", "hiv", "active_infection", "tb_igra")
 SMALL_CLINIC = 1000
@@ -83,6 +87,7 @@ class BenchClinic:
     schedule_day: date  # a day with the same booked doses at any registry size
     writer_headers: dict[str, str] = field(default_factory=dict)  # staff of `fresh`
     fresh: list[int] = field(default_factory=list)  # patients without a plan (for POST)
+    plan_ids: list[int] = field(default_factory=list)  # every plan of the clinic
 
 
 def _settings(url: str) -> Any:
@@ -113,7 +118,7 @@ def seed_bench_registry(
     an app account for a template patient; and `fresh` patients without a plan in its last
     clinic (so that the first clinic holds the same at any registry size)."""
     from service.db import unit_of_work
-    from service.models import Clinic, Patient, User
+    from service.models import Clinic, Patient, TreatmentPlan, User
     from tests.bench.registry_seed import (
         _template_patient_id,
         add_worklist,
@@ -159,6 +164,13 @@ def seed_bench_registry(
             plan_id=patient.plans[0].id,
             schedule_day=registry.fixed_day,
             writer_headers=auth_headers(settings, writer),
+        )
+        bench.plan_ids = list(
+            session.scalars(
+                select(TreatmentPlan.id)
+                .where(TreatmentPlan.clinic_id == clinic.id)
+                .order_by(TreatmentPlan.id)
+            )
         )
         bench.fresh = add_patients(session.connection(), last, fresh, prefix=f"F{last}-")
     log(
@@ -301,10 +313,15 @@ def run_wrk(
 
 
 def lua_requests(
-    path: Path, requests: list[tuple[str, str, dict[str, str], str]], threads: int
+    path: Path,
+    requests: list[tuple[str, str, dict[str, str], str]],
+    threads: int,
+    *,
+    cycle: bool = False,
 ) -> Path:
     """A wrk script sending each of `requests` (method, path, headers, body) once, spread over
-    wrk's threads; when they run out it sends the last one again (counted as errors if refused)."""
+    wrk's threads; when they run out it sends the last one again (counted as errors if refused),
+    or, with `cycle`, starts again from the first."""
 
     def lua(value: str) -> str:
         return json.dumps(value)
@@ -331,7 +348,9 @@ function request()
         + str(threads)
         + """ + tid
   sent = sent + 1
-  if k > #requests then k = #requests end
+  if k > #requests then k = """
+        + ("(k - 1) % #requests + 1" if cycle else "#requests")
+        + """ end
   local r = requests[k]
   return wrk.format(r[1], r[2], r[3], r[4])
 end
@@ -396,6 +415,7 @@ def run_benchmark(
     workers: int = 2,
     in_place: bool = False,
     one_clinic: bool = False,
+    compare_workers: tuple[int, ...] = (),
     log: Log = _stderr,
 ) -> dict[str, Any]:
     if shutil.which("wrk") is None:
@@ -443,6 +463,8 @@ def run_benchmark(
         for name, path, headers in reads:
             counter.request("GET", path, headers)  # warm: caches, the catalog
             statements[name], _ = counter.request("GET", path, headers)
+        unread = next(plan_id for plan_id in big.plan_ids if plan_id != big.plan_id)
+        statements[SPREAD_READ], _ = counter.request("GET", f"/api/v1/plans/{unread}", staff)
         _, plan_response = counter.request("GET", f"/api/v1/plans/{big.plan_id}", staff)
         body_path = workdir / "plan.json"
         body_path.write_bytes(plan_response.get_data())
@@ -528,6 +550,12 @@ def run_benchmark(
                 )
                 for pid in fresh
             ]
+            # Every plan of the clinic in turn: the first read of each renders its body (a
+            # repeated read of one plan, above, is answered with the body kept for it).
+            spread = [("GET", f"/api/v1/plans/{plan_id}", staff, "") for plan_id in big.plan_ids]
+            script = lua_requests(workdir / "spread.lua", spread, threads, cycle=True)
+            record(SPREAD_READ, run_wrk(api, script=script, **wrk))
+
             script = lua_requests(workdir / "post.lua", posts, threads)
             record("POST /patients/{id}/plans", run_wrk(api, script=script, **writes))
 
@@ -589,6 +617,13 @@ def run_benchmark(
                     "errors": load.errors,
                 }
                 log(f"  {name} in one clinic of {patients}: p50 {load.p50_ms:.2f} ms")
+        by_workers = {
+            str(count): _worker_count(
+                count, env, workdir, wrk, [(name, path, headers) for name, path, headers in reads
+                                           if name in WORKER_READS], log,
+            )
+            for count in compare_workers
+        }  # fmt: skip
         engine.dispose()
 
     scaling = {
@@ -614,9 +649,44 @@ def run_benchmark(
         "requests": results,
         "scaling": scaling,
         "one_clinic_of_n": one or None,
+        "by_workers": by_workers or None,
         "write_pool": len(fresh),
         "total_s": round(time.monotonic() - started_run, 1),
     }
+
+
+# Timed again under each --compare-workers count: one object's read and the app's poll.
+WORKER_READS = ("GET /plans/{id}", "GET /me/inbox")
+
+
+def _worker_count(
+    count: int,
+    env: dict[str, str],
+    workdir: Path,
+    wrk: dict[str, Any],
+    reads: list[tuple[str, str, dict[str, str]]],
+    log: Log,
+) -> dict[str, Any]:
+    """Bare Flask and `reads` with `count` sync workers of each, side by side."""
+    with gunicorn("tests.bench.bare_app:app", env, count, workdir) as bare_base:
+        bare = run_wrk(bare_base + "/api/v1/plans/1", **wrk)
+    figures: dict[str, Any] = {"bare_requests_per_s": round(bare.requests_per_s, 1)}
+    with gunicorn("wsgi:app", env, count, workdir) as api:
+        for name, path, headers in reads:
+            load = run_wrk(api + path, headers=headers, **wrk)
+            figures[name] = {
+                "requests_per_s": round(load.requests_per_s, 1),
+                "p50_ms": _rounded(load.p50_ms),
+                "p99_ms": _rounded(load.p99_ms),
+                "ratio_to_bare": round(load.requests_per_s / bare.requests_per_s, 3),
+            }
+    log(
+        f"  {count} workers: bare {bare.requests_per_s:.0f}/s; "
+        + ", ".join(
+            f"{n} {f['requests_per_s']:.0f}/s" for n, f in figures.items() if n in WORKER_READS
+        )
+    )
+    return figures
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -636,6 +706,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also seed N patients in one clinic and time its staff views and patient list",
     )
+    parser.add_argument(
+        "--compare-workers",
+        default="",
+        help="comma-separated worker counts (e.g. 1,2,4) under which bare Flask, GET /plans/{id}"
+        " and GET /me/inbox are timed again, for choosing gunicorn's --workers",
+    )
     args = parser.parse_args(argv)
     from service.config import normalise_database_url
 
@@ -651,6 +727,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         in_place=args.in_place,
         one_clinic=args.one_clinic,
+        compare_workers=tuple(int(n) for n in args.compare_workers.split(",") if n.strip()),
     )
     print(json.dumps(summary), flush=True)
 

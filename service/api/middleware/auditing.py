@@ -267,6 +267,8 @@ def _query_ids() -> dict[str, int]:
     """Filters by id the route reads (/audit?patient_id=5) are kept; a parameter the route does
     not declare was ignored, and recording it would name a patient the request never touched.
     Every other query value may be free text."""
+    if not request.args:
+        return {}
     used = _query_parameters()
     return {
         name: int(value)

@@ -17,6 +17,7 @@ from flask_smorest import Blueprint
 from flask_smorest.exceptions import PreconditionFailed
 
 from schemas.common import digest
+from service.api.middleware import rendered
 from service.api.paths import API_PREFIX
 
 PRIVATE_REVALIDATE = "private, no-cache"
@@ -26,12 +27,13 @@ NOT_MODIFIED = "Not modified: the If-None-Match ETag is current (no body)"
 
 def unchanged(stamp: Any) -> Response | None:
     """A bodiless 304 when If-None-Match names this stamp's weak validator (compared weakly, as
-    RFC 9110 says for If-None-Match); None to go on and render, with the validator set."""
+    RFC 9110 says for If-None-Match); else the body this process kept for the stamp, if any;
+    None to go on and render, with the validator set."""
     tag = digest(stamp)
     g.cache_validator = (tag, True)
     if request.if_none_match.contains_weak(tag):
         return Response(status=304)
-    return None
+    return rendered.kept(stamp)
 
 
 def strong(blp: Blueprint, stamp: Any) -> None:

@@ -127,7 +127,7 @@ def _commit_read(session: Session, records: list[RequestRecord]) -> bool:
     """
     assert isinstance(session, RequestSession)
     try:
-        session.execute(ASYNC_COMMIT)
+        session.connection().execute(ASYNC_COMMIT)
         for record in records:
             record(session, with_changes=False)
         session.commit_request()

@@ -11,7 +11,7 @@ from schemas.common import page_of, row_version
 from schemas.patients import PatientQueryArgsSchema, PatientSchema, PatientUpdateSchema
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
-from service.api.middleware import conditional
+from service.api.middleware import conditional, rendered
 from service.patients import freshness, records
 
 blp = Blueprint("patients", __name__, url_prefix="/patients", description="Patients")
@@ -47,9 +47,10 @@ class PatientItem(MethodView):
     @blp.response(200, PatientSchema)
     def get(self, patient_id: int) -> Any:
         """Read a patient."""
-        patient = records.get_patient(db(), actor(), patient_id)
-        conditional.strong(blp, freshness.patient_stamp(db(), patient))
-        return patient
+        patient = records.visible_patient(db(), actor(), patient_id)
+        stamp = freshness.patient_stamp(db(), patient)
+        conditional.strong(blp, stamp)
+        return rendered.kept(stamp) or records.with_body(db(), patient)
 
     @operation("updatePatient", STAFF, refusals={409: ("already_exists",)})
     @blp.etag

@@ -19,7 +19,7 @@ from schemas.plans import (
 )
 from service.api.context import actor, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
-from service.api.middleware import conditional
+from service.api.middleware import conditional, rendered
 from service.api.middleware.conditional import NOT_MODIFIED
 from service.patients import freshness, records
 from service.treatment import monitoring, plans
@@ -94,9 +94,10 @@ class PlanItem(MethodView):
     @blp.response(200, PlanSchema)
     def get(self, plan_id: int) -> Any:
         """Read a plan with its checklist, doses and monitoring."""
-        plan = plans.get_plan(db(), actor(), plan_id)
-        conditional.strong(blp, freshness.plan_stamp(db(), plan))
-        return plan
+        plan = plans.visible_plan(db(), actor(), plan_id)
+        stamp = freshness.plan_stamp(db(), plan)
+        conditional.strong(blp, stamp)
+        return rendered.kept(stamp) or plans.with_body(db(), plan)
 
     @operation("updatePlan", STAFF, refusals={409: ("invalid_transition", "screening_not_cleared")})
     @blp.etag

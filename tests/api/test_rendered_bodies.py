@@ -1,0 +1,134 @@
+"""A polled read asked again while nothing changed is answered with the body rendered the first
+time, without loading it again; any change under it shows at once, and one caller's body never
+answers another's request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+
+from sqlalchemy import event, select
+
+from service.api.middleware.rendered import RenderStore
+from service.models import Reminder
+from tests.factories import auth_headers, make_patient, make_plan, make_user
+
+API = "/api/v1"
+
+
+@contextmanager
+def selects(session) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement)
+
+    bind = session.connection()
+    event.listen(bind, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(bind, "before_cursor_execute", count)
+
+
+def test_a_plan_read_again_is_not_loaded_again(client, session, app_user):
+    url = f"{API}/plans/{app_user['plan'].id}"
+    with selects(session) as rendered:
+        first = client.get(url, headers=app_user["staff"])
+    with selects(session) as kept:
+        again = client.get(url, headers=app_user["staff"])
+
+    assert first.status_code == again.status_code == 200
+    assert again.data == first.data
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert again.headers["Content-Type"] == "application/json"
+    # The token's user, the plan's visibility and the stamp (and, on SQLite, the audit event's
+    # patient); the first read also loaded the checklist, the doses with their checks, the
+    # monitoring and the patient's history.
+    loads = ("SELECT dose.", "SELECT screening_item.", "SELECT monitoring_task.")
+    assert not [s for s in kept if s.lstrip().startswith(loads)], kept
+    assert [s for s in rendered if s.lstrip().startswith(loads)]
+    assert len(kept) <= 4 < len(rendered), kept
+
+
+def test_a_change_under_the_plan_shows_in_the_next_read(client, session, app_user):
+    plan_url = f"{API}/plans/{app_user['plan'].id}"
+    before = client.get(plan_url, headers=app_user["staff"])
+    item = client.get(f"{plan_url}/screening/hbsag", headers=app_user["staff"])
+    recorded = client.put(
+        f"{plan_url}/screening/hbsag",
+        json={"result": "negative", "result_date": date.today().isoformat()},
+        headers={**app_user["staff"], "If-Match": item.headers["ETag"]},
+    )
+    assert recorded.status_code == 200, recorded.get_json()
+
+    after = client.get(plan_url, headers=app_user["staff"])
+
+    def hbsag(response):
+        items = response.get_json()["screening"]["items"]
+        return next(i for i in items if i["code"] == "hbsag")["result"]
+
+    assert hbsag(before) is None
+    assert hbsag(after) == "negative"
+    edited = client.patch(
+        plan_url,
+        json={"notes": "Premedicate early"},
+        headers={**app_user["staff"], "If-Match": after.headers["ETag"]},
+    )
+    assert edited.status_code == 200, edited.get_json()
+    assert client.get(plan_url, headers=app_user["staff"]).get_json()["notes"] == (
+        "Premedicate early"
+    )
+    mine = client.get(f"{API}/me/plans", headers=app_user["me"]).get_json()["items"]
+    assert mine[0]["notes"] == "Premedicate early"
+
+
+def test_one_patients_body_never_answers_another(client, session, settings, app_user):
+    clinic = app_user["patient"].clinic
+    other = make_patient(session, clinic)
+    staff = make_user(session, settings, clinic, "clinician")
+    other_plan = make_plan(session, other, staff, regimen="ofatumumab-sc")
+    other_user = make_user(session, settings, clinic, "patient", patient=other)
+    other_me = auth_headers(settings, other_user)
+
+    for _ in range(2):
+        mine = client.get(f"{API}/me/plans", headers=app_user["me"]).get_json()["items"]
+        theirs = client.get(f"{API}/me/plans", headers=other_me).get_json()["items"]
+        assert [p["id"] for p in mine] == [app_user["plan"].id]
+        assert [(p["id"], p["regimen"]) for p in theirs] == [(other_plan.id, "ofatumumab-sc")]
+        for patient, me in ((app_user["patient"], app_user["me"]), (other, other_me)):
+            upcoming = client.get(f"{API}/me/reminders/upcoming", headers=me).get_json()["items"]
+            owners = session.scalars(
+                select(Reminder.patient_id).where(Reminder.id.in_([r["id"] for r in upcoming]))
+            ).all()
+            assert upcoming
+            assert set(owners) == {patient.id}
+
+
+def test_another_clinic_is_refused_even_when_the_body_is_kept(client, session, settings, app_user):
+    from tests.factories import make_clinic
+
+    url = f"{API}/plans/{app_user['plan'].id}"
+    assert client.get(url, headers=app_user["staff"]).status_code == 200
+    stranger = auth_headers(settings, make_user(session, settings, make_clinic(session)))
+
+    refused = client.get(url, headers=stranger)
+
+    assert refused.status_code == 404
+    assert refused.get_json()["code"] == "not_found"
+
+
+def test_the_store_keeps_at_most_its_bytes_and_can_be_off():
+    store = RenderStore(max_bytes=10)
+    store.put(("/a", b"", "1"), b"123456")
+    store.put(("/b", b"", "1"), b"789012")  # pushes out the least recently used
+    store.put(("/c", b"", "1"), b"x" * 11)  # larger than the store: never kept
+    assert store.get(("/a", b"", "1")) is None
+    assert store.get(("/b", b"", "1")) == b"789012"
+    assert store.get(("/c", b"", "1")) is None
+
+    off = RenderStore(max_bytes=0)
+    off.put(("/a", b"", "1"), b"1")
+    assert off.get(("/a", b"", "1")) is None

@@ -6,11 +6,12 @@ on the 3rd belongs to the 4th in Berlin and still to the 3rd in Los Angeles.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, func, literal, or_, select, union_all
+from sqlalchemy import Row, and_, bindparam, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session, selectinload
 
 from service.clinics.settings import get_clinic
@@ -20,18 +21,28 @@ from service.db import utcnow
 from service.errors import NotFound
 from service.models import (
     Dose,
+    DoseAdministration,
     MonitoringFollowUp,
     MonitoringTask,
     Patient,
+    ScreeningOverride,
     StaffAlert,
     TreatmentPlan,
 )
+from service.models.dose import reacted_before_or_in
+from service.models.plan import Checklist
 from service.protocols import Regimen, get_regimen
+from service.protocols.schedule import (
+    PlannedDose,
+    expected_chair_minutes,
+    expected_infusion_minutes,
+)
 from service.vocabulary import (
     OPEN_DOSE_STATUSES,
     OPEN_PLAN_STATUSES,
     DoseStatus,
     PlanStatus,
+    ReactionGrade,
     ScreeningOutcome,
     TaskStatus,
     values,
@@ -79,22 +90,136 @@ def _checklist_loads() -> tuple[Any, ...]:
     )
 
 
-def _screening(plan: TreatmentPlan) -> dict[str, Any]:
-    """The checklist state staff see beside a dose: outcome, what blocks, override in force."""
-    if plan.gate_open and not plan.overrides:
-        # The gate every write keeps (service.models.stored_state) is open with no override:
-        # the checklist is cleared, nothing blocks. Worked out only where that is not so.
+def _checklist_unsettled(row: Row[*tuple[Any, ...]]) -> bool:
+    """Whether the stored gate leaves the plan's checklist to be worked out: it is not open, or
+    an override may be what opens it."""
+    return row.gate_open is not True or row.has_override
+
+
+def _checklists(session: Session, plan_ids: Collection[int]) -> dict[int, Checklist]:
+    """The checklists of these plans, worked out from their items, overrides and doses."""
+    if not plan_ids:
+        return {}
+    plans = session.scalars(
+        select(TreatmentPlan)
+        .where(TreatmentPlan.id.in_(sorted(plan_ids)))
+        .options(*_checklist_loads())
+    ).all()
+    return {plan.id: plan.checklist for plan in plans}
+
+
+def _screening(checklist: Checklist | None) -> dict[str, Any]:
+    """The checklist state staff see beside a dose: outcome, what blocks, override in force.
+    None: the gate every write keeps (service.models.stored_state) is open with no override,
+    so the checklist is cleared and nothing blocks."""
+    if checklist is None:
         return {
             "outcome": ScreeningOutcome.CLEARED.value,
             "blocking_items": [],
             "overridden": False,
         }
-    checklist = plan.checklist
     return {
         "outcome": checklist.outcome,
         "blocking_items": checklist.blocking_items,
         "overridden": checklist.override_in_effect,
     }
+
+
+def _reactions(
+    session: Session, patient_ids: Collection[int]
+) -> dict[int, list[tuple[int, datetime]]]:
+    """Each patient's infusion reactions under any plan: (dose id, when given)."""
+    if not patient_ids:
+        return {}
+    rows = session.execute(
+        select(TreatmentPlan.patient_id, Dose.id, DoseAdministration.administered_at)
+        .join(Dose, Dose.plan_id == TreatmentPlan.id)
+        .join(DoseAdministration, DoseAdministration.dose_id == Dose.id)
+        .where(
+            TreatmentPlan.patient_id.in_(sorted(patient_ids)),
+            DoseAdministration.reaction_grade != ReactionGrade.NONE.value,
+        )
+    )
+    found: dict[int, list[tuple[int, datetime]]] = {}
+    for patient_id, dose_id, given_at in rows:
+        found.setdefault(patient_id, []).append((dose_id, given_at))
+    return found
+
+
+# What an entry about a dose names, read as columns: building the plans, patients and doses
+# as objects cost more than the rest of the view.
+_SUBJECT_COLUMNS = (
+    Patient.id.label("patient_id"),
+    Patient.mrn,
+    Patient.given_name,
+    Patient.family_name,
+    TreatmentPlan.id.label("plan_id"),
+    TreatmentPlan.regimen_code,
+    TreatmentPlan.variant,
+    TreatmentPlan.status.label("plan_status"),
+    TreatmentPlan.gate_open,
+    exists()
+    .where(ScreeningOverride.plan_id == TreatmentPlan.id)
+    .correlate(TreatmentPlan)
+    .label("has_override"),
+    Dose.id.label("dose_id"),
+    Dose.sequence,
+    Dose.course,
+    Dose.kind,
+    Dose.amount_mg,
+    Dose.due_date,
+    Dose.booking,
+    Dose.status.label("dose_status"),
+    Dose.appointment_at,
+    Dose.needs_review,
+)
+# What the schedule adds: where, and what the catalog's infusion and chair time read.
+_SCHEDULE_COLUMNS = (
+    Dose.location,
+    Dose.infusion_option,
+    Dose.rule_key,
+    Dose.earliest_date,
+)
+
+
+def _subject(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
+    """The patient, plan and dose of an entry read with _SUBJECT_COLUMNS."""
+    return {
+        "patient": {
+            "id": row.patient_id,
+            "mrn": row.mrn,
+            "name": f"{row.given_name} {row.family_name}",
+        },
+        "plan": {
+            "id": row.plan_id,
+            "regimen": row.regimen_code,
+            "variant": row.variant,
+            "status": row.plan_status,
+        },
+        "dose": {
+            "id": row.dose_id,
+            "sequence": row.sequence,
+            "course": row.course,
+            "kind": row.kind,
+            "amount_mg": row.amount_mg,
+            "due_date": row.due_date,
+            "booking": row.booking,
+            "status": row.dose_status,
+        },
+    }
+
+
+def _planned(row: Row[*tuple[Any, ...]]) -> PlannedDose:
+    """The dose of a _SCHEDULE_COLUMNS row as the schedule arithmetic sees it."""
+    return PlannedDose(
+        sequence=row.sequence,
+        course=row.course,
+        kind=row.kind,
+        amount_mg=row.amount_mg,
+        due_date=row.due_date,
+        earliest_date=row.earliest_date,
+        rule_key=row.rule_key,
+    )
 
 
 def _patient_summary(patient: Patient) -> dict[str, Any]:
@@ -139,10 +264,6 @@ def _history_loads() -> tuple[Any, ...]:
         selectinload(Dose.plan).selectinload(TreatmentPlan.patient).selectinload(Patient.plans)
     )
     return (patient_plans.selectinload(TreatmentPlan.doses).selectinload(Dose.administration),)
-
-
-def _chair_minutes(dose: Dose) -> int | None:
-    return dose.chair_minutes
 
 
 def _dose_subject(dose: Dose) -> dict[str, Any]:
@@ -196,27 +317,29 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     zone = clinic.time_zone
     day = day or local_today(zone)
     start, end = day_bounds(day, zone)
-    plan_loads = (
-        selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
-        *_history_loads(),
-        selectinload(Dose.plan).selectinload(TreatmentPlan.screening_items),
-        selectinload(Dose.plan).selectinload(TreatmentPlan.overrides),
-    )
-    booked = session.scalars(
-        select(Dose)
+    booked = session.execute(
+        select(
+            *_SUBJECT_COLUMNS,
+            *_SCHEDULE_COLUMNS,
+            DoseAdministration.administered_at,
+        )
+        .select_from(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        .outerjoin(DoseAdministration, DoseAdministration.dose_id == Dose.id)
         .where(
             TreatmentPlan.clinic_id == clinic.id,
             Dose.appointment_at >= start,
             Dose.appointment_at < end,
             Dose.status != DoseStatus.CANCELLED,
         )
-        .options(*plan_loads)
         .order_by(Dose.appointment_at, Dose.id)
     ).all()
-    unbooked = session.scalars(
-        select(Dose)
+    unbooked = session.execute(
+        select(*_SUBJECT_COLUMNS, *_SCHEDULE_COLUMNS)
+        .select_from(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .where(
             TreatmentPlan.clinic_id == clinic.id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
@@ -224,42 +347,58 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
             Dose.appointment_at.is_(None),
             Dose.due_date == day,
         )
-        .options(*plan_loads)
         .order_by(Dose.id)
     ).all()
+    checklists = _checklists(
+        session,
+        {row.plan_id for row in (*booked, *unbooked) if _checklist_unsettled(row)},
+    )
+    regimens = {row.regimen_code: get_regimen(row.regimen_code) for row in booked}
+    reactions = _reactions(
+        session,
+        {
+            row.patient_id
+            for row in booked
+            if regimens[row.regimen_code].observation.reads_reactions(row.sequence)
+        },
+    )
+    premedications = {code: _premedications(regimen) for code, regimen in regimens.items()}
     tz = ZoneInfo(zone)
     items = []
-    for dose in booked:
-        plan = dose.plan
-        regimen = get_regimen(plan.regimen_code)
-        assert dose.appointment_at is not None
+    for row in booked:
+        regimen = regimens[row.regimen_code]
+        planned = _planned(row)
         items.append(
             {
-                "patient": _patient_summary(plan.patient),
-                "plan": _plan_summary(plan),
-                "dose": _dose_summary(dose),
-                "appointment_at": dose.appointment_at,
-                "local_time": dose.appointment_at.astimezone(tz).strftime("%H:%M"),
-                "location": dose.location,
-                "premedications": _premedications(regimen),
-                "screening": _screening(plan),
-                "expected_chair_minutes": _chair_minutes(dose),
-                "expected_infusion_minutes": dose.infusion_minutes,
-                "infusion_option": dose.infusion_option,
-                "needs_review": dose.needs_review,
+                **_subject(row),
+                "appointment_at": row.appointment_at,
+                "local_time": row.appointment_at.astimezone(tz).strftime("%H:%M"),
+                "location": row.location,
+                "premedications": premedications[row.regimen_code],
+                "screening": _screening(checklists.get(row.plan_id)),
+                "expected_chair_minutes": expected_chair_minutes(
+                    regimen,
+                    planned,
+                    option=row.infusion_option,
+                    had_reaction=reacted_before_or_in(
+                        reactions.get(row.patient_id, ()), row.dose_id, row.administered_at
+                    ),
+                ),
+                "expected_infusion_minutes": expected_infusion_minutes(
+                    regimen, planned, option=row.infusion_option
+                ),
+                "infusion_option": row.infusion_option,
+                "needs_review": row.needs_review,
             }
         )
-    unbooked_items = []
-    for dose in unbooked:
-        unbooked_items.append(
-            {
-                "patient": _patient_summary(dose.plan.patient),
-                "plan": _plan_summary(dose.plan),
-                "dose": _dose_summary(dose),
-                "screening": _screening(dose.plan),
-                "needs_review": dose.needs_review,
-            }
-        )
+    unbooked_items = [
+        {
+            **_subject(row),
+            "screening": _screening(checklists.get(row.plan_id)),
+            "needs_review": row.needs_review,
+        }
+        for row in unbooked
+    ]
     return {"date": day, "time_zone": zone, "items": items, "unbooked_due": unbooked_items}
 
 

@@ -58,6 +58,7 @@ READINESS_HORIZON_DAYS = 2
 OBSERVATION_LOOKBACK_DAYS = 30
 API = "/api/v1"
 CHECKLIST_PLAN_STATUSES = values(PlanStatus.DRAFT, PlanStatus.SCREENING, PlanStatus.READY)
+NOT_READY_PLAN_STATUSES = values(PlanStatus.DRAFT, PlanStatus.SCREENING)
 OUTCOME_URGENCY = {outcome.value: rank for rank, outcome in enumerate(reversed(ScreeningOutcome))}
 DEFAULT_WORKLIST_LIMIT = 100
 
@@ -199,25 +200,31 @@ def _plans(
     session: Session, plan_ids: Collection[int], *, readiness: bool = False
 ) -> dict[int, TreatmentPlan]:
     """These plans with what their checklists read (items, overrides, the doses' days); with
-    `readiness`, also what their doses' readiness reads."""
+    `readiness`, also what their doses' readiness reads. Rows that are few per parent (an
+    override, a dose's record, checks) are joined to their parents' statement: each statement
+    costs more than the rows."""
     if not plan_ids:
         return {}
     doses = selectinload(TreatmentPlan.doses)
     loads = [
+        joinedload(TreatmentPlan.overrides),
         selectinload(TreatmentPlan.screening_items),
-        selectinload(TreatmentPlan.overrides),
         doses.joinedload(Dose.administration),
     ]
     if readiness:
         loads += [
             joinedload(TreatmentPlan.patient),
-            doses.selectinload(Dose.checks),
-            doses.selectinload(Dose.readiness_overrides),
+            doses.joinedload(Dose.checks),
+            doses.joinedload(Dose.readiness_overrides),
             selectinload(TreatmentPlan.monitoring_tasks).joinedload(MonitoringTask.lab_result),
         ]
-    plans = session.scalars(
-        select(TreatmentPlan).where(TreatmentPlan.id.in_(sorted(plan_ids))).options(*loads)
-    ).all()
+    plans = (
+        session.scalars(
+            select(TreatmentPlan).where(TreatmentPlan.id.in_(sorted(plan_ids))).options(*loads)
+        )
+        .unique()
+        .all()
+    )
     return {plan.id: plan for plan in plans}
 
 
@@ -294,7 +301,9 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     zone = clinic.time_zone
     day = day or local_today(zone)
     start, end = day_bounds(day, zone)
-    booked = session.execute(
+    # The doses booked on the day and those still due on it without an appointment, told
+    # apart by the appointment: one statement for both lists.
+    rows = session.execute(
         select(
             *_SUBJECT_COLUMNS,
             *_GATE_COLUMNS,
@@ -307,29 +316,27 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
         .outerjoin(DoseAdministration, DoseAdministration.dose_id == Dose.id)
         .where(
             TreatmentPlan.clinic_id == clinic.id,
-            Dose.appointment_at >= start,
-            Dose.appointment_at < end,
-            Dose.status != DoseStatus.CANCELLED,
+            or_(
+                and_(
+                    Dose.appointment_at >= start,
+                    Dose.appointment_at < end,
+                    Dose.status != DoseStatus.CANCELLED,
+                ),
+                and_(
+                    TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+                    Dose.status == DoseStatus.PLANNED,
+                    Dose.appointment_at.is_(None),
+                    Dose.due_date == day,
+                ),
+            ),
         )
         .order_by(Dose.appointment_at, Dose.id)
     ).all()
-    unbooked = session.execute(
-        select(*_SUBJECT_COLUMNS, *_GATE_COLUMNS)
-        .select_from(Dose)
-        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
-        .join(Patient, Patient.id == TreatmentPlan.patient_id)
-        .where(
-            TreatmentPlan.clinic_id == clinic.id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status == DoseStatus.PLANNED,
-            Dose.appointment_at.is_(None),
-            Dose.due_date == day,
-        )
-        .order_by(Dose.id)
-    ).all()
+    booked = [row for row in rows if row.appointment_at is not None]
+    unbooked = [row for row in rows if row.appointment_at is None]
     checklists = _checklists(
         session,
-        {row.plan_id for row in (*booked, *unbooked) if _checklist_unsettled(row)},
+        {row.plan_id for row in rows if _checklist_unsettled(row)},
     )
     regimens = {row.regimen_code: get_regimen(row.regimen_code) for row in booked}
     reactions = _reactions(
@@ -412,20 +419,7 @@ def staff_worklist(
     zone = ZoneInfo(clinic.time_zone)
     today = local_today(clinic.time_zone, now)
     today_start, _ = day_bounds(today, clinic.time_zone)
-    blocked = _first_dose_rows(
-        session,
-        clinic.id,
-        CHECKLIST_PLAN_STATUSES,
-        TreatmentPlan.gate_open.is_not(True),
-        today + timedelta(days=CHECKLIST_HORIZON_DAYS),
-    )
-    cleared = _first_dose_rows(
-        session,
-        clinic.id,
-        values(PlanStatus.DRAFT, PlanStatus.SCREENING),
-        TreatmentPlan.gate_open.is_not(False),
-        today + timedelta(days=READY_HORIZON_DAYS),
-    )
+    blocked, cleared = _first_dose_rows(session, clinic.id, today)
     readiness_doses = _readiness_candidates(session, clinic.id, zone, today)
     # One load for every plan whose checklist or readiness is worked out.
     plans = _plans(
@@ -470,27 +464,42 @@ def staff_worklist(
 
 
 def _first_dose_rows(
-    session: Session,
-    clinic_id: int,
-    statuses: tuple[str, ...],
-    gate: Any,
-    horizon: date,
-) -> list[Row[*tuple[Any, ...]]]:
-    """Plans in `statuses` whose stored gate matches `gate` (selected by index), with their
-    first open dose when it is due by `horizon`; the checklist itself then decides."""
-    return list(
-        session.execute(
-            select(*_SUBJECT_COLUMNS, *_GATE_COLUMNS)
-            .select_from(TreatmentPlan)
-            .join(Dose, _first_open_dose())
-            .join(Patient, Patient.id == TreatmentPlan.patient_id)
-            .where(
-                TreatmentPlan.clinic_id == clinic_id,
-                _literal_in(TreatmentPlan.status, statuses),
-                gate,
-                Dose.due_date <= horizon,
-            )
-        ).all()
+    session: Session, clinic_id: int, today: date
+) -> tuple[list[Row[*tuple[Any, ...]]], list[Row[*tuple[Any, ...]]]]:
+    """Plans before treatment with their first open dose, for the two checklist sections, in
+    one statement: those whose stored gate is not open and the dose due within
+    CHECKLIST_HORIZON_DAYS; those in draft or screening whose gate is not closed and the dose
+    due within READY_HORIZON_DAYS. Each kind is selected by its partial index; the checklist
+    itself then decides."""
+    blocked = and_(
+        _literal_in(TreatmentPlan.status, CHECKLIST_PLAN_STATUSES),
+        TreatmentPlan.gate_open.is_not(True),
+    )
+    cleared = and_(
+        _literal_in(TreatmentPlan.status, NOT_READY_PLAN_STATUSES),
+        TreatmentPlan.gate_open.is_not(False),
+    )
+    checklist_horizon = today + timedelta(days=CHECKLIST_HORIZON_DAYS)
+    ready_horizon = today + timedelta(days=READY_HORIZON_DAYS)
+    rows = session.execute(
+        select(
+            *_SUBJECT_COLUMNS,
+            *_GATE_COLUMNS,
+            blocked.label("blocked"),
+            cleared.label("cleared"),
+        )
+        .select_from(TreatmentPlan)
+        .join(Dose, _first_open_dose())
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        .where(
+            TreatmentPlan.clinic_id == clinic_id,
+            or_(blocked, cleared),
+            Dose.due_date <= max(checklist_horizon, ready_horizon),
+        )
+    ).all()
+    return (
+        [row for row in rows if row.blocked and row.due_date <= checklist_horizon],
+        [row for row in rows if row.cleared and row.due_date <= ready_horizon],
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, and_, bindparam, exists, func, literal, or_, select, union_all
@@ -47,6 +47,12 @@ from service.vocabulary import (
     TaskStatus,
     values,
 )
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # A row of one of the column selects below, read by label.
+    _Row: TypeAlias = Row[*tuple[Any, ...]]
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14
@@ -126,11 +132,11 @@ _SCHEDULE_COLUMNS = (
 )
 
 
-def _patient(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
+def _patient(row: _Row) -> dict[str, Any]:
     return {"id": row.patient_id, "mrn": row.mrn, "name": f"{row.given_name} {row.family_name}"}
 
 
-def _plan(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
+def _plan(row: _Row) -> dict[str, Any]:
     return {
         "id": row.plan_id,
         "regimen": row.regimen_code,
@@ -139,7 +145,7 @@ def _plan(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
     }
 
 
-def _dose(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
+def _dose(row: _Row) -> dict[str, Any]:
     return {
         "id": row.dose_id,
         "sequence": row.sequence,
@@ -152,7 +158,7 @@ def _dose(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
     }
 
 
-def _subject(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
+def _subject(row: _Row) -> dict[str, Any]:
     """The patient, plan and dose of an entry read with _SUBJECT_COLUMNS."""
     return {"patient": _patient(row), "plan": _plan(row), "dose": _dose(row)}
 
@@ -166,7 +172,7 @@ def _links(plan_id: int, patient_id: int, dose_id: int | None = None) -> dict[st
     return links
 
 
-def _dose_entry(row: Row[*tuple[Any, ...]], zone: ZoneInfo) -> dict[str, Any]:
+def _dose_entry(row: _Row, zone: ZoneInfo) -> dict[str, Any]:
     """A worklist entry about a dose, with its day on the clinic's wall clock."""
     when = row.appointment_at
     return {
@@ -177,7 +183,7 @@ def _dose_entry(row: Row[*tuple[Any, ...]], zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def _planned(row: Row[*tuple[Any, ...]]) -> PlannedDose:
+def _planned(row: _Row) -> PlannedDose:
     """The dose of a _SCHEDULE_COLUMNS row as the schedule arithmetic sees it."""
     return PlannedDose(
         sequence=row.sequence,
@@ -190,7 +196,7 @@ def _planned(row: Row[*tuple[Any, ...]]) -> PlannedDose:
     )
 
 
-def _checklist_unsettled(row: Row[*tuple[Any, ...]]) -> bool:
+def _checklist_unsettled(row: _Row) -> bool:
     """Whether the stored gate leaves the plan's checklist to be worked out: it is not open, or
     an override may be what opens it."""
     return row.gate_open is not True or bool(row.has_override)
@@ -465,7 +471,7 @@ def staff_worklist(
 
 def _first_dose_rows(
     session: Session, clinic_id: int, today: date
-) -> tuple[list[Row[*tuple[Any, ...]]], list[Row[*tuple[Any, ...]]]]:
+) -> tuple[list[_Row], list[_Row]]:
     """Plans before treatment with their first open dose, for the two checklist sections, in
     one statement: those whose stored gate is not open and the dose due within
     CHECKLIST_HORIZON_DAYS; those in draft or screening whose gate is not closed and the dose
@@ -504,7 +510,7 @@ def _first_dose_rows(
 
 
 def _first_dose_entry(
-    row: Row[*tuple[Any, ...]], today: date, outcome: str, blocking: list[dict[str, str]]
+    row: _Row, today: date, outcome: str, blocking: list[dict[str, str]]
 ) -> dict[str, Any]:
     return {
         "patient": _patient(row),
@@ -519,7 +525,7 @@ def _first_dose_entry(
 
 
 def _blocked_checklists(
-    rows: list[Row[*tuple[Any, ...]]], checklists: dict[int, Checklist], today: date
+    rows: list[_Row], checklists: dict[int, Checklist], today: date
 ) -> list[dict[str, Any]]:
     entries = []
     for row in rows:
@@ -534,7 +540,7 @@ def _blocked_checklists(
 
 
 def _cleared_not_ready(
-    rows: list[Row[*tuple[Any, ...]]], checklists: dict[int, Checklist], today: date
+    rows: list[_Row], checklists: dict[int, Checklist], today: date
 ) -> list[dict[str, Any]]:
     entries = []
     for row in rows:

@@ -31,11 +31,12 @@ from service.models import (
 )
 from service.models.dose import reacted_before_or_in
 from service.models.plan import Checklist
-from service.protocols import Regimen, get_regimen
-from service.protocols.schedule import (
+from service.protocols import (
     PlannedDose,
+    Regimen,
     expected_chair_minutes,
     expected_infusion_minutes,
+    get_regimen,
 )
 from service.vocabulary import (
     OPEN_DOSE_STATUSES,

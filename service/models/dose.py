@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -25,6 +26,16 @@ OPEN = "status IN ('planned', 'booked', 'missed')"
 OPEN_UNBOOKED = f"appointment_at IS NULL AND {OPEN}"
 NOT_READY = f"ready IS NOT TRUE AND {OPEN}"
 OBSERVATION_SHORT = "observation_short IS NOT FALSE AND status = 'administered'"
+
+
+def reacted_before_or_in(
+    reactions: Iterable[tuple[int, datetime]], dose_id: int, given_at: datetime | None
+) -> bool:
+    """Whether any of the patient's infusion reactions, each (dose id, when given), came in the
+    dose `dose_id` or before it was given at `given_at`; any at all while it is not given."""
+    return any(
+        given_at is None or at < given_at or reacted_in == dose_id for reacted_in, at in reactions
+    )
 
 
 def _partial(name: str, column: str, where: str) -> Index:
@@ -105,7 +116,11 @@ class Dose(Base):
     @property
     def reaction_before_or_now(self) -> bool:
         """Any infusion reaction in this dose or an earlier one (any plan of the patient)."""
-        return bool(self._reactions_before(include_self=True))
+        given = self.administration.administered_at if self.administration else None
+        reactions = [
+            (e["dose_id"], e["administered_at"]) for e in self.plan.patient.reaction_history
+        ]
+        return reacted_before_or_in(reactions, self.id, given)
 
     def _reactions_before(self, *, include_self: bool) -> list[dict[str, Any]]:
         history = self.plan.patient.reaction_history

@@ -290,17 +290,24 @@ class Checklist:
     @classmethod
     def of(cls, plan: TreatmentPlan) -> Checklist:
         items = list(plan.screening_items)
+        # Each item's outcome once: it reads the catalog, the plan's settings and its doses.
         outcomes = [item.outcome for item in items]
+        required_pending = [
+            outcome == ScreeningOutcome.PENDING and item.is_required
+            for item, outcome in zip(items, outcomes, strict=True)
+        ]
         if "contraindicated" in outcomes:
             outcome = "contraindicated"
         elif "needs_review" in outcomes:
             outcome = "needs_review"
-        elif any(item.is_required and item.outcome == ScreeningOutcome.PENDING for item in items):
+        elif any(required_pending):
             outcome = ScreeningOutcome.PENDING
         else:
             outcome = "cleared"
         blocking = [
-            {"code": item.code, "outcome": item.outcome} for item in items if item.is_blocking
+            {"code": item.code, "outcome": item_outcome}
+            for item, item_outcome, required in zip(items, outcomes, required_pending, strict=True)
+            if ScreeningItem.blocks(item_outcome, required_pending=required)
         ]
         current = [o for o in plan.overrides if o.revoked_at is None]
         return cls(outcome, items, blocking, current[-1] if current else None)
@@ -312,11 +319,8 @@ class Checklist:
     @property
     def not_overridable(self) -> list[dict[str, str]]:
         """Blocking items only their structured record clears (the hepatitis B pathway)."""
-        return [
-            {"code": item.code, "outcome": item.outcome}
-            for item in self.items
-            if item.is_blocking and not item.overridable
-        ]
+        overridable = {item.code: item.overridable for item in self.items}
+        return [item for item in self.blocking_items if not overridable[item["code"]]]
 
     @property
     def override_in_effect(self) -> bool:
@@ -526,9 +530,15 @@ class ScreeningItem(Base):
     def is_blocking(self) -> bool:
         """A finding that needs review, or a required item still without a current result."""
         outcome = self.outcome
-        return outcome in ("needs_review", "contraindicated") or (
-            outcome == ScreeningOutcome.PENDING and self.is_required
+        return self.blocks(
+            outcome, required_pending=outcome == ScreeningOutcome.PENDING and self.is_required
         )
+
+    @staticmethod
+    def blocks(outcome: str, *, required_pending: bool) -> bool:
+        """is_blocking for an outcome already worked out (`required_pending`: it is pending and
+        the item is required)."""
+        return outcome in ("needs_review", "contraindicated") or required_pending
 
 
 class ScreeningOverride(Base):

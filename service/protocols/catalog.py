@@ -301,6 +301,10 @@ class Observation:
             return max(self.later_minutes or 0, self.later_minutes_after_reaction)
         return self.later_minutes
 
+    def reads_reactions(self, sequence: int) -> bool:
+        """Whether the patient's infusion reactions can change `minutes_after` for this dose."""
+        return sequence > self.first_doses and self.later_minutes_after_reaction is not None
+
 
 @dataclass(frozen=True)
 class ReactionWindow:

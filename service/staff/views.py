@@ -6,12 +6,13 @@ on the 3rd belongs to the 4th in Berlin and still to the 3rd in Los Angeles.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, func, literal, or_, select, union_all
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Row, and_, bindparam, exists, func, literal, or_, select, union_all
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from service.clinics.settings import get_clinic
 from service.core.access import Actor
@@ -20,22 +21,39 @@ from service.db import utcnow
 from service.errors import NotFound
 from service.models import (
     Dose,
+    DoseAdministration,
     MonitoringFollowUp,
     MonitoringTask,
     Patient,
+    ScreeningOverride,
     StaffAlert,
     TreatmentPlan,
 )
-from service.protocols import Regimen, get_regimen
+from service.models.dose import reacted_before_or_in
+from service.models.plan import Checklist
+from service.protocols import (
+    PlannedDose,
+    Regimen,
+    expected_chair_minutes,
+    expected_infusion_minutes,
+    get_regimen,
+)
 from service.vocabulary import (
     OPEN_DOSE_STATUSES,
     OPEN_PLAN_STATUSES,
     DoseStatus,
     PlanStatus,
+    ReactionGrade,
     ScreeningOutcome,
     TaskStatus,
     values,
 )
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # A row of one of the column selects below, read by label.
+    _Row: TypeAlias = Row[*tuple[Any, ...]]
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14
@@ -47,6 +65,7 @@ READINESS_HORIZON_DAYS = 2
 OBSERVATION_LOOKBACK_DAYS = 30
 API = "/api/v1"
 CHECKLIST_PLAN_STATUSES = values(PlanStatus.DRAFT, PlanStatus.SCREENING, PlanStatus.READY)
+NOT_READY_PLAN_STATUSES = values(PlanStatus.DRAFT, PlanStatus.SCREENING)
 OUTCOME_URGENCY = {outcome.value: rank for rank, outcome in enumerate(reversed(ScreeningOutcome))}
 DEFAULT_WORKLIST_LIMIT = 100
 
@@ -69,27 +88,167 @@ def _first_open_dose() -> Any:
     return and_(Dose.plan_id == TreatmentPlan.id, Dose.sequence == first_sequence)
 
 
-def _checklist_loads() -> tuple[Any, ...]:
-    """What a plan's checklist reads: items, overrides, and its first dose's day."""
-    return (
-        selectinload(TreatmentPlan.patient),
-        selectinload(TreatmentPlan.screening_items),
-        selectinload(TreatmentPlan.overrides),
-        selectinload(TreatmentPlan.doses).selectinload(Dose.administration),
+# What an entry about a dose names, read as columns: building every plan, patient and dose
+# on a list as objects cost more than the rest of the view.
+_PATIENT_COLUMNS = (
+    Patient.id.label("patient_id"),
+    Patient.mrn,
+    Patient.given_name,
+    Patient.family_name,
+)
+_PLAN_COLUMNS = (
+    TreatmentPlan.id.label("plan_id"),
+    TreatmentPlan.regimen_code,
+    TreatmentPlan.variant,
+    TreatmentPlan.status.label("plan_status"),
+)
+_SUBJECT_COLUMNS = (
+    *_PATIENT_COLUMNS,
+    *_PLAN_COLUMNS,
+    Dose.id.label("dose_id"),
+    Dose.sequence,
+    Dose.course,
+    Dose.kind,
+    Dose.amount_mg,
+    Dose.due_date,
+    Dose.booking,
+    Dose.status.label("dose_status"),
+    Dose.appointment_at,
+    Dose.needs_review,
+)
+# Whether the plan's checklist is to be worked out (_checklist_unsettled).
+_GATE_COLUMNS = (
+    TreatmentPlan.gate_open,
+    exists()
+    .where(ScreeningOverride.plan_id == TreatmentPlan.id)
+    .correlate(TreatmentPlan)
+    .label("has_override"),
+)
+# What the schedule adds: where, and what the catalog's infusion and chair times read.
+_SCHEDULE_COLUMNS = (
+    Dose.location,
+    Dose.infusion_option,
+    Dose.rule_key,
+    Dose.earliest_date,
+)
+
+
+def _patient(row: _Row) -> dict[str, Any]:
+    return {"id": row.patient_id, "mrn": row.mrn, "name": f"{row.given_name} {row.family_name}"}
+
+
+def _plan(row: _Row) -> dict[str, Any]:
+    return {
+        "id": row.plan_id,
+        "regimen": row.regimen_code,
+        "variant": row.variant,
+        "status": row.plan_status,
+    }
+
+
+def _dose(row: _Row) -> dict[str, Any]:
+    return {
+        "id": row.dose_id,
+        "sequence": row.sequence,
+        "course": row.course,
+        "kind": row.kind,
+        "amount_mg": row.amount_mg,
+        "due_date": row.due_date,
+        "booking": row.booking,
+        "status": row.dose_status,
+    }
+
+
+def _subject(row: _Row) -> dict[str, Any]:
+    """The patient, plan and dose of an entry read with _SUBJECT_COLUMNS."""
+    return {"patient": _patient(row), "plan": _plan(row), "dose": _dose(row)}
+
+
+def _links(plan_id: int, patient_id: int, dose_id: int | None = None) -> dict[str, str]:
+    """Where the entry's objects are read and changed."""
+    links = {"plan": f"{API}/plans/{plan_id}", "patient": f"{API}/patients/{patient_id}"}
+    if dose_id is not None:
+        links["dose"] = f"{API}/doses/{dose_id}"
+        links["readiness"] = f"{API}/doses/{dose_id}/readiness"
+    return links
+
+
+def _dose_entry(row: _Row, zone: ZoneInfo) -> dict[str, Any]:
+    """A worklist entry about a dose, with its day on the clinic's wall clock."""
+    when = row.appointment_at
+    return {
+        **_subject(row),
+        "links": _links(row.plan_id, row.patient_id, row.dose_id),
+        "appointment_at": when,
+        "date": when.astimezone(zone).date() if when else row.due_date,
+    }
+
+
+def _planned(row: _Row) -> PlannedDose:
+    """The dose of a _SCHEDULE_COLUMNS row as the schedule arithmetic sees it."""
+    return PlannedDose(
+        sequence=row.sequence,
+        course=row.course,
+        kind=row.kind,
+        amount_mg=row.amount_mg,
+        due_date=row.due_date,
+        earliest_date=row.earliest_date,
+        rule_key=row.rule_key,
     )
 
 
-def _screening(plan: TreatmentPlan) -> dict[str, Any]:
-    """The checklist state staff see beside a dose: outcome, what blocks, override in force."""
-    if plan.gate_open and not plan.overrides:
-        # The gate every write keeps (service.models.stored_state) is open with no override:
-        # the checklist is cleared, nothing blocks. Worked out only where that is not so.
+def _checklist_unsettled(row: _Row) -> bool:
+    """Whether the stored gate leaves the plan's checklist to be worked out: it is not open, or
+    an override may be what opens it."""
+    return row.gate_open is not True or bool(row.has_override)
+
+
+def _plans(
+    session: Session, plan_ids: Collection[int], *, readiness: bool = False
+) -> dict[int, TreatmentPlan]:
+    """These plans with what their checklists read (items, overrides, the doses' days); with
+    `readiness`, also what their doses' readiness reads. Rows that are few per parent (an
+    override, a dose's record, checks) are joined to their parents' statement: each statement
+    costs more than the rows."""
+    if not plan_ids:
+        return {}
+    doses = selectinload(TreatmentPlan.doses)
+    loads = [
+        joinedload(TreatmentPlan.overrides),
+        selectinload(TreatmentPlan.screening_items),
+        doses.joinedload(Dose.administration),
+    ]
+    if readiness:
+        loads += [
+            joinedload(TreatmentPlan.patient),
+            doses.joinedload(Dose.checks),
+            doses.joinedload(Dose.readiness_overrides),
+            selectinload(TreatmentPlan.monitoring_tasks).joinedload(MonitoringTask.lab_result),
+        ]
+    plans = (
+        session.scalars(
+            select(TreatmentPlan).where(TreatmentPlan.id.in_(sorted(plan_ids))).options(*loads)
+        )
+        .unique()
+        .all()
+    )
+    return {plan.id: plan for plan in plans}
+
+
+def _checklists(session: Session, plan_ids: Collection[int]) -> dict[int, Checklist]:
+    return {key: plan.checklist for key, plan in _plans(session, plan_ids).items()}
+
+
+def _screening(checklist: Checklist | None) -> dict[str, Any]:
+    """The checklist state staff see beside a dose: outcome, what blocks, override in force.
+    None: the gate every write keeps (service.models.stored_state) is open with no override,
+    so the checklist is cleared and nothing blocks."""
+    if checklist is None:
         return {
             "outcome": ScreeningOutcome.CLEARED.value,
             "blocking_items": [],
             "overridden": False,
         }
-    checklist = plan.checklist
     return {
         "outcome": checklist.outcome,
         "blocking_items": checklist.blocking_items,
@@ -97,21 +256,25 @@ def _screening(plan: TreatmentPlan) -> dict[str, Any]:
     }
 
 
-def _patient_summary(patient: Patient) -> dict[str, Any]:
-    return {
-        "id": patient.id,
-        "mrn": patient.mrn,
-        "name": f"{patient.given_name} {patient.family_name}",
-    }
-
-
-def _plan_summary(plan: TreatmentPlan) -> dict[str, Any]:
-    return {
-        "id": plan.id,
-        "regimen": plan.regimen_code,
-        "variant": plan.variant,
-        "status": plan.status,
-    }
+def _reactions(
+    session: Session, patient_ids: Collection[int]
+) -> dict[int, list[tuple[int, datetime]]]:
+    """Each patient's infusion reactions under any plan: (dose id, when given)."""
+    if not patient_ids:
+        return {}
+    rows = session.execute(
+        select(TreatmentPlan.patient_id, Dose.id, DoseAdministration.administered_at)
+        .join(Dose, Dose.plan_id == TreatmentPlan.id)
+        .join(DoseAdministration, DoseAdministration.dose_id == Dose.id)
+        .where(
+            TreatmentPlan.patient_id.in_(sorted(patient_ids)),
+            DoseAdministration.reaction_grade != ReactionGrade.NONE.value,
+        )
+    )
+    found: dict[int, list[tuple[int, datetime]]] = {}
+    for patient_id, dose_id, given_at in rows:
+        found.setdefault(patient_id, []).append((dose_id, given_at))
+    return found
 
 
 def _premedications(regimen: Regimen) -> list[dict[str, Any]]:
@@ -132,57 +295,6 @@ def _premedications(regimen: Regimen) -> list[dict[str, Any]]:
     ]
 
 
-def _history_loads() -> tuple[Any, ...]:
-    """What a dose's required observation and chair time read: the patient's reactions under
-    every plan (loaded up front, so more patients cost no more queries)."""
-    patient_plans = (
-        selectinload(Dose.plan).selectinload(TreatmentPlan.patient).selectinload(Patient.plans)
-    )
-    return (patient_plans.selectinload(TreatmentPlan.doses).selectinload(Dose.administration),)
-
-
-def _chair_minutes(dose: Dose) -> int | None:
-    return dose.chair_minutes
-
-
-def _dose_subject(dose: Dose) -> dict[str, Any]:
-    """What a worklist entry about a dose names: the patient, the plan, the dose, and links."""
-    return {
-        "patient": _patient_summary(dose.plan.patient),
-        "plan": _plan_summary(dose.plan),
-        "dose": _dose_summary(dose),
-        "links": _links(dose.plan, dose),
-    }
-
-
-def _dose_entry(dose: Dose, zone: ZoneInfo) -> dict[str, Any]:
-    """A dose's worklist entry with its day on the clinic's wall clock."""
-    day = dose.appointment_at.astimezone(zone).date() if dose.appointment_at else dose.due_date
-    return {**_dose_subject(dose), "appointment_at": dose.appointment_at, "date": day}
-
-
-def _links(plan: TreatmentPlan, dose: Dose | None = None) -> dict[str, str]:
-    """Where the entry's objects are read and changed."""
-    links = {"plan": f"{API}/plans/{plan.id}", "patient": f"{API}/patients/{plan.patient_id}"}
-    if dose is not None:
-        links["dose"] = f"{API}/doses/{dose.id}"
-        links["readiness"] = f"{API}/doses/{dose.id}/readiness"
-    return links
-
-
-def _dose_summary(dose: Dose) -> dict[str, Any]:
-    return {
-        "id": dose.id,
-        "sequence": dose.sequence,
-        "course": dose.course,
-        "kind": dose.kind,
-        "amount_mg": dose.amount_mg,
-        "due_date": dose.due_date,
-        "booking": dose.booking,
-        "status": dose.status,
-    }
-
-
 # --- the day's schedule -----------------------------------------------------------------------
 
 
@@ -196,70 +308,89 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     zone = clinic.time_zone
     day = day or local_today(zone)
     start, end = day_bounds(day, zone)
-    plan_loads = (
-        selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
-        *_history_loads(),
-        selectinload(Dose.plan).selectinload(TreatmentPlan.screening_items),
-        selectinload(Dose.plan).selectinload(TreatmentPlan.overrides),
-    )
-    booked = session.scalars(
-        select(Dose)
+    # The doses booked on the day and those still due on it without an appointment, told
+    # apart by the appointment: one statement for both lists.
+    rows = session.execute(
+        select(
+            *_SUBJECT_COLUMNS,
+            *_GATE_COLUMNS,
+            *_SCHEDULE_COLUMNS,
+            DoseAdministration.administered_at,
+        )
+        .select_from(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        .outerjoin(DoseAdministration, DoseAdministration.dose_id == Dose.id)
         .where(
             TreatmentPlan.clinic_id == clinic.id,
-            Dose.appointment_at >= start,
-            Dose.appointment_at < end,
-            Dose.status != DoseStatus.CANCELLED,
+            or_(
+                and_(
+                    Dose.appointment_at >= start,
+                    Dose.appointment_at < end,
+                    Dose.status != DoseStatus.CANCELLED,
+                ),
+                and_(
+                    TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+                    Dose.status == DoseStatus.PLANNED,
+                    Dose.appointment_at.is_(None),
+                    Dose.due_date == day,
+                ),
+            ),
         )
-        .options(*plan_loads)
         .order_by(Dose.appointment_at, Dose.id)
     ).all()
-    unbooked = session.scalars(
-        select(Dose)
-        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
-        .where(
-            TreatmentPlan.clinic_id == clinic.id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            Dose.status == DoseStatus.PLANNED,
-            Dose.appointment_at.is_(None),
-            Dose.due_date == day,
-        )
-        .options(*plan_loads)
-        .order_by(Dose.id)
-    ).all()
+    booked = [row for row in rows if row.appointment_at is not None]
+    unbooked = [row for row in rows if row.appointment_at is None]
+    checklists = _checklists(
+        session,
+        {row.plan_id for row in rows if _checklist_unsettled(row)},
+    )
+    regimens = {row.regimen_code: get_regimen(row.regimen_code) for row in booked}
+    reactions = _reactions(
+        session,
+        {
+            row.patient_id
+            for row in booked
+            if regimens[row.regimen_code].observation.reads_reactions(row.sequence)
+        },
+    )
+    premedications = {code: _premedications(regimen) for code, regimen in regimens.items()}
     tz = ZoneInfo(zone)
     items = []
-    for dose in booked:
-        plan = dose.plan
-        regimen = get_regimen(plan.regimen_code)
-        assert dose.appointment_at is not None
+    for row in booked:
+        regimen = regimens[row.regimen_code]
+        planned = _planned(row)
         items.append(
             {
-                "patient": _patient_summary(plan.patient),
-                "plan": _plan_summary(plan),
-                "dose": _dose_summary(dose),
-                "appointment_at": dose.appointment_at,
-                "local_time": dose.appointment_at.astimezone(tz).strftime("%H:%M"),
-                "location": dose.location,
-                "premedications": _premedications(regimen),
-                "screening": _screening(plan),
-                "expected_chair_minutes": _chair_minutes(dose),
-                "expected_infusion_minutes": dose.infusion_minutes,
-                "infusion_option": dose.infusion_option,
-                "needs_review": dose.needs_review,
+                **_subject(row),
+                "appointment_at": row.appointment_at,
+                "local_time": row.appointment_at.astimezone(tz).strftime("%H:%M"),
+                "location": row.location,
+                "premedications": premedications[row.regimen_code],
+                "screening": _screening(checklists.get(row.plan_id)),
+                "expected_chair_minutes": expected_chair_minutes(
+                    regimen,
+                    planned,
+                    option=row.infusion_option,
+                    had_reaction=reacted_before_or_in(
+                        reactions.get(row.patient_id, ()), row.dose_id, row.administered_at
+                    ),
+                ),
+                "expected_infusion_minutes": expected_infusion_minutes(
+                    regimen, planned, option=row.infusion_option
+                ),
+                "infusion_option": row.infusion_option,
+                "needs_review": row.needs_review,
             }
         )
-    unbooked_items = []
-    for dose in unbooked:
-        unbooked_items.append(
-            {
-                "patient": _patient_summary(dose.plan.patient),
-                "plan": _plan_summary(dose.plan),
-                "dose": _dose_summary(dose),
-                "screening": _screening(dose.plan),
-                "needs_review": dose.needs_review,
-            }
-        )
+    unbooked_items = [
+        {
+            **_subject(row),
+            "screening": _screening(checklists.get(row.plan_id)),
+            "needs_review": row.needs_review,
+        }
+        for row in unbooked
+    ]
     return {"date": day, "time_zone": zone, "items": items, "unbooked_due": unbooked_items}
 
 
@@ -292,22 +423,35 @@ def staff_worklist(
     `links` to the objects it is about.
     """
     clinic = get_clinic(session, actor)
-    zone = clinic.time_zone
-    today = local_today(zone, now)
-    today_start, _ = day_bounds(today, zone)
-    checklists = _blocked_checklists(session, clinic.id, today)
-    overdue_doses, dose_count = _overdue_doses(
-        session, clinic.id, ZoneInfo(zone), today, today_start, limit
+    zone = ZoneInfo(clinic.time_zone)
+    today = local_today(clinic.time_zone, now)
+    today_start, _ = day_bounds(today, clinic.time_zone)
+    blocked, cleared = _first_dose_rows(session, clinic.id, today)
+    readiness_doses = _readiness_candidates(session, clinic.id, zone, today)
+    # One load for every plan whose checklist or readiness is worked out.
+    plans = _plans(
+        session,
+        {
+            *(row.plan_id for row in blocked),
+            *(row.plan_id for row in cleared if _checklist_unsettled(row)),
+            *(plan_id for plan_id, _ in readiness_doses),
+        },
+        readiness=bool(readiness_doses),
     )
+    checklists = {plan_id: plan.checklist for plan_id, plan in plans.items()}
+    wanted = {dose_id for _, dose_id in readiness_doses}
+    doses = [dose for plan in plans.values() for dose in plan.doses if dose.id in wanted]
+    checklist_entries = _blocked_checklists(blocked, checklists, today)
+    not_ready = _cleared_not_ready(cleared, checklists, today)
+    readiness_open = _readiness_open(doses, zone, today)
+    overdue_doses, dose_count = _overdue_doses(session, clinic.id, zone, today, today_start, limit)
     overdue_tasks, task_count = _overdue_tasks(session, clinic.id, today, limit)
     alerts, alert_count = _open_alerts(session, clinic.id, limit)
-    not_ready = _cleared_not_ready(session, clinic.id, today)
-    readiness_open = _readiness_open(session, clinic.id, ZoneInfo(zone), today)
-    observation = _observation_missing(session, clinic.id, ZoneInfo(zone), today)
+    observation = _observation_missing(session, clinic.id, today)
     return {
         "date": today,
-        "time_zone": zone,
-        "checklists": checklists[:limit],
+        "time_zone": clinic.time_zone,
+        "checklists": checklist_entries[:limit],
         "overdue_doses": overdue_doses,
         "overdue_tasks": overdue_tasks,
         "alerts": alerts,
@@ -315,7 +459,7 @@ def staff_worklist(
         "readiness_open": readiness_open[:limit],
         "observation_missing": observation[:limit],
         "counts": {
-            "checklists": len(checklists),
+            "checklists": len(checklist_entries),
             "overdue_doses": dose_count,
             "overdue_tasks": task_count,
             "alerts": alert_count,
@@ -326,77 +470,96 @@ def staff_worklist(
     }
 
 
-def _blocked_checklists(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
-    horizon = today + timedelta(days=CHECKLIST_HORIZON_DAYS)
-    # The stored gate picks the candidates by index; the checklist itself decides.
+def _first_dose_rows(
+    session: Session, clinic_id: int, today: date
+) -> tuple[list[_Row], list[_Row]]:
+    """Plans before treatment with their first open dose, for the two checklist sections, in
+    one statement: those whose stored gate is not open and the dose due within
+    CHECKLIST_HORIZON_DAYS; those in draft or screening whose gate is not closed and the dose
+    due within READY_HORIZON_DAYS. Each kind is selected by its partial index; the checklist
+    itself then decides."""
+    blocked = and_(
+        _literal_in(TreatmentPlan.status, CHECKLIST_PLAN_STATUSES),
+        TreatmentPlan.gate_open.is_not(True),
+    )
+    cleared = and_(
+        _literal_in(TreatmentPlan.status, NOT_READY_PLAN_STATUSES),
+        TreatmentPlan.gate_open.is_not(False),
+    )
+    checklist_horizon = today + timedelta(days=CHECKLIST_HORIZON_DAYS)
+    ready_horizon = today + timedelta(days=READY_HORIZON_DAYS)
     rows = session.execute(
-        select(TreatmentPlan, Dose)
+        select(
+            *_SUBJECT_COLUMNS,
+            *_GATE_COLUMNS,
+            blocked.label("blocked"),
+            cleared.label("cleared"),
+        )
+        .select_from(TreatmentPlan)
         .join(Dose, _first_open_dose())
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .where(
             TreatmentPlan.clinic_id == clinic_id,
-            _literal_in(TreatmentPlan.status, CHECKLIST_PLAN_STATUSES),
-            TreatmentPlan.gate_open.is_not(True),
-            Dose.due_date <= horizon,
+            or_(blocked, cleared),
+            Dose.due_date <= max(checklist_horizon, ready_horizon),
         )
-        .options(*_checklist_loads())
     ).all()
-    entries: list[dict[str, Any]] = []
-    for plan, dose in rows:
-        checklist = plan.checklist
+    return (
+        [row for row in rows if row.blocked and row.due_date <= checklist_horizon],
+        [row for row in rows if row.cleared and row.due_date <= ready_horizon],
+    )
+
+
+def _first_dose_entry(
+    row: _Row, today: date, outcome: str, blocking: list[dict[str, str]]
+) -> dict[str, Any]:
+    return {
+        "patient": _patient(row),
+        "plan": _plan(row),
+        "first_dose": _dose(row),
+        "first_dose_date": row.due_date,
+        "days_until_first_dose": (row.due_date - today).days,
+        "outcome": outcome,
+        "blocking_items": blocking,
+        "links": _links(row.plan_id, row.patient_id, row.dose_id),
+    }
+
+
+def _blocked_checklists(
+    rows: list[_Row], checklists: dict[int, Checklist], today: date
+) -> list[dict[str, Any]]:
+    entries = []
+    for row in rows:
+        checklist = checklists[row.plan_id]
         if checklist.passes_gate:
             continue
-        entries.append(
-            {
-                "patient": _patient_summary(plan.patient),
-                "plan": _plan_summary(plan),
-                "first_dose": _dose_summary(dose),
-                "first_dose_date": dose.due_date,
-                "days_until_first_dose": (dose.due_date - today).days,
-                "outcome": checklist.outcome,
-                "blocking_items": checklist.blocking_items,
-                "links": _links(plan, dose),
-            }
-        )
+        entries.append(_first_dose_entry(row, today, checklist.outcome, checklist.blocking_items))
     entries.sort(
         key=lambda e: (e["first_dose_date"], OUTCOME_URGENCY[e["outcome"]], e["plan"]["id"])
     )
     return entries
 
 
-def _cleared_not_ready(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
-    horizon = today + timedelta(days=READY_HORIZON_DAYS)
-    rows = session.execute(
-        select(TreatmentPlan, Dose)
-        .join(Dose, _first_open_dose())
-        .where(
-            TreatmentPlan.clinic_id == clinic_id,
-            _literal_in(TreatmentPlan.status, values(PlanStatus.DRAFT, PlanStatus.SCREENING)),
-            TreatmentPlan.gate_open.is_not(False),
-            Dose.due_date <= horizon,
-        )
-        .options(*_checklist_loads())
-    ).all()
-    entries: list[dict[str, Any]] = [
-        {
-            "patient": _patient_summary(plan.patient),
-            "plan": _plan_summary(plan),
-            "first_dose": _dose_summary(dose),
-            "first_dose_date": dose.due_date,
-            "days_until_first_dose": (dose.due_date - today).days,
-            "outcome": plan.checklist.outcome,
-            "blocking_items": [],
-            "links": _links(plan, dose),
-        }
-        for plan, dose in rows
-        if plan.checklist.passes_gate
-    ]
+def _cleared_not_ready(
+    rows: list[_Row], checklists: dict[int, Checklist], today: date
+) -> list[dict[str, Any]]:
+    entries = []
+    for row in rows:
+        # Not worked out: the stored gate is open and no override opens it (_screening).
+        checklist = checklists.get(row.plan_id)
+        if checklist is not None and not checklist.passes_gate:
+            continue
+        outcome = checklist.outcome if checklist is not None else ScreeningOutcome.CLEARED.value
+        entries.append(_first_dose_entry(row, today, outcome, []))
     entries.sort(key=lambda e: (e["first_dose_date"], e["plan"]["id"]))
     return entries
 
 
-def _readiness_open(
+def _readiness_candidates(
     session: Session, clinic_id: int, zone: ZoneInfo, today: date
-) -> list[dict[str, Any]]:
+) -> list[tuple[int, int]]:
+    """(plan id, dose id) of the open doses of the next days whose stored readiness is not
+    complete, found by index; the doses themselves are loaded with their plans (_plans)."""
     horizon = today + timedelta(days=READINESS_HORIZON_DAYS)
     start, _ = day_bounds(today, str(zone))
     _, end = day_bounds(horizon, str(zone))
@@ -404,39 +567,56 @@ def _readiness_open(
         and_(Dose.appointment_at.is_(None), Dose.due_date >= today, Dose.due_date <= horizon),
         and_(Dose.appointment_at >= start, Dose.appointment_at < end),
     )
-    doses = session.scalars(
-        select(Dose)
+    rows = session.execute(
+        select(Dose.plan_id, Dose.id)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
         .where(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            # The stored readiness picks the candidates by index; readiness itself decides.
             _literal_in(Dose.status, OPEN_DOSE_STATUSES),
             Dose.ready.is_not(True),
             soon,
         )
-        .options(
-            selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
-            selectinload(Dose.plan).selectinload(TreatmentPlan.screening_items),
-            selectinload(Dose.plan).selectinload(TreatmentPlan.overrides),
-            selectinload(Dose.plan).selectinload(TreatmentPlan.monitoring_tasks),
-            selectinload(Dose.plan).selectinload(TreatmentPlan.doses),
-            selectinload(Dose.checks),
-            selectinload(Dose.readiness_overrides),
-            selectinload(Dose.administration),
-        )
-        .order_by(Dose.due_date, Dose.id)
-    ).all()
+    )
+    return [(plan_id, dose_id) for plan_id, dose_id in rows]
+
+
+def _readiness_open(doses: list[Dose], zone: ZoneInfo, today: date) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for dose in doses:
         readiness = dose.readiness
         if readiness.ready:
             continue
-        entry = _dose_entry(dose, zone)
+        plan, patient = dose.plan, dose.plan.patient
+        when = dose.appointment_at
+        day = when.astimezone(zone).date() if when else dose.due_date
         entries.append(
             {
-                **entry,
-                "days_until": (entry["date"] - today).days,
+                "patient": {
+                    "id": patient.id,
+                    "mrn": patient.mrn,
+                    "name": f"{patient.given_name} {patient.family_name}",
+                },
+                "plan": {
+                    "id": plan.id,
+                    "regimen": plan.regimen_code,
+                    "variant": plan.variant,
+                    "status": plan.status,
+                },
+                "dose": {
+                    "id": dose.id,
+                    "sequence": dose.sequence,
+                    "course": dose.course,
+                    "kind": dose.kind,
+                    "amount_mg": dose.amount_mg,
+                    "due_date": dose.due_date,
+                    "booking": dose.booking,
+                    "status": dose.status,
+                },
+                "links": _links(plan.id, plan.patient_id, dose.id),
+                "appointment_at": when,
+                "date": day,
+                "days_until": (day - today).days,
                 "open_items": readiness.blocking_items,
             }
         )
@@ -444,13 +624,18 @@ def _readiness_open(
     return entries
 
 
-def _observation_missing(
-    session: Session, clinic_id: int, zone: ZoneInfo, today: date
-) -> list[dict[str, Any]]:
+def _observation_missing(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
     since = today - timedelta(days=OBSERVATION_LOOKBACK_DAYS)
-    doses = session.scalars(
-        select(Dose)
+    rows = session.execute(
+        select(
+            *_SUBJECT_COLUMNS,
+            DoseAdministration.administered_at,
+            DoseAdministration.observation_minutes,
+        )
+        .select_from(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        .join(DoseAdministration, DoseAdministration.dose_id == Dose.id)
         .where(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
@@ -458,26 +643,35 @@ def _observation_missing(
             Dose.observation_short.is_not(False),
             Dose.due_date >= since,
         )
-        .options(
-            selectinload(Dose.plan).selectinload(TreatmentPlan.patient),
-            selectinload(Dose.administration),
-            *_history_loads(),
-        )
         .order_by(Dose.due_date, Dose.id)
     ).all()
+    observations = {row.regimen_code: get_regimen(row.regimen_code).observation for row in rows}
+    reactions = _reactions(
+        session,
+        {
+            row.patient_id
+            for row in rows
+            if observations[row.regimen_code].reads_reactions(row.sequence)
+        },
+    )
     entries: list[dict[str, Any]] = []
-    for dose in doses:
-        required = dose.required_observation_minutes
-        administration = dose.administration
-        if required is None or administration is None:
+    for row in rows:
+        required = observations[row.regimen_code].minutes_after(
+            row.sequence,
+            had_reaction=reacted_before_or_in(
+                reactions.get(row.patient_id, ()), row.dose_id, row.administered_at
+            ),
+        )
+        if required is None:
             continue
-        recorded = administration.observation_minutes
+        recorded = row.observation_minutes
         if recorded is not None and recorded >= required:
             continue
         entries.append(
             {
-                **_dose_subject(dose),
-                "administered_at": administration.administered_at,
+                **_subject(row),
+                "links": _links(row.plan_id, row.patient_id, row.dose_id),
+                "administered_at": row.administered_at,
                 "required_minutes": required,
                 "recorded_minutes": recorded,
             }
@@ -495,27 +689,25 @@ def _overdue_doses(
         select(Dose.id).where(is_open, Dose.appointment_at.is_(None), Dose.due_date < today),
         select(Dose.id).where(is_open, Dose.appointment_at < today_start),
     )
-    base = (
-        select(Dose)
+    rows = session.execute(
+        select(*_SUBJECT_COLUMNS, func.count().over().label("total"))
+        .select_from(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .where(
             Dose.id.in_(late),
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
         )
-    )
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    doses = session.scalars(
-        base.options(selectinload(Dose.plan).selectinload(TreatmentPlan.patient))
         .order_by(Dose.due_date, Dose.id)
         .limit(limit)
     ).all()
-    entries: list[dict[str, Any]] = []
-    for dose in doses:
-        entry = _dose_entry(dose, zone)
+    entries = []
+    for row in rows:
+        entry = _dose_entry(row, zone)
         entries.append({**entry, "days_overdue": (today - entry["date"]).days})
     entries.sort(key=lambda e: (e["date"], e["dose"]["id"]))
-    return entries, total
+    return entries, rows[0].total if rows else 0
 
 
 def _overdue_tasks(
@@ -532,9 +724,21 @@ def _overdue_tasks(
             MonitoringTask.due_date < today,
         ),
     )
-    base = (
-        select(MonitoringTask)
+    rows = session.execute(
+        select(
+            *_PATIENT_COLUMNS,
+            *_PLAN_COLUMNS,
+            MonitoringTask.id,
+            MonitoringTask.kind,
+            MonitoringTask.due_date,
+            MonitoringTask.status,
+            MonitoringTask.dose_id,
+            MonitoringTask.follow_up_id,
+            func.count().over().label("total"),
+        )
+        .select_from(MonitoringTask)
         .join(TreatmentPlan, TreatmentPlan.id == MonitoringTask.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .outerjoin(MonitoringFollowUp, MonitoringFollowUp.id == MonitoringTask.follow_up_id)
         .where(
             MonitoringTask.id.in_(late),
@@ -545,42 +749,36 @@ def _overdue_tasks(
                 and_(MonitoringFollowUp.id.is_not(None), MonitoringFollowUp.ended_at.is_(None)),
             ),
         )
-    )
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    tasks = session.scalars(
-        base.options(selectinload(MonitoringTask.plan).selectinload(TreatmentPlan.patient))
         .order_by(MonitoringTask.due_date, MonitoringTask.id)
         .limit(limit)
     ).all()
     return [
         {
-            "patient": _patient_summary(task.plan.patient),
-            "plan": _plan_summary(task.plan),
+            "patient": _patient(row),
+            "plan": _plan(row),
             "task": {
-                "id": task.id,
-                "kind": task.kind,
-                "due_date": task.due_date,
-                "status": task.status,
-                "dose_id": task.dose_id,
-                "after_treatment": task.follow_up_id is not None,
+                "id": row.id,
+                "kind": row.kind,
+                "due_date": row.due_date,
+                "status": row.status,
+                "dose_id": row.dose_id,
+                "after_treatment": row.follow_up_id is not None,
             },
-            "days_overdue": (today - task.due_date).days,
+            "days_overdue": (today - row.due_date).days,
         }
-        for task in tasks
-    ], total
+        for row in rows
+    ], rows[0].total if rows else 0
 
 
 def _open_alerts(session: Session, clinic_id: int, limit: int) -> tuple[list[StaffAlert], int]:
-    base = select(StaffAlert).where(
-        StaffAlert.clinic_id == clinic_id, StaffAlert.resolved_at.is_(None)
-    )
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    alerts = session.scalars(
-        base.options(selectinload(StaffAlert.patient))
+    rows = session.execute(
+        select(StaffAlert, func.count().over())
+        .where(StaffAlert.clinic_id == clinic_id, StaffAlert.resolved_at.is_(None))
+        .options(joinedload(StaffAlert.patient))
         .order_by(StaffAlert.created_at, StaffAlert.id)
         .limit(limit)
     ).all()
-    return list(alerts), total
+    return [alert for alert, _ in rows], rows[0][1] if rows else 0
 
 
 # --- alerts -----------------------------------------------------------------------------------

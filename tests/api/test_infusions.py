@@ -112,6 +112,41 @@ def test_ublituximab_observes_an_hour_after_infusion_3_after_an_earlier_reaction
     assert [w["code"] for w in body["warnings"]] == ["observation_short"]
 
 
+def test_the_staff_views_count_an_earlier_reaction_for_ublituximab_infusion_3(
+    client, session, settings
+):
+    start = TODAY - timedelta(weeks=24, days=3)
+    plan, headers = _setup(session, settings, regimen="ublituximab-iv", start=start, cleared=True)
+    doses = _doses(client, plan.id, headers)
+    mild = {"grade": "mild_moderate", "onset_at": at(start, 10, 40), "action": "rate halved"}
+    _give(client, doses[0]["id"], headers, start, amount_mg=150, reaction=mild)
+    _give(client, doses[1]["id"], headers, start + timedelta(days=14), amount_mg=450)
+    third = date.fromisoformat(doses[2]["due_date"])
+    booked = _patch(client, doses[2]["id"], {"appointment_at": at(third, 9)}, headers)
+    assert booked.status_code == 200, booked.get_json()
+    # The schedule reads the reaction under dose 1: an hour of observation after the infusion.
+    assert _schedule_item(client, headers, third, doses[2]["id"])["expected_chair_minutes"] == 120
+
+    given = _give(
+        client,
+        doses[2]["id"],
+        headers,
+        third,
+        amount_mg=450,
+        infusion_ended_at=at(third, 11),
+        observation_ended_at=at(third, 11, 30),
+    )
+    assert given.status_code == 201, given.get_json()
+    worklist = client.get("/api/v1/staff/worklist", headers=headers).get_json()
+    missing = [
+        (e["dose"]["id"], e["required_minutes"], e["recorded_minutes"])
+        for e in worklist["observation_missing"]
+    ]
+    assert missing == [(doses[2]["id"], 60, 30)]
+    # Given now, the dose is still on the day's list, its chair time still the hour after.
+    assert _schedule_item(client, headers, third, doses[2]["id"])["expected_chair_minutes"] == 120
+
+
 def test_ublituximab_infusion_3_without_earlier_reactions_needs_no_observation(
     client, session, settings
 ):

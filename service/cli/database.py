@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +80,7 @@ def serve(host: str, port: int, threads: int, no_runner: bool) -> None:
     settings = command_settings()
     ensure_database(settings)
     app = create_app(settings)
+    gc.freeze()  # as wsgi.py does: what the app built at start is not walked by every full pass
     # One runner process beside the web threads, never one per worker.
     runner = None if no_runner else RunnerProcess()
     if runner is not None:

@@ -8,6 +8,7 @@ every insert, update and delete; rows without a version count by their newest ti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -22,12 +23,12 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from service.core.access import Actor
 from service.core.wall_clock import local_today
 from service.db import utcnow
-from service.errors import Forbidden
+from service.errors import Forbidden, NotFound
 from service.models import (
     Clinic,
     Dose,
@@ -45,6 +46,7 @@ from service.models import (
     TreatmentPlan,
     User,
 )
+from service.trust import audit
 from service.vocabulary import ACTIVE_REMINDER_STATUSES, Audience
 
 Stamp = tuple[Any, ...]
@@ -94,9 +96,8 @@ def _plans_parts(plan_ids: Select[Any]) -> list[Any]:
     ]
 
 
-def _patient_parts() -> list[Any]:
+def _patient_parts(patient_id: ColumnElement[int]) -> list[Any]:
     """The patient row (reaction history, preferences) and their lab results."""
-    patient_id: BindParameter[int] = bindparam("patient_id", type_=Integer)
     return [
         *_scalars(select(Patient.version).where(Patient.id == patient_id)),
         *_dated(LabResult, LabResult.recorded_at, LabResult.patient_id == patient_id),
@@ -112,8 +113,43 @@ def _patient_parts() -> list[Any]:
 # compiled cache) than to run, and the same object's cache key is computed only once.
 @cache
 def _patients_plans() -> Select[Any]:
-    plan_ids = select(TreatmentPlan.id).where(TreatmentPlan.patient_id == bindparam("patient_id"))
-    return select(*_plans_parts(plan_ids), *_patient_parts())
+    patient_id: BindParameter[int] = bindparam("patient_id", type_=Integer)
+    return select(*_parts_of(patient_id))
+
+
+def _parts_of(patient_id: ColumnElement[int]) -> list[Any]:
+    # The patient's plans are read from the table itself, whatever encloses it; only an
+    # owner row from the outermost statement is correlated.
+    plan_ids = (
+        select(TreatmentPlan.id)
+        .where(TreatmentPlan.patient_id == patient_id)
+        .correlate_except(TreatmentPlan)
+    )
+    return [*_plans_parts(plan_ids), *_patient_parts(patient_id)]
+
+
+# The same aggregates, for the plan or patient the URL names, with who it belongs to: one
+# statement both checks the caller may see it and stamps it.
+_OWNER_PLAN = aliased(TreatmentPlan, name="owner_plan")
+_OWNER_PATIENT = aliased(Patient, name="owner_patient")
+
+
+@cache
+def _plan_by_id() -> Select[Any]:
+    owner = _OWNER_PLAN
+    parts = _parts_of(owner.patient_id.expression)
+    return select(owner.patient_id, owner.clinic_id, *parts).where(
+        owner.id == bindparam("plan_id", type_=Integer)
+    )
+
+
+@cache
+def _patient_by_id() -> Select[Any]:
+    owner = _OWNER_PATIENT
+    parts = _parts_of(owner.id.expression)
+    return select(owner.id, owner.clinic_id, *parts).where(
+        owner.id == bindparam("patient_id", type_=Integer)
+    )
 
 
 def _connection(session: Session) -> Connection:
@@ -126,9 +162,12 @@ def _connection(session: Session) -> Connection:
 def _stamp(
     session: Session, statement: Select[Any], params: dict[str, int], now: datetime | None
 ) -> Stamp:
+    return _dated_values(_connection(session).execute(statement, params).one(), now)
+
+
+def _dated_values(row: Sequence[Any], now: datetime | None) -> Stamp:
     """The aggregates, plus the day on the clinic's clock (the last part is its zone) and in UTC:
     what is due or overdue changes with them."""
-    row = _connection(session).execute(statement, params).one()
     values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
     zone = values[-1]
     today = local_today(zone, now).isoformat() if zone else None
@@ -150,6 +189,34 @@ def patient_plans_stamp(session: Session, patient_id: int, *, now: datetime | No
 def patient_stamp(session: Session, patient: Patient, *, now: datetime | None = None) -> Stamp:
     """A patient as GET /patients/{id} shows them, with what continues after their plans."""
     return ("patient", *patient_plans_stamp(session, patient.id, now=now))
+
+
+def visible_plan_stamp(
+    session: Session, actor: Actor, plan_id: int, *, now: datetime | None = None
+) -> Stamp:
+    """`plan_stamp` of a plan by its id, in one statement that also checks the actor may see it
+    (refused as `plans.visible_plan` refuses): a read asked again needs nothing more."""
+    row = _connection(session).execute(_plan_by_id(), {"plan_id": plan_id}).one_or_none()
+    if row is None:
+        raise NotFound("Plan not found")
+    patient_id, clinic_id, *parts = row
+    actor.ensure_can_see(clinic_id=clinic_id, patient_id=patient_id, what="Plan")
+    audit.note_owner(session, "plan", plan_id, patient_id=patient_id, clinic_id=clinic_id)
+    return ("plan", plan_id, "plans", patient_id, *_dated_values(parts, now))
+
+
+def visible_patient_stamp(
+    session: Session, actor: Actor, patient_id: int, *, now: datetime | None = None
+) -> Stamp:
+    """`patient_stamp` of a patient by id, checking in the same statement that the actor may see
+    them (refused as `records.visible_patient` refuses)."""
+    row = _connection(session).execute(_patient_by_id(), {"patient_id": patient_id}).one_or_none()
+    if row is None:
+        raise NotFound("Patient not found")
+    _, clinic_id, *parts = row
+    actor.ensure_can_see(clinic_id=clinic_id, patient_id=patient_id, what="Patient")
+    audit.note_owner(session, "patient", patient_id, patient_id=patient_id, clinic_id=clinic_id)
+    return ("patient", "plans", patient_id, *_dated_values(parts, now))
 
 
 def my_patient_id(actor: Actor) -> int:

@@ -57,13 +57,6 @@ def get_patient(session: Session, actor: Actor, patient_id: int) -> Patient:
     return visible_patient(session, actor, patient_id, options=patient_loader_options())
 
 
-def with_body(session: Session, patient: Patient) -> Patient:
-    """The patient `visible_patient` loaded, now with everything their body dumps."""
-    # Loaded afresh: options on a get do not apply to an object the session already holds.
-    session.expunge(patient)
-    return session.get_one(Patient, patient.id, options=patient_loader_options())
-
-
 def visible_patient(
     session: Session, actor: Actor, patient_id: int, *, options: list[Any] | None = None
 ) -> Patient:

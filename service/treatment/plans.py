@@ -293,25 +293,11 @@ def _build_plan(
 
 def get_plan(session: Session, actor: Actor, plan_id: int) -> TreatmentPlan:
     """The plan, with everything its body dumps."""
-    return visible_plan(session, actor, plan_id, options=plan_loader_options())
-
-
-def visible_plan(
-    session: Session, actor: Actor, plan_id: int, *, options: list[Any] | None = None
-) -> TreatmentPlan:
-    """The plan if the actor may see it; without `options`, none of what its body dumps."""
-    plan = session.get(TreatmentPlan, plan_id, options=options)
+    plan = session.get(TreatmentPlan, plan_id, options=plan_loader_options())
     if plan is None:
         raise NotFound("Plan not found")
     actor.ensure_can_see(clinic_id=plan.clinic_id, patient_id=plan.patient_id, what="Plan")
     return plan
-
-
-def with_body(session: Session, plan: TreatmentPlan) -> TreatmentPlan:
-    """The plan `visible_plan` loaded, now with everything its body dumps."""
-    # Loaded afresh: options on a get do not apply to an object the session already holds.
-    session.expunge(plan)
-    return session.get_one(TreatmentPlan, plan.id, options=plan_loader_options())
 
 
 def list_patient_plans(

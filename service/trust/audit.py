@@ -179,11 +179,26 @@ _LOADED: dict[str, tuple[type[Any], str]] = {
 }
 
 
+def note_owner(
+    session: Session, resource_type: str, resource_id: int, *, patient_id: int, clinic_id: int
+) -> None:
+    """Who the object belongs to, as the request just read it without loading the object: its
+    audit event, written in the same session, names its patient without a query."""
+    session.info.setdefault(_OWNERS, {})[(resource_type, resource_id)] = (patient_id, clinic_id)
+
+
+_OWNERS = "cd20_audit_owners"
+
+
 def _loaded_patient_of(
     session: Session, resource_type: str, resource_id: int
 ) -> tuple[int, int] | None:
     """The object's (patient_id, clinic_id) from the request's own session when the request
-    loaded it and nothing expired it since (a read does): the same values without a query."""
+    loaded it and nothing expired it since (a read does), or noted who owns it: the same values
+    without a query."""
+    noted: tuple[int, int] | None = session.info.get(_OWNERS, {}).get((resource_type, resource_id))
+    if noted is not None:
+        return noted
     model, patient_column = _LOADED.get(resource_type, (None, ""))
     if model is None:
         return None

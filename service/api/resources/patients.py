@@ -47,10 +47,9 @@ class PatientItem(MethodView):
     @blp.response(200, PatientSchema)
     def get(self, patient_id: int) -> Any:
         """Read a patient."""
-        patient = records.visible_patient(db(), actor(), patient_id)
-        stamp = freshness.patient_stamp(db(), patient)
+        stamp = freshness.visible_patient_stamp(db(), actor(), patient_id)
         conditional.strong(blp, stamp)
-        return rendered.kept(stamp) or records.with_body(db(), patient)
+        return rendered.kept(stamp) or records.get_patient(db(), actor(), patient_id)
 
     @operation("updatePatient", STAFF, refusals={409: ("already_exists",)})
     @blp.etag

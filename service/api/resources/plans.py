@@ -94,10 +94,9 @@ class PlanItem(MethodView):
     @blp.response(200, PlanSchema)
     def get(self, plan_id: int) -> Any:
         """Read a plan with its checklist, doses and monitoring."""
-        plan = plans.visible_plan(db(), actor(), plan_id)
-        stamp = freshness.plan_stamp(db(), plan)
+        stamp = freshness.visible_plan_stamp(db(), actor(), plan_id)
         conditional.strong(blp, stamp)
-        return rendered.kept(stamp) or plans.with_body(db(), plan)
+        return rendered.kept(stamp) or plans.get_plan(db(), actor(), plan_id)
 
     @operation("updatePlan", STAFF, refusals={409: ("invalid_transition", "screening_not_cleared")})
     @blp.etag

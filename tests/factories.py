@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from service.accounts.passwords import hash_password
@@ -227,3 +229,19 @@ def past_refresh_grace(session: Session, settings: Settings) -> None:
         assert token.used_at is not None
         token.used_at -= grace
     session.flush()
+
+
+@contextmanager
+def sql_statements(session: Session) -> Iterator[list[str]]:
+    """The SQL the session's connection runs inside the block (the app's requests share it)."""
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    bind = session.connection()
+    event.listen(bind, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(bind, "before_cursor_execute", count)

@@ -4,12 +4,9 @@ the answer (a new message or reminder, a plan edit, a preference change) moves t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
 
 from service.db import utcnow
 from service.reminders.inbox import post_to_inbox
@@ -20,23 +17,11 @@ from tests.factories import (
     make_reminder,
     make_user,
 )
+from tests.factories import (
+    sql_statements as statements,
+)
 
 API = "/api/v1"
-
-
-@contextmanager
-def statements(session) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    bind = session.connection()
-    event.listen(bind, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(bind, "before_cursor_execute", count)
 
 
 def _revalidate(client, url, headers, etag):

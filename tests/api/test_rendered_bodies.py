@@ -4,41 +4,28 @@ answers another's request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from service.api.middleware.rendered import RenderStore
 from service.models import AuditEvent, Reminder
-from tests.factories import auth_headers, make_patient, make_plan, make_user
+from tests.factories import auth_headers, make_patient, make_plan, make_user, sql_statements
 
 API = "/api/v1"
 
 
-@contextmanager
-def selects(session) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append(statement)
-
-    bind = session.connection()
-    event.listen(bind, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(bind, "before_cursor_execute", count)
+def selects(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.lstrip().upper().startswith("SELECT")]
 
 
 def test_a_plan_read_again_is_not_loaded_again(client, session, app_user):
     url = f"{API}/plans/{app_user['plan'].id}"
-    with selects(session) as rendered:
+    with sql_statements(session) as first_statements:
         first = client.get(url, headers=app_user["staff"])
-    with selects(session) as kept:
+    with sql_statements(session) as again_statements:
         again = client.get(url, headers=app_user["staff"])
+    rendered, kept = selects(first_statements), selects(again_statements)
 
     assert first.status_code == again.status_code == 200
     assert again.data == first.data

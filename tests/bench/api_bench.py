@@ -22,7 +22,9 @@ requests/s, p50, p99, the ratio to the bare app's requests/s, and the SQL statem
 request takes (counted in-process on the same database, for a read asked again). The reads
 of one object ask for the same one again and again, as a polling app does, and are answered
 with the body kept for it while nothing changed; `GET /plans/{id}` is also timed over every
-plan of the clinic in turn, where each read renders its plan. The writes go through wrk's Lua:
+plan of the clinic in turn, where each read renders its plan. With --compare-workers 1,2,4
+the bare app, `GET /plans/{id}` and `GET /me/inbox` are timed again under each worker count
+(reported under "by_workers"). The writes go through wrk's Lua:
 `POST /patients/{id}/plans` on fresh patients with unique Idempotency-Keys, and `PUT` of a
 screening result on plans those made, each with its ETag. The worklist and the schedule of
 the first clinic are measured in the registry of N and in the one of 1,000 (their p50 ratio is

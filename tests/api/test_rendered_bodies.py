@@ -125,3 +125,23 @@ def test_the_store_keeps_at_most_its_bytes_and_can_be_off():
     off = RenderStore(max_bytes=0)
     off.put(("/a", b"", "1"), b"1")
     assert off.get(("/a", b"", "1")) is None
+
+
+def test_a_kept_body_is_answered_with_the_same_headers_as_the_rendered_one(client, app_user):
+    plan_id, patient_id = app_user["plan"].id, app_user["patient"].id
+    reads = [
+        (f"{API}/plans/{plan_id}", app_user["staff"]),
+        (f"{API}/patients/{patient_id}", app_user["staff"]),
+        (f"{API}/patients/{patient_id}/plans", app_user["staff"]),
+        (f"{API}/me/plans", app_user["me"]),
+        (f"{API}/me/inbox", app_user["me"]),
+        (f"{API}/me/reminders/upcoming", app_user["me"]),
+    ]
+    per_request = {"Date", "X-Request-ID"}
+    for url, headers in reads:
+        rendered, kept = client.get(url, headers=headers), client.get(url, headers=headers)
+        assert rendered.status_code == kept.status_code == 200, url
+        assert kept.data == rendered.data, url
+        assert {k: v for k, v in kept.headers if k not in per_request} == {
+            k: v for k, v in rendered.headers if k not in per_request
+        }, url

@@ -195,7 +195,7 @@ def visible_plan_stamp(
     session: Session, actor: Actor, plan_id: int, *, now: datetime | None = None
 ) -> Stamp:
     """`plan_stamp` of a plan by its id, in one statement that also checks the actor may see it
-    (refused as `plans.visible_plan` refuses): a read asked again needs nothing more."""
+    (refused as `plans.get_plan` refuses): a read asked again needs nothing more."""
     row = _connection(session).execute(_plan_by_id(), {"plan_id": plan_id}).one_or_none()
     if row is None:
         raise NotFound("Plan not found")
@@ -209,7 +209,7 @@ def visible_patient_stamp(
     session: Session, actor: Actor, patient_id: int, *, now: datetime | None = None
 ) -> Stamp:
     """`patient_stamp` of a patient by id, checking in the same statement that the actor may see
-    them (refused as `records.visible_patient` refuses)."""
+    them (refused as `records.get_patient` refuses)."""
     row = _connection(session).execute(_patient_by_id(), {"patient_id": patient_id}).one_or_none()
     if row is None:
         raise NotFound("Patient not found")

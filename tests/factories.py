@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
@@ -19,6 +20,22 @@ from service.models import Clinic, Patient, RefreshToken, User
 
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
+
+
+def next_clock_change(zone: str, *, after: date, forward: bool = True) -> date:
+    """The first day after `after` on which the clocks in `zone` go forward (or back).
+
+    Tests about a DST change take the next one after today, so they never drift into the past."""
+    tz = ZoneInfo(zone)
+    day = after
+    for _ in range(400):
+        day += timedelta(days=1)
+        before = datetime.combine(day, time(0), tz).utcoffset()
+        later = datetime.combine(day + timedelta(days=1), time(0), tz).utcoffset()
+        assert before is not None and later is not None
+        if later != before and (later > before) == forward:
+            return day
+    raise ValueError(f"{zone} has no clock change within a year of {after}")
 
 
 def make_clinic(session: Session, **fields: Any) -> Clinic:

@@ -25,7 +25,8 @@ from tests.factories import (
 NEW_YORK = "America/New_York"
 # The Monday after New York next springs forward, late enough for the checklist reminders two
 # weeks ahead. Europe changes two weeks after New York at the earliest, so Berlin is still on CET.
-DST_MONDAY = next_clock_change(NEW_YORK, after=date.today() + timedelta(days=15)) + timedelta(days=1)
+SPRING_FORWARD = next_clock_change(NEW_YORK, after=date.today() + timedelta(days=15))
+DST_MONDAY = SPRING_FORWARD + timedelta(days=1)
 # A first dose close enough that a screening result recorded today is still current on its day.
 SOON = date.today() + timedelta(days=28 - date.today().weekday())
 

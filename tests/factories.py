@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
@@ -19,6 +20,27 @@ from service.models import Clinic, Patient, RefreshToken, User
 
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
+# The Monday five weeks ahead (4 January 2027 when these tests were written): far enough that
+# reminders and checklist warnings still lie ahead, near enough that results dated today stay
+# current on the day.
+FIRST_DOSE = date.today() + timedelta(days=35 - date.today().weekday())
+
+
+def next_clock_change(zone: str, *, after: date, forward: bool = True) -> date:
+    """The first day after `after` on which the clocks in `zone` go forward (or back).
+
+    Tests about a DST change take the next one after today, so they never drift into the past."""
+    tz = ZoneInfo(zone)
+    day = after
+    for _ in range(400):
+        day += timedelta(days=1)
+        before = datetime.combine(day, time(0), tz).utcoffset()
+        later = datetime.combine(day + timedelta(days=1), time(0), tz).utcoffset()
+        assert before is not None
+        assert later is not None
+        if later != before and (later > before) == forward:
+            return day
+    raise ValueError(f"{zone} has no clock change within a year of {after}")
 
 
 def make_clinic(session: Session, **fields: Any) -> Clinic:
@@ -89,7 +111,7 @@ def start_plan(
     staff: User,
     patient: Patient,
     regimen: str = "ocrelizumab-iv",
-    start_date: date = date(2027, 1, 4),
+    start_date: date = FIRST_DOSE,
     **fields: Any,
 ) -> Any:
     """make_plan with the staff member first (the order the staff-view tests read best in)."""
@@ -117,7 +139,9 @@ def make_reminder(session: Session, patient: Patient, **fields: Any) -> Any:
     from service.models import Reminder
 
     n = next(_counter)
-    fire_at = fields.pop("fire_at", datetime(2027, 1, 3, 8, 0, tzinfo=UTC))
+    fire_at = fields.pop(
+        "fire_at", datetime.combine(FIRST_DOSE - timedelta(days=1), time(8, 0), UTC)
+    )
     values: dict[str, Any] = {
         "clinic_id": patient.clinic_id,
         "patient_id": patient.id,
@@ -162,7 +186,7 @@ def make_plan(
         session,
         actor_of(by),
         patient.id,
-        PlanRequest(regimen=regimen, start_date=start_date or date(2027, 1, 4), **fields),
+        PlanRequest(regimen=regimen, start_date=start_date or FIRST_DOSE, **fields),
     )
     if cleared:
         clear_checklist(session, plan, by)

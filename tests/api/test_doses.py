@@ -22,6 +22,9 @@ from tests.factories import (
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TODAY = date.today()
+# The schedule the rescheduling tests spell out date by date. Moving a planned dose never looks
+# at the clock; tests that do (booking, giving a dose) pass a start relative to TODAY.
+SCHEDULE_START = date(2027, 1, 4)
 
 
 def at(day: date, hour: int = 10, minute: int = 0) -> str:
@@ -33,7 +36,7 @@ def _setup(session, settings, *, role="clinician", **plan_fields):
     clinic = make_clinic(session, time_zone="Europe/Berlin")
     staff = make_user(session, settings, clinic, role)
     patient = make_patient(session, clinic)
-    plan = make_plan(session, patient, staff, **plan_fields)
+    plan = make_plan(session, patient, staff, **{"start_date": SCHEDULE_START, **plan_fields})
     return staff, plan, auth_headers(settings, staff)
 
 

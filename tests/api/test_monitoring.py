@@ -6,7 +6,14 @@ from datetime import date
 
 import pytest
 
-from tests.factories import auth_headers, make_clinic, make_patient, make_user, start_plan
+from tests.factories import (
+    FIRST_DOSE,
+    auth_headers,
+    make_clinic,
+    make_patient,
+    make_user,
+    start_plan,
+)
 
 
 @pytest.fixture
@@ -67,7 +74,9 @@ def test_complete_task_with_etag(client, headers, plan):
     assert again.get_json()["code"] == "invalid_transition"
 
 
-def test_waiving_needs_a_reason(client, headers, plan):
+def test_waiving_needs_a_reason(client, headers, session, staff, clinic):
+    # Reopened, a task still ahead is due again (one already past would be overdue).
+    plan = start_plan(session, staff, make_patient(session, clinic), start_date=FIRST_DOSE)
     task = _task(client, headers, plan, "ig_quant")
     url = f"/api/v1/monitoring/{task['id']}"
     etag = client.get(url, headers=headers).headers["ETag"]

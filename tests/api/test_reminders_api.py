@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from service.models import Dose, Reminder, StaffAlert
-from tests.factories import auth_headers, make_clinic, make_patient, make_plan, make_user
+from tests.factories import (
+    FIRST_DOSE,
+    auth_headers,
+    make_clinic,
+    make_patient,
+    make_plan,
+    make_user,
+)
 
 
 def world(session, settings):
@@ -15,7 +23,7 @@ def world(session, settings):
     staff = make_user(session, settings, clinic, "clinician")
     patient = make_patient(session, clinic, time_zone="Europe/Berlin")
     me = make_user(session, settings, clinic, "patient", patient=patient)
-    plan = make_plan(session, patient, staff, start_date=date(2027, 3, 15))
+    plan = make_plan(session, patient, staff, start_date=FIRST_DOSE)
     return clinic, staff, patient, me, plan
 
 
@@ -36,7 +44,10 @@ def test_patient_sees_upcoming_reminders_in_fire_order_without_staff_ones(
     assert fire_times == sorted(fire_times)
     assert {item["audience"] for item in body["items"]} == {"patient"}
     first = body["items"][0]
-    assert first["local_time"] == "2027-03-08T09:00:00.000+01:00"
+    week_before = datetime.combine(
+        FIRST_DOSE - timedelta(days=7), time(9), ZoneInfo("Europe/Berlin")
+    )
+    assert first["local_time"] == week_before.isoformat(timespec="milliseconds")
     assert first["time_zone"] == "Europe/Berlin"
     assert first["subject"]["type"] == "dose"
 
@@ -123,7 +134,10 @@ def test_reminders_of_others_are_404_and_staff_cannot_ack(client, session, setti
 def test_staff_list_a_patients_reminders_with_attempts(client, session, settings):
     _, staff, patient, me, plan = world(session, settings)
     reminder = checkin_of(session, plan)
-    reminder.status, reminder.sent_at = "sent", datetime(2027, 3, 13, 8, tzinfo=UTC)
+    reminder.status, reminder.sent_at = (
+        "sent",
+        datetime.combine(FIRST_DOSE - timedelta(days=2), time(8), UTC),
+    )
     session.flush()
     url = f"/api/v1/patients/{patient.id}/reminders"
     body = client.get(url, headers=auth_headers(settings, staff)).get_json()

@@ -26,6 +26,8 @@ from tests.factories import (
 )
 
 YESTERDAY = date.today() - timedelta(days=1)
+# Rolling-horizon arithmetic takes its own `today`, never the clock's: a fixed start is fine.
+ROLLING_START = date(2027, 1, 4)
 
 
 @pytest.fixture
@@ -42,7 +44,9 @@ def _dates(plan):
 
 
 def test_rolling_schedule_keeps_monthly_injections_a_horizon_ahead(session, staff):
-    plan = make_plan(session, _patient(session, staff), staff, regimen="ofatumumab-sc")
+    plan = make_plan(
+        session, _patient(session, staff), staff, regimen="ofatumumab-sc", start_date=ROLLING_START
+    )
     assert len(plan.doses) == 15
     assert _dates(plan)[-1] == date(2028, 1, 1)
 
@@ -57,7 +61,9 @@ def test_rolling_schedule_keeps_monthly_injections_a_horizon_ahead(session, staf
 
 
 def test_rolling_schedule_continues_a_shifted_plan(session, staff):
-    plan = make_plan(session, _patient(session, staff), staff, regimen="ocrelizumab-iv")
+    plan = make_plan(
+        session, _patient(session, staff), staff, regimen="ocrelizumab-iv", start_date=ROLLING_START
+    )
     last = max(plan.doses, key=lambda d: d.sequence)
     update_dose(session, actor_of(staff), last, {"due_date": date(2028, 1, 14)})
     assert extend_rolling_schedules(session, today=date(2027, 6, 1)) == 0
@@ -78,16 +84,30 @@ def test_rolling_schedule_continues_a_shifted_plan(session, staff):
 
 def test_rolling_schedule_skips_closed_and_held_plans(session, staff):
     held = make_plan(
-        session, _patient(session, staff), staff, regimen="ofatumumab-sc", cleared=True
+        session,
+        _patient(session, staff),
+        staff,
+        regimen="ofatumumab-sc",
+        start_date=ROLLING_START,
+        cleared=True,
     )
     update_plan(session, actor_of(staff), held, {"status": "on_hold", "hold_reason": "Pregnancy"})
-    ended = make_plan(session, _patient(session, staff), staff, regimen="ofatumumab-sc")
+    ended = make_plan(
+        session, _patient(session, staff), staff, regimen="ofatumumab-sc", start_date=ROLLING_START
+    )
     update_plan(session, actor_of(staff), ended, {"status": "discontinued"})
     assert extend_rolling_schedules(session, today=date(2027, 6, 15)) == 0
 
 
 def test_fixed_course_variants_are_not_extended(session, staff):
-    make_plan(session, _patient(session, staff), staff, regimen="rituximab-iv", variant="hermes")
+    make_plan(
+        session,
+        _patient(session, staff),
+        staff,
+        regimen="rituximab-iv",
+        variant="hermes",
+        start_date=ROLLING_START,
+    )
     assert extend_rolling_schedules(session, today=date(2028, 6, 1)) == 0
 
 

@@ -19,9 +19,16 @@ from tests.factories import (
     make_patient,
     make_plan,
     make_user,
+    next_clock_change,
 )
 
 NEW_YORK = "America/New_York"
+# The Monday after New York next springs forward, late enough for the checklist reminders two
+# weeks ahead. Europe changes two weeks after New York at the earliest, so Berlin is still on CET.
+SPRING_FORWARD = next_clock_change(NEW_YORK, after=date.today() + timedelta(days=15))
+DST_MONDAY = SPRING_FORWARD + timedelta(days=1)
+# A first dose close enough that a screening result recorded today is still current on its day.
+SOON = date.today() + timedelta(days=28 - date.today().weekday())
 
 
 def reminders(session, plan, *, status="pending") -> dict[tuple[str, str], Reminder]:
@@ -40,11 +47,11 @@ def kinds_for(session, plan, dose_id, *, status="pending") -> list[str]:
     )
 
 
-def setup(session, settings, *, zone=NEW_YORK, clinic_zone=NEW_YORK, start=date(2027, 3, 15)):
+def setup(session, settings, *, zone=NEW_YORK, clinic_zone=NEW_YORK, start=DST_MONDAY):
     clinic = make_clinic(session, time_zone=clinic_zone)
     staff = make_user(session, settings, clinic, "clinician")
     patient = make_patient(session, clinic, time_zone=zone)
-    # The first dose is months ahead (a DST weekend): results recorded today must stay current.
+    # The first dose may be months ahead (a DST weekend): results recorded today stay current.
     plan = make_plan(
         session,
         patient,
@@ -72,8 +79,9 @@ def test_a_new_plan_gets_its_patient_and_staff_reminders(session, settings):
 
 
 def test_fire_times_are_nine_in_the_patients_zone_across_the_dst_change(session, settings):
-    # New York springs forward on 14 March 2027; the first dose is due on the 15th.
+    # New York springs forward the day before the first dose.
     _, _, _, plan = setup(session, settings)
+    week_before, day_before = DST_MONDAY - timedelta(days=7), DST_MONDAY - timedelta(days=1)
     first = plan.doses[0]
     upcoming = sorted(
         (
@@ -84,12 +92,12 @@ def test_fire_times_are_nine_in_the_patients_zone_across_the_dst_change(session,
         key=lambda r: r.fire_at,
     )
     assert [(r.local_date, r.local_time) for r in upcoming] == [
-        (date(2027, 3, 8), time(9, 0)),
-        (date(2027, 3, 14), time(9, 0)),
+        (week_before, time(9, 0)),
+        (day_before, time(9, 0)),
     ]
     assert [r.fire_at for r in upcoming] == [
-        datetime(2027, 3, 8, 14, 0, tzinfo=UTC),  # 09:00 EST
-        datetime(2027, 3, 14, 13, 0, tzinfo=UTC),  # 09:00 EDT, the morning after the change
+        datetime.combine(week_before, time(14, 0), UTC),  # 09:00 EST
+        datetime.combine(day_before, time(13, 0), UTC),  # 09:00 EDT, the morning after the change
     ]
     assert all(r.time_zone == NEW_YORK for r in upcoming)
 
@@ -101,8 +109,8 @@ def test_staff_reminders_are_anchored_in_the_clinics_zone(session, settings):
         for (kind, _), r in reminders(session, plan).items()
         if kind == "dose_overdue" and (r.subject_type, r.subject_id) == ("dose", plan.doses[0].id)
     )
-    # The morning after the due day, 08:00 in Berlin (CET in March before the 28th).
-    assert overdue.fire_at == datetime(2027, 3, 16, 7, 0, tzinfo=UTC)
+    # The morning after the due day, 08:00 in Berlin (still CET in March then).
+    assert overdue.fire_at == datetime.combine(DST_MONDAY + timedelta(days=1), time(7, 0), UTC)
     assert overdue.audience == "staff"
 
 
@@ -114,7 +122,7 @@ def test_rescheduling_cancels_the_old_reminders_and_adds_new_ones(session, setti
         for r in reminders(session, plan).values()
         if (r.subject_type, r.subject_id) == ("dose", first.id)
     }
-    update_dose(session, actor_of(staff), first, {"due_date": date(2027, 3, 22)})
+    update_dose(session, actor_of(staff), first, {"due_date": DST_MONDAY + timedelta(days=7)})
     after = {
         r.idempotency_key
         for r in reminders(session, plan).values()
@@ -133,7 +141,7 @@ def test_rescheduling_cancels_the_old_reminders_and_adds_new_ones(session, setti
         for r in reminders(session, plan).values()
         if (r.subject_type, r.subject_id) == ("dose", first.id) and r.payload.get("lead_days") == 1
     )
-    assert one_day.local_date == date(2027, 3, 21)
+    assert one_day.local_date == DST_MONDAY + timedelta(days=6)
 
 
 def test_a_sent_reminder_is_never_changed_or_resent(session, settings):
@@ -146,11 +154,11 @@ def test_a_sent_reminder_is_never_changed_or_resent(session, settings):
     )
     sent.status = "sent"
     session.flush()
-    update_dose(session, actor_of(staff), first, {"due_date": date(2027, 3, 22)})
+    update_dose(session, actor_of(staff), first, {"due_date": DST_MONDAY + timedelta(days=7)})
     session.refresh(sent)
     assert sent.status == "sent"
     # Moving back to the original day brings back the same reminders, except the one sent.
-    update_dose(session, actor_of(staff), first, {"due_date": date(2027, 3, 15)})
+    update_dose(session, actor_of(staff), first, {"due_date": DST_MONDAY})
     keys = [r.idempotency_key for r in reminders(session, plan).values()]
     assert sent.idempotency_key not in keys
 
@@ -166,8 +174,8 @@ def test_a_new_time_zone_recomputes_future_reminders(session, settings):
     ]
     assert {r.time_zone for r in upcoming} == {"Europe/Berlin"}
     assert sorted(r.fire_at for r in upcoming) == [
-        datetime(2027, 3, 8, 8, 0, tzinfo=UTC),  # 09:00 CET
-        datetime(2027, 3, 14, 8, 0, tzinfo=UTC),
+        datetime.combine(DST_MONDAY - timedelta(days=7), time(8, 0), UTC),  # 09:00 CET
+        datetime.combine(DST_MONDAY - timedelta(days=1), time(8, 0), UTC),
     ]
 
 
@@ -181,16 +189,16 @@ def test_a_later_preferred_time_and_quiet_hours_move_reminders(session, settings
         if (r.subject_type, r.subject_id) == ("dose", first.id) and r.payload.get("lead_days") == 1
     )
     # 22:30 falls in the default quiet hours (21:00-08:00): pushed to 08:00 the next morning.
-    assert (one_day.local_date, one_day.local_time) == (date(2027, 3, 15), time(8, 0))
+    assert (one_day.local_date, one_day.local_time) == (DST_MONDAY, time(8, 0))
 
 
 def test_booking_adds_morning_of_instructions_and_an_early_slot_moves_them_to_the_evening_before(
     session, settings
 ):
-    _, staff, _, plan = setup(session, settings)
+    _, staff, _, plan = setup(session, settings, start=SOON)
     clear_checklist(session, plan, staff)
     first = plan.doses[0]
-    at = datetime(2027, 3, 15, 7, 30, tzinfo=ZoneInfo(NEW_YORK))
+    at = datetime.combine(SOON, time(7, 30), ZoneInfo(NEW_YORK))
     update_dose(session, actor_of(staff), first, {"appointment_at": at})
     morning = next(
         r
@@ -198,12 +206,12 @@ def test_booking_adds_morning_of_instructions_and_an_early_slot_moves_them_to_th
         if kind == "morning_of" and (r.subject_type, r.subject_id) == ("dose", first.id)
     )
     # 09:00 would be after the 07:30 slot and 06:00 is in quiet hours: 20:00 the evening before.
-    assert (morning.local_date, morning.local_time) == (date(2027, 3, 14), time(20, 0))
+    assert (morning.local_date, morning.local_time) == (SOON - timedelta(days=1), time(20, 0))
     assert morning.expires_at == at.astimezone(UTC)
 
 
 def test_clearing_the_checklist_cancels_the_staff_warning(session, settings):
-    _, staff, _, plan = setup(session, settings)
+    _, staff, _, plan = setup(session, settings, start=SOON)
     clear_checklist(session, plan, staff)
     assert not [k for (kind, k) in reminders(session, plan) if kind == "checklist_not_cleared"]
 
@@ -211,7 +219,7 @@ def test_clearing_the_checklist_cancels_the_staff_warning(session, settings):
 def test_an_infusion_brings_a_symptom_check_in_24_hours_later(session, settings):
     _, staff, _, plan = make_ready(session, settings)
     first = plan.doses[0]
-    given = datetime(2027, 3, 15, 14, 0, tzinfo=ZoneInfo(NEW_YORK))
+    given = datetime.combine(SOON, time(14, 0), ZoneInfo(NEW_YORK))
     answer_infection_check(session, first, staff)
     record_administration(
         session,
@@ -252,7 +260,7 @@ def make_ready(session, settings):
         session,
         patient,
         staff,
-        start_date=date(2027, 3, 15),
+        start_date=SOON,
         cleared=True,
         settings={"screening_validity_days": "one_hundred_eighty_days"},
     )

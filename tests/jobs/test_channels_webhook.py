@@ -30,6 +30,8 @@ def outgoing(session, url, *, secret=SECRET, **reminder_fields):
     clinic = make_clinic(session, settings=settings)
     patient = make_patient(session, clinic)
     payload = {"dose_sequence": 2, "amount_mg": 300, "drug": "ocrelizumab", "lead_days": 7}
+    # Fired a few seconds before the channel's fixed clock, as the runner would send it.
+    reminder_fields.setdefault("fire_at", NOW.replace(second=0))
     reminder = make_reminder(session, patient, payload=payload, **reminder_fields)
     return Outgoing.from_reminder(reminder)
 

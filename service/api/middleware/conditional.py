@@ -33,13 +33,15 @@ def unchanged(stamp: Any) -> Response | None:
     g.cache_validator = (tag, True)
     if request.if_none_match.contains_weak(tag):
         return Response(status=304)
-    return rendered.kept(stamp)
+    return rendered.kept(tag)
 
 
-def strong(blp: Blueprint, stamp: Any) -> None:
+def strong(blp: Blueprint, stamp: Any) -> str:
     """The strong validator of a @blp.etag view (raises 304 when the client has it)."""
-    g.cache_validator = (digest(stamp), False)
+    tag = digest(stamp)
+    g.cache_validator = (tag, False)
     blp.set_etag(stamp)
+    return tag
 
 
 def install(app: Flask) -> None:

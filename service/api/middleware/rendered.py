@@ -14,12 +14,9 @@ nothing is shared, so there is nothing to invalidate across processes.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from cachetools import LRUCache
 from flask import Flask, Response, current_app, g, request
-
-from schemas.common import digest
 
 EXTENSION = "cd20_rendered"
 
@@ -51,10 +48,11 @@ class RenderStore:
             self._bodies[key] = body
 
 
-def kept(stamp: Any) -> Response | None:
-    """The body this process rendered for this URL and stamp, if it still has it; otherwise None,
-    and the body the view renders is kept for the next request."""
-    key = (request.path, request.query_string, digest(stamp))
+def kept(validator: str) -> Response | None:
+    """The body this process rendered for this URL and stamp (`validator`: the stamp's digest,
+    as its ETag carries it), if it still has it; otherwise None, and the body the view renders is
+    kept for the next request."""
+    key = (request.path, request.query_string, validator)
     body = _store().get(key)
     if body is None:
         g.render_key = key

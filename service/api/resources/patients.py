@@ -48,8 +48,8 @@ class PatientItem(MethodView):
     def get(self, patient_id: int) -> Any:
         """Read a patient."""
         stamp = freshness.visible_patient_stamp(db(), actor(), patient_id)
-        conditional.strong(blp, stamp)
-        return rendered.kept(stamp) or records.get_patient(db(), actor(), patient_id)
+        validator = conditional.strong(blp, stamp)
+        return rendered.kept(validator) or records.get_patient(db(), actor(), patient_id)
 
     @operation("updatePatient", STAFF, refusals={409: ("already_exists",)})
     @blp.etag

@@ -95,8 +95,8 @@ class PlanItem(MethodView):
     def get(self, plan_id: int) -> Any:
         """Read a plan with its checklist, doses and monitoring."""
         stamp = freshness.visible_plan_stamp(db(), actor(), plan_id)
-        conditional.strong(blp, stamp)
-        return rendered.kept(stamp) or plans.get_plan(db(), actor(), plan_id)
+        validator = conditional.strong(blp, stamp)
+        return rendered.kept(validator) or plans.get_plan(db(), actor(), plan_id)
 
     @operation("updatePlan", STAFF, refusals={409: ("invalid_transition", "screening_not_cleared")})
     @blp.etag

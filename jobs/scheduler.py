@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from datetime import datetime
 from types import FrameType
 
+from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from jobs import tasks
@@ -85,19 +87,38 @@ def build_scheduler(
 
 def run_until_stopped(runner: Runner, scheduler: BlockingScheduler) -> None:
     """Start the scheduler; SIGTERM/SIGINT finish the batch in hand, then stop."""
+    stopper: list[threading.Thread] = []
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
+    def finish_batch_then_shut_down(signum: int) -> None:
         log.info("signal %s: finishing the current batch, then stopping", signum)
-        runner.stop()
-        # Waits for the tick in hand: it stops after the batch it is delivering.
         scheduler.shutdown(wait=True)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("runner %s started", runner.owner)
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        runner.stop()
+        # The handler runs in the main thread between any two bytecodes, possibly while it holds
+        # a logging or scheduler lock that the batch in hand needs to finish: waiting for that
+        # batch here could wait forever, so a thread of its own does the waiting.
+        if not stopper:
+            stopper.append(
+                threading.Thread(target=finish_batch_then_shut_down, args=(signum,), daemon=True)
+            )
+            stopper[0].start()
+
+    def install_signal_handlers(_event: SchedulerEvent) -> None:
+        # Only once the scheduler runs can it be shut down; before that the default SIGTERM
+        # ends a process that has nothing in hand.
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("runner %s started", runner.owner)
+
+    scheduler.add_listener(install_signal_handlers, EVENT_SCHEDULER_STARTED)
     try:
         scheduler.start()
     finally:
+        # The main loop ends as soon as the scheduler is marked stopped, which can be before the
+        # batch in hand is done: release and close only after it is.
+        for thread in stopper:
+            thread.join()
         runner.release()
         runner.close()
         log.info("runner %s stopped", runner.owner)

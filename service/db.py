@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -56,6 +58,11 @@ class Base(DeclarativeBase):
 
 SessionFactory = sessionmaker(expire_on_commit=False)
 _engine: Engine | None = None
+_read_engine: Engine | None = None
+
+# A pooled connection of the read engine idle for longer than this is pinged before use; one
+# in steady use is not (see read_engine).
+PING_AFTER_IDLE_S = 2.0
 
 
 def utcnow() -> datetime:
@@ -111,14 +118,19 @@ def _begin_sqlite_transaction(connection: Any) -> None:
 
 def init_engine(url: str, *, echo: bool = False) -> Engine:
     """Bind the process-wide session factory to a database (once per process)."""
-    global _engine
+    global _engine, _read_engine
     if _engine is not None:
         if _engine.url.render_as_string(hide_password=False) == make_url(url).render_as_string(
             hide_password=False
         ):
             return _engine
         _engine.dispose()
+    if _read_engine is not None:
+        _read_engine.dispose()
+        _read_engine = None
     _engine = create_db_engine(url, echo=echo)
+    if _engine.dialect.name == "postgresql":
+        _read_engine = _create_read_engine(_engine)
     SessionFactory.configure(bind=_engine)
     return _engine
 
@@ -127,6 +139,60 @@ def get_engine() -> Engine:
     if _engine is None:
         raise RuntimeError("init_engine() has not been called")
     return _engine
+
+
+def read_engine(bind: Any) -> Engine | None:
+    """The engine for API reads when `bind` is the process's PostgreSQL engine, else None.
+
+    Its connections run each statement in a transaction of its own (autocommit) and commit
+    without waiting for the WAL flush (synchronous_commit off): a read then costs its
+    statements and nothing else, no BEGIN, no COMMIT, and its audit event (its one write)
+    commits as it is inserted. Under READ COMMITTED every statement sees a snapshot of its own
+    in a transaction too, so the reads see what they saw before. Only reads may use it: a
+    session bound to it refuses to flush (see service.api.context).
+    """
+    if bind is None or bind is not _engine:
+        return None
+    return _read_engine
+
+
+def _create_read_engine(engine: Engine) -> Engine:
+    reads = create_engine(
+        engine.url,
+        echo=engine.echo,
+        hide_parameters=True,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"options": "-c synchronous_commit=off"},
+    )
+    _ping_after_idle(reads)
+    return reads
+
+
+def engines() -> list[Engine]:
+    """The process's engines in use (for instruments that count statements)."""
+    return [engine for engine in (_engine, _read_engine) if engine is not None]
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """pool_pre_ping costs a round trip on every checkout; a connection used a moment ago is
+    alive, so only one idle for PING_AFTER_IDLE_S is pinged (and replaced if it is dead, e.g.
+    after the server restarted)."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")  # none on a connection just opened
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_S:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+        except Exception as exc:
+            raise DisconnectionError("pooled connection is gone") from exc
 
 
 @contextmanager

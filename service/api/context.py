@@ -8,12 +8,12 @@ from typing import Any
 
 from flask import current_app, g, request
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from service.accounts.tokens import authenticate
 from service.config import Settings
 from service.core.access import Actor
-from service.db import WRITE_TRANSACTION, SessionFactory
+from service.db import WRITE_TRANSACTION, SessionFactory, read_engine
 from service.errors import Unauthenticated
 from service.models import Patient, TreatmentPlan
 
@@ -27,6 +27,8 @@ class RequestSession(Session):
     A crash in between leaves neither the change nor its records."""
 
     commit_held = False
+    # Bound to service.db.read_engine: each statement commits on its own, so it may not flush.
+    autocommit_read = False
     # Whether anything was flushed: a read that wrote (and did not commit) is rolled back.
     wrote = False
 
@@ -38,6 +40,22 @@ class RequestSession(Session):
         """Commit the request's transaction: the one real commit of a request."""
         super().commit()
         self.commit_held = False
+
+
+@event.listens_for(RequestSession, "before_flush")
+def _refuse_writes_of_a_read(session: Session, _context: Any, _instances: Any) -> None:
+    # On the read engine a flush would commit at once, where a read that wrote must roll back.
+    if isinstance(session, RequestSession) and session.autocommit_read:
+        raise RuntimeError("a read request tried to write; reads run in autocommit")
+
+
+@event.listens_for(RequestSession, "do_orm_execute")
+def _refuse_statements_that_write(state: ORMExecuteState) -> None:
+    # The same for an UPDATE, INSERT or DELETE a read would run through the session.
+    session = state.session
+    writes = state.is_insert or state.is_update or state.is_delete
+    if writes and isinstance(session, RequestSession) and session.autocommit_read:
+        raise RuntimeError("a read request tried to write; reads run in autocommit")
 
 
 @event.listens_for(RequestSession, "after_flush")
@@ -57,11 +75,23 @@ def _hold_subject(session: Session, instance: Any) -> None:
 def db() -> Session:
     """The request's session; the view commits it, teardown closes it."""
     if "db_session" not in g:
-        g.db_session = RequestSession(**SessionFactory.kw)
-        if request.method not in SAFE_METHODS and g.db_session.get_bind().dialect.name == "sqlite":
-            # See service.db.WRITE_TRANSACTION: a write request reads and writes one snapshot.
-            g.db_session.connection(execution_options=WRITE_TRANSACTION)
+        g.db_session = _request_session()
     session: Session = g.db_session
+    return session
+
+
+def _request_session() -> RequestSession:
+    options = SessionFactory.kw
+    if request.method in SAFE_METHODS:
+        reads = read_engine(options.get("bind"))
+        if reads is not None:
+            session = RequestSession(**{**options, "bind": reads})
+            session.autocommit_read = True
+            return session
+    session = RequestSession(**options)
+    if request.method not in SAFE_METHODS and session.get_bind().dialect.name == "sqlite":
+        # See service.db.WRITE_TRANSACTION: a write request reads and writes one snapshot.
+        session.connection(execution_options=WRITE_TRANSACTION)
     return session
 
 

@@ -238,33 +238,30 @@ def me_stamp(session: Session, actor: Actor) -> Stamp:
 def inbox_stamp(session: Session, actor: Actor) -> Stamp:
     """The patient's last inbox change number: every new or changed message takes a new one."""
     patient_id = my_patient_id(actor)
-    seq = _connection(session).scalar(
-        select(InboxCounter.seq).where(InboxCounter.patient_id == patient_id)
-    )
+    seq = _connection(session).scalar(_INBOX_SEQ, {"patient_id": patient_id})
     return ("inbox", patient_id, seq or 0)
+
+
+_INBOX_SEQ = select(InboxCounter.seq).where(
+    InboxCounter.patient_id == bindparam("patient_id", type_=Integer)
+)
 
 
 def upcoming_stamp(session: Session, actor: Actor, *, now: datetime | None = None) -> Stamp:
     """The patient's reminders still to come: a fired one leaves the set (its count and first
     moment move), a re-derived one is a new row or a newer `updated_at`."""
     patient_id = my_patient_id(actor)
-    where = (
-        (Reminder.patient_id == patient_id)
-        & (Reminder.audience == Audience.PATIENT)
-        & Reminder.status.in_(ACTIVE_REMINDER_STATUSES)
-        & (Reminder.fire_at >= (now or utcnow()))
-    )
-    row = (
-        _connection(session)
-        .execute(
-            select(
-                func.count(),
-                func.min(Reminder.fire_at),
-                func.max(Reminder.updated_at),
-                func.max(Reminder.id),
-            ).where(where)
-        )
-        .one()
-    )
+    params = {"patient_id": patient_id, "now": now or utcnow()}
+    row = _connection(session).execute(_UPCOMING, params).one()
     values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
     return ("upcoming", patient_id, *values)
+
+
+_UPCOMING = select(
+    func.count(), func.min(Reminder.fire_at), func.max(Reminder.updated_at), func.max(Reminder.id)
+).where(
+    (Reminder.patient_id == bindparam("patient_id", type_=Integer))
+    & (Reminder.audience == Audience.PATIENT)
+    & Reminder.status.in_(ACTIVE_REMINDER_STATUSES)
+    & (Reminder.fire_at >= bindparam("now", type_=Reminder.fire_at.type))
+)

@@ -26,7 +26,7 @@ from sqlalchemy import event
 
 from service.app import create_app
 from service.config import Settings
-from service.db import SessionFactory, get_engine
+from service.db import SessionFactory, engines, get_engine
 from service.migrations import upgrade_database
 from service.reminders.inbox import post_to_inbox
 from tests.factories import auth_headers, make_clinic, make_patient, make_plan, make_user
@@ -77,11 +77,13 @@ def _time(client: Any, url: str, headers: dict[str, str], rounds: int) -> tuple[
     status = 0
     for n in range(rounds):
         selects.clear()
-        event.listen(get_engine(), "before_cursor_execute", count)
+        for engine in engines():
+            event.listen(engine, "before_cursor_execute", count)
         start = time.perf_counter()
         response = client.get(url, headers=headers)
         timings.append((time.perf_counter() - start) * 1000)
-        event.remove(get_engine(), "before_cursor_execute", count)
+        for engine in engines():
+            event.remove(engine, "before_cursor_execute", count)
         status = response.status_code
         if n == 0:
             statements = len(selects)

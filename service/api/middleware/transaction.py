@@ -5,8 +5,9 @@ request leaves behind (its audit event, the response kept on its Idempotency-Key
 the same transaction and it commits once: a write, its audit event and its idempotency record
 are all stored or none is, whenever the process dies.
 
-A successful read on PostgreSQL that wrote nothing commits its records in its own transaction,
-without waiting for the WAL flush (see `_commit_read`). Any other request whose view did not
+A successful read on PostgreSQL that wrote nothing commits its records without waiting for the
+WAL flush: on the read engine each INSERT commits as it is written (service.db.read_engine),
+otherwise in the read's own transaction (see `_commit_read`). Any other request whose view did not
 commit (a refusal, a failure, a read on SQLite) is rolled back first; its records are then
 written in transactions of their own, as they must be whatever became of it.
 """
@@ -127,7 +128,8 @@ def _commit_read(session: Session, records: list[RequestRecord]) -> bool:
     """
     assert isinstance(session, RequestSession)
     try:
-        session.connection().execute(ASYNC_COMMIT)
+        if not session.autocommit_read:  # the read engine's connections commit this way already
+            session.connection().execute(ASYNC_COMMIT)
         for record in records:
             record(session, with_changes=False)
         session.commit_request()

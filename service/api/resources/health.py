@@ -9,9 +9,8 @@ from flask_smorest import Blueprint
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from service.api.context import db
 from service.api.contract import HEALTH, operation
-from service.db import SQLITE_BUSY_TIMEOUT_MS
+from service.db import SQLITE_BUSY_TIMEOUT_MS, SessionFactory
 from service.errors import DomainError
 
 blp = Blueprint("health", __name__, description="Liveness and readiness")
@@ -65,17 +64,19 @@ class Ready(MethodView):
     @blp.doc(security=[], responses=_status_body(status="ready", database="ok"))
     def get(self) -> dict[str, str]:
         """Report whether the database answers and takes writes."""
-        session = db()
-        try:
-            session.execute(text("SELECT 1"))
-        except Exception as exc:
-            raise DatabaseUnavailable() from exc
-        try:
-            _write_and_roll_back(session)
-        except Exception as exc:
-            # A read-only file or mount, PRAGMA query_only, a PostgreSQL standby or a database
-            # set default_transaction_read_only: reads work, every write would fail.
-            raise DatabaseReadOnly() from exc
+        # The write engine's session, not the request's: a GET's session may be one for reads
+        # only (service.db.read_engine), and the probe is of the path writes take.
+        with SessionFactory() as session:
+            try:
+                session.execute(text("SELECT 1"))
+            except Exception as exc:
+                raise DatabaseUnavailable() from exc
+            try:
+                _write_and_roll_back(session)
+            except Exception as exc:
+                # A read-only file or mount, PRAGMA query_only, a PostgreSQL standby or a
+                # database set default_transaction_read_only: reads work, every write would fail.
+                raise DatabaseReadOnly() from exc
         return {"status": "ready", "database": "ok"}
 
 

@@ -57,6 +57,11 @@ class TreatmentPlan(Base):
     # Checklist.passes_gate as the last write left it (service.models.stored_state), so the
     # worklist finds blocked plans by index; None: not worked out yet, read as "look".
     gate_open: Mapped[bool | None]
+    # Checklist.outcome, .blocking_items and .override_in_effect stored beside the gate, so the
+    # staff views show a plan's checklist without loading its items; None: not worked out yet.
+    checklist_outcome: Mapped[str | None] = mapped_column(String(16))
+    checklist_blocking: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    checklist_overridden: Mapped[bool | None]
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -6,7 +6,9 @@ models from many rows. The worklist needs them as indexed columns so that it rea
 on it. Rather than trusting each use case to remember every input, one before_flush hook finds
 the plans whose rows the flush changes and works the three out again, in the same transaction:
 a stored state is never older than the last write. None (rows from before the columns existed)
-is read as "look" and worked out on the read.
+is read as "look" and worked out on the read. Beside the gate the plan keeps what the staff
+views show of its checklist (outcome, blocking items, override in effect), so that they show it
+without loading the plan's items.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from service.models.clinic import Clinic
 from service.models.dose import Dose, DoseAdministration, DoseCheck, DoseReadinessOverride
 from service.models.monitoring import LabResult, MonitoringTask
 from service.models.patient import Patient
-from service.models.plan import ScreeningItem, ScreeningOverride, TreatmentPlan
+from service.models.plan import Checklist, ScreeningItem, ScreeningOverride, TreatmentPlan
 from service.vocabulary import OPEN_PLAN_STATUSES, DoseStatus
 
 # What a plan's gate and its doses' readiness read, beyond the plan's own columns.
@@ -58,10 +60,12 @@ def store_states(
     # A plan added with bare ids has no clinic or patient to read yet (the identity map has).
     if plan.clinic is None:
         plan.clinic = session.get_one(Clinic, plan.clinic_id)
-    gate = plan.checklist.passes_gate
+    checklist = plan.checklist
+    gate = checklist.passes_gate
     moved = plan.gate_open is not gate
     if moved:
         plan.gate_open = gate
+    _store_checklist(plan, checklist)
     unknown = any(
         dose.ready is None if dose.is_open else dose.observation_short is None
         for dose in plan.doses
@@ -83,6 +87,18 @@ def store_states(
             short = observation_short(dose)
             if dose.observation_short is not short:
                 dose.observation_short = short
+
+
+def _store_checklist(plan: TreatmentPlan, checklist: Checklist) -> None:
+    """What the staff views show of the checklist, each assigned only when it differs, so a
+    flush that changes nothing writes nothing."""
+    if plan.checklist_outcome != checklist.outcome:
+        plan.checklist_outcome = checklist.outcome
+    if plan.checklist_blocking != checklist.blocking_items:
+        plan.checklist_blocking = [dict(item) for item in checklist.blocking_items]
+    overridden = checklist.override_in_effect
+    if plan.checklist_overridden is not overridden:
+        plan.checklist_overridden = overridden
 
 
 def _known_empty(obj: Any, keys: tuple[str, ...]) -> None:
@@ -177,7 +193,15 @@ def _store_touched_states(session: Session, _context: Any, _instances: Any) -> N
 
 
 # Plan columns a change of which leaves every dose's readiness as it was.
-_CHECKLIST_ONLY_COLUMNS = {"updated_at", "version", "notes", "gate_open"}
+_CHECKLIST_ONLY_COLUMNS = {
+    "updated_at",
+    "version",
+    "notes",
+    "gate_open",
+    "checklist_outcome",
+    "checklist_blocking",
+    "checklist_overridden",
+}
 
 
 def _reaches_doses(session: Session, obj: Any) -> bool:

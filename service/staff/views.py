@@ -7,6 +7,7 @@ on the 3rd belongs to the 4th in Berlin and still to the 3rd in Los Angeles.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -116,13 +117,17 @@ _SUBJECT_COLUMNS = (
     Dose.appointment_at,
     Dose.needs_review,
 )
-# Whether the plan's checklist is to be worked out (_checklist_unsettled).
+# Whether the plan's checklist is to be shown from more than the gate (_checklist_unsettled),
+# and what every write stored of it (_stored_checklist).
 _GATE_COLUMNS = (
     TreatmentPlan.gate_open,
     exists()
     .where(ScreeningOverride.plan_id == TreatmentPlan.id)
     .correlate(TreatmentPlan)
     .label("has_override"),
+    TreatmentPlan.checklist_outcome,
+    TreatmentPlan.checklist_blocking,
+    TreatmentPlan.checklist_overridden,
 )
 # What the schedule adds: where, and what the catalog's infusion and chair times read.
 _SCHEDULE_COLUMNS = (
@@ -203,6 +208,58 @@ def _checklist_unsettled(row: _Row) -> bool:
     return row.gate_open is not True or bool(row.has_override)
 
 
+@dataclass(frozen=True)
+class _ShownChecklist:
+    """What the staff views show of a plan's checklist: read from the plan's row, or worked out
+    from its items where the row does not hold it."""
+
+    outcome: str
+    blocking_items: list[dict[str, str]]
+    overridden: bool
+
+    @property
+    def passes_gate(self) -> bool:
+        return self.outcome == ScreeningOutcome.CLEARED or self.overridden
+
+    @classmethod
+    def of(cls, checklist: Checklist) -> _ShownChecklist:
+        return cls(checklist.outcome, checklist.blocking_items, checklist.override_in_effect)
+
+
+def _stored_checklist(row: _Row) -> _ShownChecklist | None:
+    """The checklist as the last write stored it beside the gate; None where it is not stored
+    (rows from before the columns) or may be out of date (writes leave ended plans as they are)."""
+    if (
+        row.plan_status not in OPEN_PLAN_STATUSES
+        or row.checklist_outcome is None
+        or row.checklist_blocking is None
+        or row.checklist_overridden is None
+    ):
+        return None
+    return _ShownChecklist(row.checklist_outcome, row.checklist_blocking, row.checklist_overridden)
+
+
+def _unstored(rows: Collection[_Row]) -> set[int]:
+    """The plans whose checklists are to be worked out from their items (_plans)."""
+    return {
+        row.plan_id for row in rows if _checklist_unsettled(row) and _stored_checklist(row) is None
+    }
+
+
+def _shown_checklists(
+    rows: Collection[_Row], plans: dict[int, TreatmentPlan]
+) -> dict[int, _ShownChecklist]:
+    """The checklist of each unsettled row's plan: stored, or worked out from `plans`, which
+    holds every plan of _unstored(rows)."""
+    shown = {}
+    for row in rows:
+        if not _checklist_unsettled(row):
+            continue
+        stored = _stored_checklist(row)
+        shown[row.plan_id] = stored or _ShownChecklist.of(plans[row.plan_id].checklist)
+    return shown
+
+
 def _plans(
     session: Session, plan_ids: Collection[int], *, readiness: bool = False
 ) -> dict[int, TreatmentPlan]:
@@ -235,11 +292,7 @@ def _plans(
     return {plan.id: plan for plan in plans}
 
 
-def _checklists(session: Session, plan_ids: Collection[int]) -> dict[int, Checklist]:
-    return {key: plan.checklist for key, plan in _plans(session, plan_ids).items()}
-
-
-def _screening(checklist: Checklist | None) -> dict[str, Any]:
+def _screening(checklist: _ShownChecklist | None) -> dict[str, Any]:
     """The checklist state staff see beside a dose: outcome, what blocks, override in force.
     None: the gate every write keeps (service.models.stored_state) is open with no override,
     so the checklist is cleared and nothing blocks."""
@@ -252,7 +305,7 @@ def _screening(checklist: Checklist | None) -> dict[str, Any]:
     return {
         "outcome": checklist.outcome,
         "blocking_items": checklist.blocking_items,
-        "overridden": checklist.override_in_effect,
+        "overridden": checklist.overridden,
     }
 
 
@@ -341,10 +394,7 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     ).all()
     booked = [row for row in rows if row.appointment_at is not None]
     unbooked = [row for row in rows if row.appointment_at is None]
-    checklists = _checklists(
-        session,
-        {row.plan_id for row in rows if _checklist_unsettled(row)},
-    )
+    checklists = _shown_checklists(rows, _plans(session, _unstored(rows)))
     regimens = {row.regimen_code: get_regimen(row.regimen_code) for row in booked}
     reactions = _reactions(
         session,
@@ -428,17 +478,14 @@ def staff_worklist(
     today_start, _ = day_bounds(today, clinic.time_zone)
     blocked, cleared = _first_dose_rows(session, clinic.id, today)
     readiness_doses = _readiness_candidates(session, clinic.id, zone, today)
-    # One load for every plan whose checklist or readiness is worked out.
+    first_doses = [*blocked, *cleared]
+    # One load for every plan whose checklist (where not stored) or readiness is worked out.
     plans = _plans(
         session,
-        {
-            *(row.plan_id for row in blocked),
-            *(row.plan_id for row in cleared if _checklist_unsettled(row)),
-            *(plan_id for plan_id, _ in readiness_doses),
-        },
+        {*_unstored(first_doses), *(plan_id for plan_id, _ in readiness_doses)},
         readiness=bool(readiness_doses),
     )
-    checklists = {plan_id: plan.checklist for plan_id, plan in plans.items()}
+    checklists = _shown_checklists(first_doses, plans)
     wanted = {dose_id for _, dose_id in readiness_doses}
     doses = [dose for plan in plans.values() for dose in plan.doses if dose.id in wanted]
     checklist_entries = _blocked_checklists(blocked, checklists, today)
@@ -526,7 +573,7 @@ def _first_dose_entry(
 
 
 def _blocked_checklists(
-    rows: list[_Row], checklists: dict[int, Checklist], today: date
+    rows: list[_Row], checklists: dict[int, _ShownChecklist], today: date
 ) -> list[dict[str, Any]]:
     entries = []
     for row in rows:
@@ -541,7 +588,7 @@ def _blocked_checklists(
 
 
 def _cleared_not_ready(
-    rows: list[_Row], checklists: dict[int, Checklist], today: date
+    rows: list[_Row], checklists: dict[int, _ShownChecklist], today: date
 ) -> list[dict[str, Any]]:
     entries = []
     for row in rows:

@@ -371,9 +371,10 @@ def _copy_plans(
 
 
 def _store_copied_states(session: Session) -> None:
-    """The stored gate and readiness of the copies, as the application works them out: copies
-    of one template moved by the same number of days share them, so one of each is worked out
-    through the models and the rest take its values (no-op before the states existed)."""
+    """The stored gate, checklist and readiness of the copies, as the application works them
+    out: copies of one template moved by the same number of days share them, so one of each is
+    worked out through the models and the rest take its values (no-op before the states
+    existed)."""
     try:
         from service.models.stored_state import store_states
     except ImportError:
@@ -388,9 +389,13 @@ def _store_copied_states(session: Session) -> None:
     for plan_id in session.execute(text("SELECT plan_id FROM registry_rep")).scalars():
         store_states(session, session.get_one(TreatmentPlan, plan_id), doses=True)
     session.flush()
+    plan_states = ["gate_open"]
+    if "checklist_outcome" in TreatmentPlan.__table__.c:  # not before the checklist was stored
+        plan_states += ["checklist_outcome", "checklist_blocking", "checklist_overridden"]
+    assignments = ", ".join(f"{name} = rp.{name}" for name in plan_states)
     session.execute(
         text(
-            "UPDATE treatment_plan p SET gate_open = rp.gate_open FROM registry_copy c"
+            f"UPDATE treatment_plan p SET {assignments} FROM registry_copy c"
             " JOIN registry_rep r USING (template_plan_id, shift)"
             " JOIN treatment_plan rp ON rp.id = r.plan_id WHERE p.id = c.plan_id"
         )

@@ -19,7 +19,9 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
+    String,
     bindparam,
+    cast,
     func,
     select,
 )
@@ -56,18 +58,19 @@ def _scalars(*expressions: Any) -> list[Any]:
     return [expression.scalar_subquery() for expression in expressions]
 
 
+def _pair(first: Any, second: Any, where: ColumnElement[bool]) -> list[Any]:
+    """Two aggregates over the same rows as one value ("first.second"): one subquery reads the
+    rows once, where one per aggregate would read them twice."""
+    joined = cast(first, String) + "." + func.coalesce(cast(second, String), "")
+    return _scalars(select(joined).where(where))
+
+
 def _versions(model: Any, where: ColumnElement[bool]) -> list[Any]:
-    return _scalars(
-        select(func.count()).select_from(model).where(where),
-        select(func.coalesce(func.sum(model.version), 0)).where(where),
-    )
+    return _pair(func.count(), func.coalesce(func.sum(model.version), 0), where)
 
 
 def _dated(model: Any, column: Any, where: ColumnElement[bool]) -> list[Any]:
-    return _scalars(
-        select(func.count()).select_from(model).where(where),
-        select(func.max(column)).where(where),
-    )
+    return _pair(func.count(), func.max(column), where)
 
 
 def _plans_parts(plan_ids: Select[Any]) -> list[Any]:

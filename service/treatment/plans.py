@@ -64,18 +64,21 @@ CLOSED_PLAN_STATUSES = values(PlanStatus.COMPLETED, PlanStatus.DISCONTINUED)
 
 
 def plan_loader_options() -> list[Any]:
-    """Everything the plan body dumps, loaded up front (no N+1 on lists)."""
+    """Everything the plan body dumps, loaded up front (no N+1 on lists). What is one or none
+    per parent, or rarely more (a dose's record and readiness override, a plan's overrides and
+    follow-ups), rides in its parent's statement; lists go in a statement each: every statement
+    is a round trip, and a first read of a plan costs its round trips."""
     doses = selectinload(TreatmentPlan.doses)
     return [
         joinedload(TreatmentPlan.clinic),
+        joinedload(TreatmentPlan.overrides),
+        joinedload(TreatmentPlan.follow_ups),
         joinedload(TreatmentPlan.patient).selectinload(Patient.plans),
         selectinload(TreatmentPlan.screening_items),
-        selectinload(TreatmentPlan.overrides),
         doses.selectinload(Dose.checks),
-        doses.selectinload(Dose.readiness_overrides),
-        doses.selectinload(Dose.administration).selectinload(DoseAdministration.premedications),
+        doses.joinedload(Dose.readiness_overrides),
+        doses.joinedload(Dose.administration).selectinload(DoseAdministration.premedications),
         selectinload(TreatmentPlan.monitoring_tasks),
-        selectinload(TreatmentPlan.follow_ups),
     ]
 
 

@@ -30,11 +30,12 @@ def patient_loader_options() -> list[Any]:
     """What the patient body dumps (from its plans: follow-ups, given doses, the monitoring and
     checklist that say what continues after a plan), loaded up front."""
     plans = selectinload(Patient.plans)
+    # A plan's few follow-ups and a dose's one record ride in their parent's statement.
     return [
-        plans.selectinload(TreatmentPlan.follow_ups),
+        plans.joinedload(TreatmentPlan.follow_ups),
         plans.selectinload(TreatmentPlan.monitoring_tasks),
         plans.selectinload(TreatmentPlan.screening_items),
-        plans.selectinload(TreatmentPlan.doses).selectinload(Dose.administration),
+        plans.selectinload(TreatmentPlan.doses).joinedload(Dose.administration),
     ]
 
 

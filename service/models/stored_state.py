@@ -7,8 +7,9 @@ on it. Rather than trusting each use case to remember every input, one before_fl
 the plans whose rows the flush changes and works the three out again, in the same transaction:
 a stored state is never older than the last write. None (rows from before the columns existed)
 is read as "look" and worked out on the read. Beside the gate the plan keeps what the staff
-views show of its checklist (outcome, blocking items, override in effect), so that they show it
-without loading the plan's items.
+views show of its checklist (outcome, blocking items, override in effect), and beside `ready`
+an open dose keeps its readiness's blocking items, so that they show them without loading the
+plan's items.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from service.models.dose import Dose, DoseAdministration, DoseCheck, DoseReadine
 from service.models.monitoring import LabResult, MonitoringTask
 from service.models.patient import Patient
 from service.models.plan import Checklist, ScreeningItem, ScreeningOverride, TreatmentPlan
+from service.models.readiness import Readiness
 from service.vocabulary import OPEN_PLAN_STATUSES, DoseStatus
 
 # What a plan's gate and its doses' readiness read, beyond the plan's own columns.
@@ -67,7 +69,9 @@ def store_states(
         plan.gate_open = gate
     _store_checklist(plan, checklist)
     unknown = any(
-        dose.ready is None if dose.is_open else dose.observation_short is None
+        (dose.ready is None or dose.readiness_blocking is None)
+        if dose.is_open
+        else dose.observation_short is None
         for dose in plan.doses
         if dose.is_open or dose.status == DoseStatus.ADMINISTERED
     )
@@ -78,9 +82,7 @@ def store_states(
     _load_dose_relations(session, plan)
     for dose in plan.doses:
         if dose.is_open:
-            ready = dose.readiness.ready
-            if dose.ready is not ready:
-                dose.ready = ready
+            _store_readiness(dose, dose.readiness)
         elif dose.status == DoseStatus.ADMINISTERED and (
             observation or dose.observation_short is None
         ):
@@ -99,6 +101,17 @@ def _store_checklist(plan: TreatmentPlan, checklist: Checklist) -> None:
     overridden = checklist.override_in_effect
     if plan.checklist_overridden is not overridden:
         plan.checklist_overridden = overridden
+
+
+def _store_readiness(dose: Dose, readiness: Readiness) -> None:
+    """The dose's readiness and what the worklist shows of it, each assigned only when it
+    differs: an assignment bumps the dose's version."""
+    ready = readiness.ready
+    if dose.ready is not ready:
+        dose.ready = ready
+    blocking = readiness.blocking_items
+    if dose.readiness_blocking != blocking:
+        dose.readiness_blocking = [dict(item) for item in blocking]
 
 
 def _known_empty(obj: Any, keys: tuple[str, ...]) -> None:

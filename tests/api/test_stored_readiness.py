@@ -237,3 +237,16 @@ def test_the_worklist_shows_the_same_readiness_whether_stored_or_not(
 
     _forget(session, ready=None, readiness_blocking=None)
     assert _worklist(client, session, headers)[0] == stored
+
+
+def test_a_change_every_open_dose_reads_stores_their_items_in_one_statement(session, staff, berlin):
+    patient = make_patient(session, berlin, can_become_pregnant=False)
+    plan = start_plan(session, staff, patient, regimen="ublituximab-iv")
+    assert len([dose for dose in plan.doses if dose.is_open]) > 3
+    with sql_statements(session) as statements:
+        patient.can_become_pregnant = True
+        session.flush()
+    assert len([s for s in statements if s.startswith("UPDATE dose")]) == 1, statements
+    stored = _assert_stored_as_worked_out(session, plan.id)
+    pregnancy = {"code": "pregnancy", "outcome": "pending"}
+    assert all(pregnancy in items for items in stored.values()), stored

@@ -121,9 +121,8 @@ def _store_blocking(session: Session, moved: list[tuple[Dose, list[dict[str, str
     """The doses' new blocking items in one statement, beside the ORM's writes. Assigned
     through the ORM they would cost a versioned UPDATE per dose, and some inputs (the patient's
     pregnancy answer, the plan's monitoring tasks) change the items of many open doses at once.
-    Doses about to be inserted are left out (None,
-    "not worked out"): the monitoring tasks their items read are made once the doses have ids,
-    and the plan's next flush stores them."""
+    Doses about to be inserted are left out (None, "not worked out"): the monitoring tasks their
+    items read are made once the doses have ids, and the plan's next flush stores them."""
     if not moved:
         return
     session.connection().execute(

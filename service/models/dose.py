@@ -75,6 +75,9 @@ class Dose(Base):
     # falls short of the catalog's. None: not worked out yet, read as "look".
     ready: Mapped[bool | None]
     observation_short: Mapped[bool | None]
+    # Readiness.blocking_items of an open dose stored beside `ready`, so the worklist shows it
+    # without loading the plan; None: not worked out yet.
+    readiness_blocking: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -7,8 +7,9 @@ on it. Rather than trusting each use case to remember every input, one before_fl
 the plans whose rows the flush changes and works the three out again, in the same transaction:
 a stored state is never older than the last write. None (rows from before the columns existed)
 is read as "look" and worked out on the read. Beside the gate the plan keeps what the staff
-views show of its checklist (outcome, blocking items, override in effect), so that they show it
-without loading the plan's items.
+views show of its checklist (outcome, blocking items, override in effect), and beside `ready`
+an open dose keeps its readiness's blocking items, so that they show them without loading the
+plan's items.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import JSON, bindparam, event, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -67,7 +68,9 @@ def store_states(
         plan.gate_open = gate
     _store_checklist(plan, checklist)
     unknown = any(
-        dose.ready is None if dose.is_open else dose.observation_short is None
+        (dose.ready is None or dose.readiness_blocking is None)
+        if dose.is_open
+        else dose.observation_short is None
         for dose in plan.doses
         if dose.is_open or dose.status == DoseStatus.ADMINISTERED
     )
@@ -76,17 +79,23 @@ def store_states(
     if plan.patient is None:
         plan.patient = session.get_one(Patient, plan.patient_id)
     _load_dose_relations(session, plan)
+    moved_blocking: list[tuple[Dose, list[dict[str, str]]]] = []
     for dose in plan.doses:
         if dose.is_open:
-            ready = dose.readiness.ready
+            readiness = dose.readiness
+            ready = readiness.ready
             if dose.ready is not ready:
                 dose.ready = ready
+            blocking = readiness.blocking_items
+            if inspect(dose).persistent and dose.readiness_blocking != blocking:
+                moved_blocking.append((dose, [dict(item) for item in blocking]))
         elif dose.status == DoseStatus.ADMINISTERED and (
             observation or dose.observation_short is None
         ):
             short = observation_short(dose)
             if dose.observation_short is not short:
                 dose.observation_short = short
+    _store_blocking(session, moved_blocking)
 
 
 def _store_checklist(plan: TreatmentPlan, checklist: Checklist) -> None:
@@ -99,6 +108,28 @@ def _store_checklist(plan: TreatmentPlan, checklist: Checklist) -> None:
     overridden = checklist.override_in_effect
     if plan.checklist_overridden is not overridden:
         plan.checklist_overridden = overridden
+
+
+_UPDATE_BLOCKING = (
+    update(Dose)
+    .where(Dose.id == bindparam("dose_id"))
+    .values(readiness_blocking=bindparam("blocking", type_=JSON))
+)
+
+
+def _store_blocking(session: Session, moved: list[tuple[Dose, list[dict[str, str]]]]) -> None:
+    """The doses' new blocking items in one statement, beside the ORM's writes. Assigned
+    through the ORM they would cost a versioned UPDATE per dose, and some inputs (the patient's
+    pregnancy answer, the plan's monitoring tasks) change the items of many open doses at once.
+    Doses about to be inserted are left out (None, "not worked out"): the monitoring tasks their
+    items read are made once the doses have ids, and the plan's next flush stores them."""
+    if not moved:
+        return
+    session.connection().execute(
+        _UPDATE_BLOCKING, [{"dose_id": dose.id, "blocking": items} for dose, items in moved]
+    )
+    for dose, items in moved:
+        set_committed_value(dose, "readiness_blocking", items)
 
 
 def _known_empty(obj: Any, keys: tuple[str, ...]) -> None:

@@ -6,7 +6,7 @@ on the 3rd belongs to the 4th in Berlin and still to the 3rd in Los Angeles.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -477,20 +477,19 @@ def staff_worklist(
     today = local_today(clinic.time_zone, now)
     today_start, _ = day_bounds(today, clinic.time_zone)
     blocked, cleared = _first_dose_rows(session, clinic.id, today)
-    readiness_doses = _readiness_candidates(session, clinic.id, zone, today)
+    readiness_rows = _readiness_candidates(session, clinic.id, zone, today)
     first_doses = [*blocked, *cleared]
-    # One load for every plan whose checklist (where not stored) or readiness is worked out.
+    unstored_readiness = {row.plan_id for row in readiness_rows if _stored_blocking(row) is None}
+    # One load for every plan whose checklist or readiness is worked out (where not stored).
     plans = _plans(
         session,
-        {*_unstored(first_doses), *(plan_id for plan_id, _ in readiness_doses)},
-        readiness=bool(readiness_doses),
+        {*_unstored(first_doses), *unstored_readiness},
+        readiness=bool(unstored_readiness),
     )
     checklists = _shown_checklists(first_doses, plans)
-    wanted = {dose_id for _, dose_id in readiness_doses}
-    doses = [dose for plan in plans.values() for dose in plan.doses if dose.id in wanted]
     checklist_entries = _blocked_checklists(blocked, checklists, today)
     not_ready = _cleared_not_ready(cleared, checklists, today)
-    readiness_open = _readiness_open(doses, zone, today)
+    readiness_open = _readiness_open(readiness_rows, plans, zone, today)
     overdue_doses, dose_count = _overdue_doses(session, clinic.id, zone, today, today_start, limit)
     overdue_tasks, task_count = _overdue_tasks(session, clinic.id, today, limit)
     alerts, alert_count = _open_alerts(session, clinic.id, limit)
@@ -604,9 +603,9 @@ def _cleared_not_ready(
 
 def _readiness_candidates(
     session: Session, clinic_id: int, zone: ZoneInfo, today: date
-) -> list[tuple[int, int]]:
-    """(plan id, dose id) of the open doses of the next days whose stored readiness is not
-    complete, found by index; the doses themselves are loaded with their plans (_plans)."""
+) -> Sequence[_Row]:
+    """The open doses of the next days whose stored readiness is not complete, found by
+    index, with what their entries show and the blocking items every write stored."""
     horizon = today + timedelta(days=READINESS_HORIZON_DAYS)
     start, _ = day_bounds(today, str(zone))
     _, end = day_bounds(horizon, str(zone))
@@ -614,9 +613,11 @@ def _readiness_candidates(
         and_(Dose.appointment_at.is_(None), Dose.due_date >= today, Dose.due_date <= horizon),
         and_(Dose.appointment_at >= start, Dose.appointment_at < end),
     )
-    rows = session.execute(
-        select(Dose.plan_id, Dose.id)
+    return session.execute(
+        select(*_SUBJECT_COLUMNS, Dose.ready, Dose.readiness_blocking)
+        .select_from(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .where(
             TreatmentPlan.clinic_id == clinic_id,
             TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
@@ -624,49 +625,37 @@ def _readiness_candidates(
             Dose.ready.is_not(True),
             soon,
         )
-    )
-    return [(plan_id, dose_id) for plan_id, dose_id in rows]
+    ).all()
 
 
-def _readiness_open(doses: list[Dose], zone: ZoneInfo, today: date) -> list[dict[str, Any]]:
+def _stored_blocking(row: _Row) -> list[dict[str, str]] | None:
+    """The dose's blocking items as the last write stored them beside `ready`; None where
+    they are not stored (rows from before the column), so they are worked out from the plan."""
+    if row.ready is None or row.readiness_blocking is None:
+        return None
+    return list(row.readiness_blocking)
+
+
+def _readiness_open(
+    rows: Sequence[_Row], plans: dict[int, TreatmentPlan], zone: ZoneInfo, today: date
+) -> list[dict[str, Any]]:
+    """An entry for each candidate whose readiness is not ready: as stored, or worked out
+    from `plans`, which holds the plan of every row whose readiness is not stored."""
+    doses = {dose.id: dose for plan in plans.values() for dose in plan.doses}
     entries: list[dict[str, Any]] = []
-    for dose in doses:
-        readiness = dose.readiness
-        if readiness.ready:
+    for row in rows:
+        blocking = _stored_blocking(row)
+        if blocking is None:
+            readiness = doses[row.dose_id].readiness
+            if readiness.ready:
+                continue
+            blocking = readiness.blocking_items
+        elif row.ready:
             continue
-        plan, patient = dose.plan, dose.plan.patient
-        when = dose.appointment_at
-        day = when.astimezone(zone).date() if when else dose.due_date
-        entries.append(
-            {
-                "patient": {
-                    "id": patient.id,
-                    "mrn": patient.mrn,
-                    "name": f"{patient.given_name} {patient.family_name}",
-                },
-                "plan": {
-                    "id": plan.id,
-                    "regimen": plan.regimen_code,
-                    "variant": plan.variant,
-                    "status": plan.status,
-                },
-                "dose": {
-                    "id": dose.id,
-                    "sequence": dose.sequence,
-                    "course": dose.course,
-                    "kind": dose.kind,
-                    "amount_mg": dose.amount_mg,
-                    "due_date": dose.due_date,
-                    "booking": dose.booking,
-                    "status": dose.status,
-                },
-                "links": _links(plan.id, plan.patient_id, dose.id),
-                "appointment_at": when,
-                "date": day,
-                "days_until": (day - today).days,
-                "open_items": readiness.blocking_items,
-            }
-        )
+        entry = _dose_entry(row, zone)
+        entry["days_until"] = (entry["date"] - today).days
+        entry["open_items"] = blocking
+        entries.append(entry)
     entries.sort(key=lambda e: (e["date"], e["dose"]["id"]))
     return entries
 

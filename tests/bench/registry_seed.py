@@ -400,9 +400,13 @@ def _store_copied_states(session: Session) -> None:
             " JOIN treatment_plan rp ON rp.id = r.plan_id WHERE p.id = c.plan_id"
         )
     )
+    dose_states = ["ready", "observation_short"]
+    if "readiness_blocking" in Dose.__table__.c:  # not before the blocking items were stored
+        dose_states.append("readiness_blocking")
+    assignments = ", ".join(f"{name} = rd.{name}" for name in dose_states)
     session.execute(
         text(
-            "UPDATE dose d SET ready = rd.ready, observation_short = rd.observation_short"
+            f"UPDATE dose d SET {assignments}"
             " FROM registry_copy c JOIN registry_rep r USING (template_plan_id, shift)"
             " JOIN dose rd ON rd.plan_id = r.plan_id"
             " WHERE d.plan_id = c.plan_id AND d.sequence = rd.sequence"

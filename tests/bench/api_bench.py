@@ -10,10 +10,11 @@ cleared, made ready and the first dose booked on one of the next 60 days; a fixe
 same 33 booked doses in both, and the first clinic of each gets the same handful of worklist
 entries. Five plans per registry are made through the use cases; the rest are set-based copies
 of them, their stored states (the gate and checklist, each open dose's readiness and its
-blocking items, `observation_short`) set as the application sets them, so the staff views select what is on them as in production. With --one-clinic a
-third registry holds N patients in one clinic (its staff views and patient list are reported
-apart, under "one_clinic_of_n"). The writes go to the N registry's last clinic, so that its
-first clinic holds what the 1,000-patient one does.
+blocking items, `observation_short`) set as the application sets them, so the staff views
+select what is on them as in production. With --one-clinic a third registry holds N patients in
+one clinic (its staff views and patient list are reported apart, under "one_clinic_of_n"). The
+writes go to the N registry's last clinic, so that its first clinic holds what the 1,000-patient
+one does.
 
 Then it starts `gunicorn wsgi:app` and `gunicorn tests.bench.bare_app:app` (a bare Flask app
 answering every GET with a real plan's body) with the same settings (--workers sync workers),

@@ -11,7 +11,8 @@ from tests.factories import auth_headers, make_clinic, make_patient, make_plan, 
 
 @pytest.fixture
 def clinic(session):
-    return make_clinic(session)
+    # Tests that reckon the clinic's local day name this zone (e.g. test_stored_*.py's ZONE).
+    return make_clinic(session, time_zone="Europe/Berlin")
 
 
 @pytest.fixture

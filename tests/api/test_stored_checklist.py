@@ -4,13 +4,12 @@ whether the plan's row holds it or not (rows from before the columns existed).""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select, update
 
+from service.core.wall_clock import local_today, to_utc
 from service.db import utcnow
 from service.models import ScreeningOverride, TreatmentPlan
 from service.models.plan import Checklist
@@ -20,33 +19,13 @@ from tests.factories import (
     actor_of,
     book_dose,
     clear_checklist,
-    make_clinic,
     make_patient,
-    make_user,
     sql_statements,
     start_plan,
 )
 
 ZONE = "Europe/Berlin"
 REASON = "Immunology consulted: IgG acceptable to start"
-
-
-@pytest.fixture
-def berlin(session):
-    return make_clinic(session, time_zone=ZONE)
-
-
-@pytest.fixture
-def staff(session, settings, berlin):
-    return make_user(session, settings, berlin, "clinician")
-
-
-def _today():
-    return utcnow().astimezone(ZoneInfo(ZONE)).date()
-
-
-def _at(day, hour=9):
-    return datetime.combine(day, time(hour), ZoneInfo(ZONE)).astimezone(UTC)
 
 
 def _stored(session, plan_id: int) -> tuple[Any, ...]:
@@ -82,12 +61,15 @@ def _put(client, plan_id, code, body, headers):
 
 
 def test_each_write_through_the_api_stores_the_checklist_it_leaves(
-    client, session, headers, staff, berlin
+    client, session, headers, staff, clinic
 ):
-    patient = make_patient(session, berlin)
+    patient = make_patient(session, clinic)
     created = client.post(
         f"/api/v1/patients/{patient.id}/plans",
-        json={"regimen": "ocrelizumab-iv", "start_date": (_today() + timedelta(10)).isoformat()},
+        json={
+            "regimen": "ocrelizumab-iv",
+            "start_date": (local_today(ZONE) + timedelta(10)).isoformat(),
+        },
         headers=headers,
     )
     assert created.status_code == 201, created.get_json()
@@ -97,7 +79,7 @@ def test_each_write_through_the_api_stores_the_checklist_it_leaves(
     assert {"code": "hbsag", "outcome": "pending"} in blocking
 
     # Every required item gets a clearing result, one request each.
-    recorded_on = (_today() - timedelta(2)).isoformat()
+    recorded_on = (local_today(ZONE) - timedelta(2)).isoformat()
     plan = session.get_one(TreatmentPlan, plan_id)
     for item in plan.screening_items:
         rule = item.rule
@@ -135,7 +117,7 @@ def test_each_write_through_the_api_stores_the_checklist_it_leaves(
     etag = client.get(url, headers=headers).headers["ETag"]
     moved = client.patch(
         url,
-        json={"due_date": (_today() + timedelta(150)).isoformat()},
+        json={"due_date": (local_today(ZONE) + timedelta(150)).isoformat()},
         headers={**headers, "If-Match": etag},
     )
     assert moved.status_code == 200, moved.get_json()
@@ -145,9 +127,9 @@ def test_each_write_through_the_api_stores_the_checklist_it_leaves(
 
 
 def test_a_write_that_leaves_the_checklist_as_it_was_leaves_the_plan_row_alone(
-    session, staff, berlin
+    session, staff, clinic
 ):
-    plan = start_plan(session, staff, make_patient(session, berlin))
+    plan = start_plan(session, staff, make_patient(session, clinic))
     stored, version = _stored(session, plan.id), plan.version
     item = plan.item("ig_quant")
     assert item is not None
@@ -169,26 +151,26 @@ def _forget_stored_checklists(session) -> None:
     session.expire_all()
 
 
-def _plans_on_the_staff_views(session, staff, berlin, day):
+def _plans_on_the_staff_views(session, staff, clinic, day):
     """A blocked plan, one a covering override opens, one whose override a later finding no
     longer covers, and a cleared one, each with its first dose booked on `day`."""
     actor = actor_of(staff)
     plans = {}
     for name in ("pending", "overridden", "uncovered", "cleared"):
-        plan = start_plan(session, staff, make_patient(session, berlin), start_date=day)
-        book_dose(session, plan.doses[0], _at(day, 8 + len(plans)))
+        plan = start_plan(session, staff, make_patient(session, clinic), start_date=day)
+        book_dose(session, plan.doses[0], to_utc(day, time(8 + len(plans)), ZONE))
         plans[name] = plan
     for name in ("overridden", "uncovered", "cleared"):
         clear_checklist(session, plans[name], staff)
     for name in ("overridden", "uncovered"):
         item = plans[name].item("ig_quant")
         record_screening_result(
-            session, actor, item, result="low", result_date=_today() - timedelta(1)
+            session, actor, item, result="low", result_date=local_today(ZONE) - timedelta(1)
         )
         override_screening(session, actor, plans[name].id, reason=REASON)
     hbsag = plans["uncovered"].item("hbsag")
     record_screening_result(
-        session, actor, hbsag, result="indeterminate", result_date=_today() - timedelta(1)
+        session, actor, hbsag, result="indeterminate", result_date=local_today(ZONE) - timedelta(1)
     )
     session.flush()
     return plans
@@ -201,10 +183,10 @@ def _get(client, headers, url):
 
 
 def test_the_schedule_shows_the_same_checklists_whether_stored_or_not(
-    client, session, headers, staff, berlin
+    client, session, headers, staff, clinic
 ):
-    day = _today() + timedelta(5)
-    plans = _plans_on_the_staff_views(session, staff, berlin, day)
+    day = local_today(ZONE) + timedelta(5)
+    plans = _plans_on_the_staff_views(session, staff, clinic, day)
     url = f"/api/v1/staff/schedule?date={day.isoformat()}"
     stored = _get(client, headers, url)
     screening = {i["plan"]["id"]: i["screening"] for i in stored.get_json()["items"]}
@@ -229,9 +211,9 @@ def test_the_schedule_shows_the_same_checklists_whether_stored_or_not(
 
 
 def test_the_worklist_shows_the_same_checklists_whether_stored_or_not(
-    client, session, headers, staff, berlin
+    client, session, headers, staff, clinic
 ):
-    plans = _plans_on_the_staff_views(session, staff, berlin, _today() + timedelta(5))
+    plans = _plans_on_the_staff_views(session, staff, clinic, local_today(ZONE) + timedelta(5))
     stored = _get(client, headers, "/api/v1/staff/worklist")
     body = stored.get_json()
     blocked = {e["plan"]["id"]: e["outcome"] for e in body["checklists"]}

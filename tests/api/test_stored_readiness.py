@@ -4,14 +4,12 @@ same doses whether the rows hold them or not (rows from before the column existe
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select, update
 
-from service.db import utcnow
+from service.core.wall_clock import local_today, to_utc
 from service.models import Dose, MonitoringTask, TreatmentPlan
 from service.treatment.readiness import override_readiness, record_readiness_answer
 from service.vocabulary import OPEN_DOSE_STATUSES
@@ -19,33 +17,13 @@ from tests.factories import (
     actor_of,
     answer_infection_check,
     book_dose,
-    make_clinic,
     make_patient,
-    make_user,
     sql_statements,
     start_plan,
 )
 
 ZONE = "Europe/Berlin"
 REASON = "Assessed by phone this morning: no infection"
-
-
-@pytest.fixture
-def berlin(session):
-    return make_clinic(session, time_zone=ZONE)
-
-
-@pytest.fixture
-def staff(session, settings, berlin):
-    return make_user(session, settings, berlin, "clinician")
-
-
-def _today():
-    return utcnow().astimezone(ZoneInfo(ZONE)).date()
-
-
-def _at(day, hour=9, minute=0):
-    return datetime.combine(day, time(hour, minute), ZoneInfo(ZONE)).astimezone(UTC)
 
 
 def _assert_stored_as_worked_out(session, plan_id: int) -> dict[int, list[dict[str, str]]]:
@@ -78,18 +56,18 @@ def _etag(client, url, headers):
 
 def _answer(client, dose_id, result, headers):
     url = f"/api/v1/doses/{dose_id}/readiness/active_infection"
-    body = {"result": result, "result_date": (_today() - timedelta(1)).isoformat()}
+    body = {"result": result, "result_date": (local_today(ZONE) - timedelta(1)).isoformat()}
     etag = _etag(client, url, headers)
     response = client.put(url, json=body, headers={**headers, "If-Match": etag})
     assert response.status_code == 200, response.get_json()
 
 
 def test_each_write_through_the_api_stores_the_readiness_it_leaves(
-    client, session, headers, staff, berlin
+    client, session, headers, staff, clinic
 ):
-    yesterday = _today() - timedelta(1)
+    yesterday = local_today(ZONE) - timedelta(1)
     plan = start_plan(
-        session, staff, make_patient(session, berlin), start_date=yesterday, cleared=True
+        session, staff, make_patient(session, clinic), start_date=yesterday, cleared=True
     )
     first, second, maintenance = sorted(plan.doses, key=lambda d: d.sequence)[:3]
     pending = {"code": "active_infection", "outcome": "pending"}
@@ -100,7 +78,7 @@ def test_each_write_through_the_api_stores_the_readiness_it_leaves(
     url = f"/api/v1/doses/{second.id}"
     booked = client.patch(
         url,
-        json={"appointment_at": _at(second.due_date, 10).isoformat()},
+        json={"appointment_at": to_utc(second.due_date, time(10), ZONE).isoformat()},
         headers={**headers, "If-Match": _etag(client, url, headers)},
     )
     assert booked.status_code == 200, booked.get_json()
@@ -124,11 +102,17 @@ def test_each_write_through_the_api_stores_the_readiness_it_leaves(
     given = client.post(
         f"/api/v1/doses/{first.id}/administration",
         json={
-            "administered_at": _at(yesterday, 10).isoformat(),
+            "administered_at": to_utc(yesterday, time(10), ZONE).isoformat(),
             "amount_mg": first.amount_mg,
             "premedications": [
-                {"drug": "methylprednisolone", "given_at": _at(yesterday, 9, 30).isoformat()},
-                {"drug": "diphenhydramine", "given_at": _at(yesterday, 9, 15).isoformat()},
+                {
+                    "drug": "methylprednisolone",
+                    "given_at": to_utc(yesterday, time(9, 30), ZONE).isoformat(),
+                },
+                {
+                    "drug": "diphenhydramine",
+                    "given_at": to_utc(yesterday, time(9, 15), ZONE).isoformat(),
+                },
             ],
         },
         headers=headers,
@@ -152,7 +136,7 @@ def test_each_write_through_the_api_stores_the_readiness_it_leaves(
             "unit": "g/L",
             "ref_low": 7,
             "ref_high": 16,
-            "taken_at": _at(yesterday, 8).isoformat(),
+            "taken_at": to_utc(yesterday, time(8), ZONE).isoformat(),
             "task_id": task.id,
         },
         headers=headers,
@@ -162,26 +146,28 @@ def test_each_write_through_the_api_stores_the_readiness_it_leaves(
     assert {"code": "ig_before_course", "outcome": "needs_review"} in stored[maintenance.id]
 
 
-def _doses_on_the_worklist(session, staff, berlin) -> dict[str, Any]:
+def _doses_on_the_worklist(session, staff, clinic) -> dict[str, Any]:
     """First doses of the next days: left open, answered with an infection, overridden,
     answered, of a plan whose checklist is not cleared, and one not booked."""
     actor = actor_of(staff)
-    tomorrow = _today() + timedelta(1)
+    tomorrow = local_today(ZONE) + timedelta(1)
     doses = {}
     for name in ("pending", "infection", "overridden", "answered", "unscreened"):
         plan = start_plan(
             session,
             staff,
-            make_patient(session, berlin),
+            make_patient(session, clinic),
             start_date=tomorrow,
             cleared=name != "unscreened",
         )
-        doses[name] = book_dose(session, plan.doses[0], _at(tomorrow, 8 + len(doses)))
+        doses[name] = book_dose(
+            session, plan.doses[0], to_utc(tomorrow, time(8 + len(doses)), ZONE)
+        )
     plan = start_plan(
-        session, staff, make_patient(session, berlin), start_date=tomorrow, cleared=True
+        session, staff, make_patient(session, clinic), start_date=tomorrow, cleared=True
     )
     doses["unbooked"] = plan.doses[0]
-    yesterday = _today() - timedelta(1)
+    yesterday = local_today(ZONE) - timedelta(1)
     record_readiness_answer(
         session,
         actor,
@@ -212,9 +198,9 @@ def _worklist(client, session, headers) -> tuple[bytes, list[str]]:
 
 
 def test_the_worklist_shows_the_same_readiness_whether_stored_or_not(
-    client, session, headers, staff, berlin
+    client, session, headers, staff, clinic
 ):
-    doses = _doses_on_the_worklist(session, staff, berlin)
+    doses = _doses_on_the_worklist(session, staff, clinic)
     stored, loads = _worklist(client, session, headers)
     # Every candidate's readiness is stored: no plan is loaded to show it.
     assert loads == []
@@ -239,8 +225,8 @@ def test_the_worklist_shows_the_same_readiness_whether_stored_or_not(
     assert _worklist(client, session, headers)[0] == stored
 
 
-def test_a_change_every_open_dose_reads_stores_their_items_in_one_statement(session, staff, berlin):
-    patient = make_patient(session, berlin, can_become_pregnant=False)
+def test_a_change_every_open_dose_reads_stores_their_items_in_one_statement(session, staff, clinic):
+    patient = make_patient(session, clinic, can_become_pregnant=False)
     plan = start_plan(session, staff, patient, regimen="ublituximab-iv")
     assert len([dose for dose in plan.doses if dose.is_open]) > 3
     with sql_statements(session) as statements:

@@ -338,7 +338,12 @@ class Checklist:
     @property
     def passes_gate(self) -> bool:
         """Whether a plan may become ready, a dose be confirmed or given."""
-        return self.outcome == "cleared" or self.override_in_effect
+        return self.gate_passes(self.outcome, override_in_effect=self.override_in_effect)
+
+    @staticmethod
+    def gate_passes(outcome: str, *, override_in_effect: bool) -> bool:
+        """passes_gate for an outcome and override already worked out (or stored)."""
+        return outcome == ScreeningOutcome.CLEARED or override_in_effect
 
     @property
     def blocking_codes(self) -> list[str]:

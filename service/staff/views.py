@@ -219,7 +219,7 @@ class _ShownChecklist:
 
     @property
     def passes_gate(self) -> bool:
-        return self.outcome == ScreeningOutcome.CLEARED or self.overridden
+        return Checklist.gate_passes(self.outcome, override_in_effect=self.overridden)
 
     @classmethod
     def of(cls, checklist: Checklist) -> _ShownChecklist:

@@ -163,6 +163,8 @@ def _create_read_engine(engine: Engine) -> Engine:
         hide_parameters=True,
         isolation_level="AUTOCOMMIT",
         connect_args={"options": "-c synchronous_commit=off"},
+        # Between statements its connections hold no transaction: nothing to roll back.
+        pool_reset_on_return=None,
     )
     _ping_after_idle(reads)
     return reads

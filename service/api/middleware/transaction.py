@@ -128,8 +128,12 @@ def _commit_read(session: Session, records: list[RequestRecord]) -> bool:
     """
     assert isinstance(session, RequestSession)
     try:
-        if not session.autocommit_read:  # the read engine's connections commit this way already
-            session.connection().execute(ASYNC_COMMIT)
+        if session.autocommit_read:
+            # The read engine commits each INSERT as it runs, without waiting for the WAL.
+            for record in records:
+                record(session, with_changes=False)
+            return True
+        session.connection().execute(ASYNC_COMMIT)
         for record in records:
             record(session, with_changes=False)
         session.commit_request()

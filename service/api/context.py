@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -10,12 +11,14 @@ from flask import current_app, g, request
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from service.accounts.tokens import authenticate
+from service.accounts.tokens import Caller, authenticate_caller, caller_of
 from service.config import Settings
 from service.core.access import Actor
 from service.db import WRITE_TRANSACTION, SessionFactory, read_engine
-from service.errors import Unauthenticated
+from service.errors import InvalidToken, Unauthenticated
 from service.models import Patient, TreatmentPlan
+
+log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -107,7 +110,17 @@ def settings() -> Settings:
 
 
 def actor() -> Actor:
-    value: Actor = g.actor
+    """The authenticated caller; reads their account row if no statement of the request has."""
+    known: Actor | None = g.get("actor")
+    if known is None:
+        known = g.actor = authenticate_caller(db(), g.caller)
+    return known
+
+
+def caller() -> Caller:
+    """The request's verified token, for a read whose first statement reads the account row too
+    (service.accounts.tokens.with_account)."""
+    value: Caller = g.caller
     return value
 
 
@@ -127,11 +140,33 @@ def bearer_token() -> str:
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Authenticate the bearer token before anything else is parsed."""
+    """Authenticate the bearer token before anything else is parsed.
+
+    A write reads the account row first. A read may read it in its own first statement (see
+    `caller`); whatever the read did, the row is checked before its answer is used, so a token
+    whose account is disabled or signed out gets 401, never what the read found (its 404
+    included). A read writes nothing (see RequestSession), so there is nothing to undo.
+    """
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.actor = authenticate(db(), settings(), bearer_token())
-        return view(*args, **kwargs)
+        g.caller = caller_of(settings(), bearer_token())
+        if request.method not in SAFE_METHODS:
+            actor()
+            return view(*args, **kwargs)
+        try:
+            answer = view(*args, **kwargs)
+        except InvalidToken:
+            raise
+        except BaseException as failure:
+            try:
+                actor()
+            except InvalidToken:
+                raise
+            except Exception:
+                log.debug("account row unread after a failed read", exc_info=True)
+            raise failure
+        actor()
+        return answer
 
     return wrapper

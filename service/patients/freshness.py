@@ -23,10 +23,12 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal_column,
     select,
 )
 from sqlalchemy.orm import Session, aliased
 
+from service.accounts.tokens import ACCOUNT_COLUMNS, Caller, with_account
 from service.core.access import Actor
 from service.core.wall_clock import local_today
 from service.db import utcnow
@@ -58,15 +60,30 @@ def _scalars(*expressions: Any) -> list[Any]:
     return [expression.scalar_subquery() for expression in expressions]
 
 
+# Constants written into the SQL rather than bound: a stamp's statement then stays under the
+# 4 kB up to which psycopg keeps a statement's parsed form (a longer one is parsed again on every
+# execution), and has no parameters to send besides the ids.
+_DOT = literal_column("'.'", String)
+_NOTHING = literal_column("''", String)
+_ZERO = literal_column("0", Integer)
+
+
+def _joined(*aggregates: Any) -> Any:
+    """Aggregates over the same rows as one value ("first.second..."): one subquery reads the
+    rows once, where one per aggregate would read them once each."""
+    texts = [func.coalesce(cast(aggregate, String), _NOTHING) for aggregate in aggregates]
+    joined: ColumnElement[str] = texts[0]
+    for text in texts[1:]:
+        joined = joined + _DOT + text
+    return joined
+
+
 def _pair(first: Any, second: Any, where: ColumnElement[bool]) -> list[Any]:
-    """Two aggregates over the same rows as one value ("first.second"): one subquery reads the
-    rows once, where one per aggregate would read them twice."""
-    joined = cast(first, String) + "." + func.coalesce(cast(second, String), "")
-    return _scalars(select(joined).where(where))
+    return _scalars(select(_joined(first, second)).where(where))
 
 
 def _versions(model: Any, where: ColumnElement[bool]) -> list[Any]:
-    return _pair(func.count(), func.coalesce(func.sum(model.version), 0), where)
+    return _pair(func.count(), func.coalesce(func.sum(model.version), _ZERO), where)
 
 
 def _dated(model: Any, column: Any, where: ColumnElement[bool]) -> list[Any]:
@@ -99,7 +116,7 @@ def _plans_parts(plan_ids: Select[Any]) -> list[Any]:
     ]
 
 
-def _patient_parts(patient_id: ColumnElement[int]) -> list[Any]:
+def _patient_parts(patient_id: ColumnElement[Any]) -> list[Any]:
     """The patient row (reaction history, preferences) and their lab results."""
     return [
         *_scalars(select(Patient.version).where(Patient.id == patient_id)),
@@ -120,7 +137,7 @@ def _patients_plans() -> Select[Any]:
     return select(*_parts_of(patient_id))
 
 
-def _parts_of(patient_id: ColumnElement[int]) -> list[Any]:
+def _parts_of(patient_id: ColumnElement[Any]) -> list[Any]:
     # The patient's plans are read from the table itself, whatever encloses it; only an
     # owner row from the outermost statement is correlated.
     plan_ids = (
@@ -131,8 +148,9 @@ def _parts_of(patient_id: ColumnElement[int]) -> list[Any]:
     return [*_plans_parts(plan_ids), *_patient_parts(patient_id)]
 
 
-# The same aggregates, for the plan or patient the URL names, with who it belongs to: one
-# statement both checks the caller may see it and stamps it.
+# The same aggregates, for the plan or patient the URL names, with who it belongs to, beside the
+# caller's account row: one statement authenticates the caller, checks they may see it and
+# stamps it.
 _OWNER_PLAN = aliased(TreatmentPlan, name="owner_plan")
 _OWNER_PATIENT = aliased(Patient, name="owner_patient")
 
@@ -141,18 +159,23 @@ _OWNER_PATIENT = aliased(Patient, name="owner_patient")
 def _plan_by_id() -> Select[Any]:
     owner = _OWNER_PLAN
     parts = _parts_of(owner.patient_id.expression)
-    return select(owner.patient_id, owner.clinic_id, *parts).where(
-        owner.id == bindparam("plan_id", type_=Integer)
-    )
+    named = owner.id == bindparam("plan_id", type_=Integer)
+    stamp = with_account(owner.patient_id, owner.clinic_id, *parts)
+    return stamp.outerjoin_from(User, owner, named)
 
 
 @cache
 def _patient_by_id() -> Select[Any]:
     owner = _OWNER_PATIENT
     parts = _parts_of(owner.id.expression)
-    return select(owner.id, owner.clinic_id, *parts).where(
-        owner.id == bindparam("patient_id", type_=Integer)
-    )
+    named = owner.id == bindparam("patient_id", type_=Integer)
+    stamp = with_account(owner.id, owner.clinic_id, *parts)
+    return stamp.outerjoin_from(User, owner, named)
+
+
+@cache
+def _my_plans() -> Select[Any]:
+    return with_account(*_parts_of(User.patient_id.expression))
 
 
 def _connection(session: Session) -> Connection:
@@ -194,32 +217,52 @@ def patient_stamp(session: Session, patient: Patient, *, now: datetime | None = 
     return ("patient", *patient_plans_stamp(session, patient.id, now=now))
 
 
+def _admitted(
+    session: Session, caller: Caller, statement: Select[Any], params: dict[str, Any]
+) -> tuple[Actor, Sequence[Any]]:
+    """Run a `with_account` statement: the caller's actor, and what follows the account row."""
+    row = _connection(session).execute(statement, {"user_id": caller.user_id, **params}).first()
+    actor = caller.admit(row)
+    assert row is not None  # admit refuses a missing account row
+    return actor, row[len(ACCOUNT_COLUMNS) :]
+
+
 def visible_plan_stamp(
-    session: Session, actor: Actor, plan_id: int, *, now: datetime | None = None
+    session: Session, caller: Caller, plan_id: int, *, now: datetime | None = None
 ) -> Stamp:
-    """`plan_stamp` of a plan by its id, in one statement that also checks the actor may see it
-    (refused as `plans.get_plan` refuses): a read asked again needs nothing more."""
-    row = _connection(session).execute(_plan_by_id(), {"plan_id": plan_id}).one_or_none()
-    if row is None:
+    """`plan_stamp` of a plan by its id, in one statement that also authenticates the caller and
+    checks they may see it (refused as `plans.get_plan` refuses): a read asked again needs
+    nothing more."""
+    actor, (patient_id, clinic_id, *parts) = _admitted(
+        session, caller, _plan_by_id(), {"plan_id": plan_id}
+    )
+    if patient_id is None:
         raise NotFound("Plan not found")
-    patient_id, clinic_id, *parts = row
     actor.ensure_can_see(clinic_id=clinic_id, patient_id=patient_id, what="Plan")
     audit.note_owner(session, "plan", plan_id, patient_id=patient_id, clinic_id=clinic_id)
     return ("plan", plan_id, "plans", patient_id, *_dated_values(parts, now))
 
 
 def visible_patient_stamp(
-    session: Session, actor: Actor, patient_id: int, *, now: datetime | None = None
+    session: Session, caller: Caller, patient_id: int, *, now: datetime | None = None
 ) -> Stamp:
-    """`patient_stamp` of a patient by id, checking in the same statement that the actor may see
-    them (refused as `records.get_patient` refuses)."""
-    row = _connection(session).execute(_patient_by_id(), {"patient_id": patient_id}).one_or_none()
-    if row is None:
+    """`patient_stamp` of a patient by id, authenticating the caller and checking they may see
+    them in the same statement (refused as `records.get_patient` refuses)."""
+    actor, (found, clinic_id, *parts) = _admitted(
+        session, caller, _patient_by_id(), {"patient_id": patient_id}
+    )
+    if found is None:
         raise NotFound("Patient not found")
-    _, clinic_id, *parts = row
     actor.ensure_can_see(clinic_id=clinic_id, patient_id=patient_id, what="Patient")
     audit.note_owner(session, "patient", patient_id, patient_id=patient_id, clinic_id=clinic_id)
     return ("patient", "plans", patient_id, *_dated_values(parts, now))
+
+
+def my_plans_stamp(session: Session, caller: Caller, *, now: datetime | None = None) -> Stamp:
+    """`patient_plans_stamp` of the caller's own plans (/me/plans), authenticating them in the
+    same statement."""
+    actor, parts = _admitted(session, caller, _my_plans(), {})
+    return ("plans", my_patient_id(actor), *_dated_values(parts, now))
 
 
 def my_patient_id(actor: Actor) -> int:
@@ -238,33 +281,38 @@ def me_stamp(session: Session, actor: Actor) -> Stamp:
     return ("me", account, actor.patient_id, version)
 
 
-def inbox_stamp(session: Session, actor: Actor) -> Stamp:
+def inbox_stamp(session: Session, caller: Caller) -> Stamp:
     """The patient's last inbox change number: every new or changed message takes a new one."""
-    patient_id = my_patient_id(actor)
-    seq = _connection(session).scalar(_INBOX_SEQ, {"patient_id": patient_id})
-    return ("inbox", patient_id, seq or 0)
+    actor, (seq,) = _admitted(session, caller, _INBOX_SEQ, {})
+    return ("inbox", my_patient_id(actor), seq or 0)
 
 
-_INBOX_SEQ = select(InboxCounter.seq).where(
-    InboxCounter.patient_id == bindparam("patient_id", type_=Integer)
+_INBOX_SEQ = with_account(
+    select(InboxCounter.seq).where(InboxCounter.patient_id == User.patient_id).scalar_subquery()
 )
 
 
-def upcoming_stamp(session: Session, actor: Actor, *, now: datetime | None = None) -> Stamp:
+def upcoming_stamp(session: Session, caller: Caller, *, now: datetime | None = None) -> Stamp:
     """The patient's reminders still to come: a fired one leaves the set (its count and first
     moment move), a re-derived one is a new row or a newer `updated_at`."""
-    patient_id = my_patient_id(actor)
-    params = {"patient_id": patient_id, "now": now or utcnow()}
-    row = _connection(session).execute(_UPCOMING, params).one()
-    values = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
-    return ("upcoming", patient_id, *values)
+    actor, (reminders,) = _admitted(session, caller, _UPCOMING, {"now": now or utcnow()})
+    return ("upcoming", my_patient_id(actor), reminders)
 
 
-_UPCOMING = select(
-    func.count(), func.min(Reminder.fire_at), func.max(Reminder.updated_at), func.max(Reminder.id)
-).where(
-    (Reminder.patient_id == bindparam("patient_id", type_=Integer))
-    & (Reminder.audience == Audience.PATIENT)
-    & Reminder.status.in_(ACTIVE_REMINDER_STATUSES)
-    & (Reminder.fire_at >= bindparam("now", type_=Reminder.fire_at.type))
+_UPCOMING = with_account(
+    select(
+        _joined(
+            func.count(),
+            func.min(Reminder.fire_at),
+            func.max(Reminder.updated_at),
+            func.max(Reminder.id),
+        )
+    )
+    .where(
+        (Reminder.patient_id == User.patient_id)
+        & (Reminder.audience == Audience.PATIENT)
+        & Reminder.status.in_(ACTIVE_REMINDER_STATUSES)
+        & (Reminder.fire_at >= bindparam("now", type_=Reminder.fire_at.type))
+    )
+    .scalar_subquery()
 )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from psycopg import _queries as psycopg_queries
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import object_session
 
 from service.models import DoseCheck, LabResult, ScreeningOverride
@@ -100,3 +102,22 @@ def test_the_day_is_part_of_the_stamp(session, plan):
     assert freshness.plan_stamp(session, plan, now=today) != freshness.plan_stamp(
         session, plan, now=today + timedelta(days=1)
     )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        freshness._INBOX_SEQ,
+        freshness._UPCOMING,
+        freshness._my_plans(),
+        freshness._plan_by_id(),
+        freshness._patient_by_id(),
+    ],
+    ids=["inbox", "upcoming", "my_plans", "plan", "patient"],
+)
+def test_a_polled_stamp_is_short_enough_for_the_driver_to_keep_it_parsed(statement):
+    # psycopg parses a statement longer than this again on every execution: for a plan's stamp
+    # that was about 0.2 ms of CPU on each poll. Its constants are written into the SQL.
+    compiled = statement.compile(dialect=psycopg_dialect())
+    assert len(str(compiled)) <= psycopg_queries.MAX_CACHED_STATEMENT_LENGTH
+    assert len(compiled.params) <= 4

@@ -103,9 +103,9 @@ def test_a_read_is_answered_and_its_event_is_committed_with_it(served):
         event.remove(reads, "before_cursor_execute", seen)
     assert again.status_code == 304
     assert events(served.url, again.headers["X-Request-ID"]) == [("success", 304)]
-    # The caller's row, the plan's stamp, the event: no SET LOCAL for the asynchronous commit
-    # (the read engine's connections commit that way), and the event needs no transaction.
-    assert len(statements) == 3, statements
+    # The caller's row with the plan's stamp, then the event: no SET LOCAL for the asynchronous
+    # commit (the read engine's connections commit that way), and the event needs no transaction.
+    assert len(statements) == 2, statements
     assert statements[-1] == "INSERT INTO audit_event"
 
 

@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from schemas.devices import DeviceSchema
 from schemas.inbox import InboxChangesSchema, InboxMessageSchema, InboxQueryArgsSchema
-from service.api.context import actor, db, login_required
+from service.api.context import actor, caller, db, login_required
 from service.api.contract import PATIENT_APP, operation
 from service.api.middleware import conditional
 from service.api.middleware.conditional import NOT_MODIFIED
@@ -36,7 +36,7 @@ class Inbox(MethodView):
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any]) -> Any:
         """List inbox messages created or changed since a cursor."""
-        cached = conditional.unchanged((freshness.inbox_stamp(db(), actor()), args))
+        cached = conditional.unchanged((freshness.inbox_stamp(db(), caller()), args))
         return cached or inbox.list_inbox(db(), actor(), **args)
 
 

@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from schemas.common import page_of, row_version
 from schemas.patients import PatientQueryArgsSchema, PatientSchema, PatientUpdateSchema
-from service.api.context import actor, db, login_required
+from service.api.context import actor, caller, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
 from service.api.middleware import conditional, rendered
 from service.patients import freshness, records
@@ -47,7 +47,7 @@ class PatientItem(MethodView):
     @blp.response(200, PatientSchema)
     def get(self, patient_id: int) -> Any:
         """Read a patient."""
-        stamp = freshness.visible_patient_stamp(db(), actor(), patient_id)
+        stamp = freshness.visible_patient_stamp(db(), caller(), patient_id)
         validator = conditional.strong(blp, stamp)
         return rendered.kept(validator) or records.get_patient(db(), actor(), patient_id)
 

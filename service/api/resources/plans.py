@@ -17,7 +17,7 @@ from schemas.plans import (
     PlanSchema,
     PlanUpdateSchema,
 )
-from service.api.context import actor, db, login_required
+from service.api.context import actor, caller, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
 from service.api.middleware import conditional, rendered
 from service.api.middleware.conditional import NOT_MODIFIED
@@ -94,7 +94,7 @@ class PlanItem(MethodView):
     @blp.response(200, PlanSchema)
     def get(self, plan_id: int) -> Any:
         """Read a plan with its checklist, doses and monitoring."""
-        stamp = freshness.visible_plan_stamp(db(), actor(), plan_id)
+        stamp = freshness.visible_plan_stamp(db(), caller(), plan_id)
         validator = conditional.strong(blp, stamp)
         return rendered.kept(validator) or plans.get_plan(db(), actor(), plan_id)
 
@@ -122,7 +122,7 @@ class MyPlans(MethodView):
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any]) -> Any:
         """List the signed-in patient's own plans."""
-        stamp = freshness.patient_plans_stamp(db(), freshness.my_patient_id(actor()))
+        stamp = freshness.my_plans_stamp(db(), caller())
         cached = conditional.unchanged((stamp, args))
         return cached or plans.list_my_plans(db(), actor(), **args)
 

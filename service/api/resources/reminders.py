@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from schemas.common import PageArgsSchema, page_of
 from schemas.reminders import AckSchema, ReminderSchema, StaffReminderSchema, UpcomingSchema
-from service.api.context import actor, db, login_required
+from service.api.context import actor, caller, db, login_required
 from service.api.contract import PATIENT_APP, STAFF, operation
 from service.api.middleware import conditional
 from service.api.middleware.conditional import NOT_MODIFIED
@@ -35,7 +35,7 @@ class UpcomingReminders(MethodView):
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self) -> Any:
         """List my next reminders (for local notifications on the phone)."""
-        cached = conditional.unchanged(freshness.upcoming_stamp(db(), actor()))
+        cached = conditional.unchanged(freshness.upcoming_stamp(db(), caller()))
         return cached or {"items": acknowledgements.upcoming_reminders(db(), actor())}
 
 

@@ -12,7 +12,17 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, and_, bindparam, exists, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Row,
+    String,
+    and_,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from service.clinics.settings import get_clinic
@@ -71,10 +81,16 @@ OUTCOME_URGENCY = {outcome.value: rank for rank, outcome in enumerate(reversed(S
 DEFAULT_WORKLIST_LIMIT = 100
 
 
+def _sql_string(value: str) -> Any:
+    return literal_column("'" + value.replace("'", "''") + "'", String)
+
+
 def _literal_in(column: Any, choices: tuple[str, ...]) -> Any:
     """`column IN (...)` with the values written into the SQL, so PostgreSQL can match it to
-    the partial indexes whose predicates list the same values (service.models.dose)."""
-    return column.in_(bindparam(None, list(choices), expanding=True, literal_execute=True))
+    the partial indexes whose predicates list the same values (service.models.dose). Written
+    as constants, not as parameters rendered at each execution: the statement's SQL is then
+    compiled once and cached."""
+    return column.in_([_sql_string(choice) for choice in choices])
 
 
 def _first_open_dose() -> Any:
@@ -82,7 +98,7 @@ def _first_open_dose() -> Any:
     the plans already selected are looked at (not every dose of the clinic)."""
     first_sequence = (
         select(func.min(Dose.sequence))
-        .where(Dose.plan_id == TreatmentPlan.id, Dose.status.in_(OPEN_DOSE_STATUSES))
+        .where(Dose.plan_id == TreatmentPlan.id, _literal_in(Dose.status, OPEN_DOSE_STATUSES))
         .correlate(TreatmentPlan)
         .scalar_subquery()
     )
@@ -383,7 +399,7 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
                     Dose.status != DoseStatus.CANCELLED,
                 ),
                 and_(
-                    TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+                    _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
                     Dose.status == DoseStatus.PLANNED,
                     Dose.appointment_at.is_(None),
                     Dose.due_date == day,
@@ -620,7 +636,7 @@ def _readiness_candidates(
         .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .where(
             TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
             _literal_in(Dose.status, OPEN_DOSE_STATUSES),
             Dose.ready.is_not(True),
             soon,
@@ -674,7 +690,7 @@ def _observation_missing(session: Session, clinic_id: int, today: date) -> list[
         .join(DoseAdministration, DoseAdministration.dose_id == Dose.id)
         .where(
             TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
             _literal_in(Dose.status, values(DoseStatus.ADMINISTERED)),
             Dose.observation_short.is_not(False),
             Dose.due_date >= since,
@@ -733,7 +749,7 @@ def _overdue_doses(
         .where(
             Dose.id.in_(late),
             TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
         )
         .order_by(Dose.due_date, Dose.id)
         .limit(limit)
@@ -753,10 +769,10 @@ def _overdue_tasks(
     # (joining first lets the planner read every plan of the clinic).
     late = union_all(
         select(MonitoringTask.id).where(
-            MonitoringTask.status == literal(TaskStatus.OVERDUE.value, literal_execute=True)
+            MonitoringTask.status == _sql_string(TaskStatus.OVERDUE.value)
         ),
         select(MonitoringTask.id).where(
-            MonitoringTask.status == literal(TaskStatus.DUE.value, literal_execute=True),
+            MonitoringTask.status == _sql_string(TaskStatus.DUE.value),
             MonitoringTask.due_date < today,
         ),
     )
@@ -781,7 +797,7 @@ def _overdue_tasks(
             TreatmentPlan.clinic_id == clinic_id,
             # Open plans, and monitoring that continues after a plan ended.
             or_(
-                TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+                _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
                 and_(MonitoringFollowUp.id.is_not(None), MonitoringFollowUp.ended_at.is_(None)),
             ),
         )

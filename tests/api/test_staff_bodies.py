@@ -7,7 +7,9 @@ from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import marshmallow as ma
 import pytest
+from marshmallow import fields
 
 from schemas.staff import ScheduleSchema, WorklistSchema, schedule_body, worklist_body
 from service.protocols import get_regimen
@@ -24,6 +26,31 @@ BLOCKING = [
 def _same(fast: dict[str, Any], dumped: dict[str, Any]) -> None:
     # As text: a dict equality would take True for 1 and 1.0 for 1.
     assert json.dumps(fast, sort_keys=True) == json.dumps(dumped, sort_keys=True)
+
+
+def _declared(schema: ma.Schema, path: str = "") -> set[str]:
+    """Every field of the schema and of the schemas nested in it, as dotted paths."""
+    found = set()
+    for name, field in schema.fields.items():
+        here = f"{path}.{name}" if path else name
+        found.add(here)
+        inner = field.inner if isinstance(field, fields.List) else field
+        if isinstance(inner, fields.Nested):
+            found |= _declared(inner.schema, here)
+    return found
+
+
+def _present(data: Any, path: str = "") -> set[str]:
+    """The dotted paths of every key in a dumped body (list items merged)."""
+    if isinstance(data, list):
+        return set().union(*(_present(item, path) for item in data))
+    if not isinstance(data, dict):
+        return set()
+    found = set()
+    for name, value in data.items():
+        here = f"{path}.{name}" if path else name
+        found |= {here} | _present(value, here)
+    return found
 
 
 def _subject(k: int, *, booking: str | None = "confirmed") -> dict[str, Any]:
@@ -105,6 +132,14 @@ def test_schedule_body_is_the_schema_dump():
     _same(schedule_body(schedule), ScheduleSchema().dump(schedule))
 
 
+def test_the_cases_hold_every_field_of_the_schemas():
+    # A field added to a schema and not to these cases would be left out of both sides.
+    schedule = ScheduleSchema()
+    assert _declared(schedule) <= _present(schedule.dump(_schedule()))
+    worklist = WorklistSchema()
+    assert _declared(worklist) <= _present(worklist.dump(_worklist()))
+
+
 @pytest.mark.parametrize("time_zone", ["UTC", "America/Los_Angeles", "Asia/Kolkata"])
 def test_schedule_local_times_in_other_zones(time_zone):
     schedule = {**_schedule(), "time_zone": time_zone}
@@ -179,7 +214,7 @@ def _worklist() -> dict[str, Any]:
             _alert(1, patient=True, resolved=False),
             _alert(2, patient=False, resolved=True),
         ],
-        "not_made_ready": [_first_dose_entry(3, []), _first_dose_entry(4, [])],
+        "not_made_ready": [_first_dose_entry(3, []), _first_dose_entry(4, BLOCKING[1:])],
         "readiness_open": [
             {**entry, "days_until": n, "open_items": BLOCKING}
             for n, entry in enumerate(dose_entries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -273,3 +274,196 @@ class WorklistSchema(_Out):
     readiness_open = fields.List(fields.Nested(WorklistReadinessSchema))
     observation_missing = fields.List(fields.Nested(WorklistObservationSchema))
     counts = fields.Nested(WorklistCountsSchema)
+
+
+# --- the two views' bodies without marshmallow's per-field work -------------------------------
+# The schedule and the worklist are the heaviest staff reads: dumping their nested entries field
+# by field cost about a third of a request. These build the same JSON-ready dicts as
+# ScheduleSchema().dump / WorklistSchema().dump from what the use cases return, and the schemas
+# above stay the OpenAPI document's contract; tests/api/test_staff_bodies.py holds the two equal
+# on a case where every field has a value, a null, or several items.
+
+
+def _day(value: date) -> str:
+    return value.isoformat()
+
+
+def _instant(value: Any) -> str | None:
+    return None if value is None else rfc3339(value)
+
+
+def _staff_patient(patient: dict[str, Any]) -> dict[str, Any]:
+    return {"id": patient["id"], "mrn": patient["mrn"], "name": patient["name"]}
+
+
+def _staff_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": plan["id"],
+        "regimen": plan["regimen"],
+        "variant": plan["variant"],
+        "status": plan["status"],
+    }
+
+
+def _staff_dose(dose: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": dose["id"],
+        "sequence": dose["sequence"],
+        "course": dose["course"],
+        "kind": dose["kind"],
+        "amount_mg": dose["amount_mg"],
+        "due_date": dose["due_date"].isoformat(),
+        "booking": dose["booking"],
+        "status": dose["status"],
+    }
+
+
+def _blocking(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Stored items may carry more than the wire shows.
+    return [{key: item[key] for key in ("code", "outcome") if key in item} for item in items]
+
+
+def _checklist(checklist: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "outcome": checklist["outcome"],
+        "blocking_items": _blocking(checklist["blocking_items"]),
+        "overridden": checklist["overridden"],
+    }
+
+
+def _links(links: dict[str, str]) -> dict[str, str]:
+    return {key: links[key] for key in ("patient", "plan", "dose", "readiness") if key in links}
+
+
+def schedule_body(schedule: dict[str, Any]) -> dict[str, Any]:
+    """What ScheduleSchema().dump(schedule) gives, for the body of GET /staff/schedule."""
+    zone = ZoneInfo(schedule["time_zone"])
+    # Every item of a regimen holds the same premedication list (service.staff.views).
+    premedications: dict[int, list[dict[str, Any]]] = {}
+    items = []
+    for item in schedule["items"]:
+        listed = item["premedications"]
+        shown = premedications.get(id(listed))
+        if shown is None:
+            shown = premedications[id(listed)] = _PREMEDICATIONS.dump(listed)
+        items.append(
+            {
+                "patient": _staff_patient(item["patient"]),
+                "plan": _staff_plan(item["plan"]),
+                "dose": _staff_dose(item["dose"]),
+                "appointment_at": _instant(item["appointment_at"]),
+                "local_time": rfc3339(item["appointment_at"], zone),
+                "location": item["location"],
+                "premedications": shown,
+                "screening": _checklist(item["screening"]),
+                "expected_chair_minutes": item["expected_chair_minutes"],
+                "expected_infusion_minutes": item["expected_infusion_minutes"],
+                "infusion_option": item["infusion_option"],
+                "needs_review": item["needs_review"],
+            }
+        )
+    return {
+        "date": _day(schedule["date"]),
+        "time_zone": schedule["time_zone"],
+        "items": items,
+        "unbooked_due": [
+            {
+                "patient": _staff_patient(item["patient"]),
+                "plan": _staff_plan(item["plan"]),
+                "dose": _staff_dose(item["dose"]),
+                "screening": _checklist(item["screening"]),
+                "needs_review": item["needs_review"],
+            }
+            for item in schedule["unbooked_due"]
+        ],
+    }
+
+
+def _first_dose_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "patient": _staff_patient(entry["patient"]),
+        "plan": _staff_plan(entry["plan"]),
+        "first_dose": _staff_dose(entry["first_dose"]),
+        "first_dose_date": _day(entry["first_dose_date"]),
+        "days_until_first_dose": entry["days_until_first_dose"],
+        "outcome": entry["outcome"],
+        "blocking_items": _blocking(entry["blocking_items"]),
+        "links": _links(entry["links"]),
+    }
+
+
+def _dose_subject(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "patient": _staff_patient(entry["patient"]),
+        "plan": _staff_plan(entry["plan"]),
+        "dose": _staff_dose(entry["dose"]),
+        "links": _links(entry["links"]),
+    }
+
+
+def _overdue_dose(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **_dose_subject(entry),
+        "appointment_at": _instant(entry["appointment_at"]),
+        "date": _day(entry["date"]),
+        "days_overdue": entry["days_overdue"],
+    }
+
+
+def _readiness_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **_dose_subject(entry),
+        "appointment_at": _instant(entry["appointment_at"]),
+        "date": _day(entry["date"]),
+        "days_until": entry["days_until"],
+        "open_items": _blocking(entry["open_items"]),
+    }
+
+
+def _observation_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **_dose_subject(entry),
+        "administered_at": _instant(entry["administered_at"]),
+        "required_minutes": entry["required_minutes"],
+        "recorded_minutes": entry["recorded_minutes"],
+    }
+
+
+def _overdue_task(entry: dict[str, Any]) -> dict[str, Any]:
+    task = entry["task"]
+    return {
+        "patient": _staff_patient(entry["patient"]),
+        "plan": _staff_plan(entry["plan"]),
+        "task": {
+            "id": task["id"],
+            "kind": task["kind"],
+            "due_date": _day(task["due_date"]),
+            "status": task["status"],
+            "dose_id": task["dose_id"],
+            "after_treatment": task["after_treatment"],
+        },
+        "days_overdue": entry["days_overdue"],
+    }
+
+
+def worklist_body(worklist: dict[str, Any]) -> dict[str, Any]:
+    """What WorklistSchema().dump(worklist) gives, for the body of GET /staff/worklist."""
+    return {
+        "date": _day(worklist["date"]),
+        "time_zone": worklist["time_zone"],
+        "checklists": [_first_dose_entry(entry) for entry in worklist["checklists"]],
+        "overdue_doses": [_overdue_dose(entry) for entry in worklist["overdue_doses"]],
+        "overdue_tasks": [_overdue_task(entry) for entry in worklist["overdue_tasks"]],
+        # Few, and objects: their schema dumps them.
+        "alerts": _ALERTS.dump(worklist["alerts"]),
+        "not_made_ready": [_first_dose_entry(entry) for entry in worklist["not_made_ready"]],
+        "readiness_open": [_readiness_entry(entry) for entry in worklist["readiness_open"]],
+        "observation_missing": [
+            _observation_entry(entry) for entry in worklist["observation_missing"]
+        ],
+        "counts": dict(worklist["counts"]),
+    }
+
+
+_PREMEDICATIONS = StaffPremedicationSchema(many=True)
+_ALERTS = StaffAlertSchema(many=True)

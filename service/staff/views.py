@@ -9,18 +9,32 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, and_, bindparam, exists, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from service.clinics.settings import get_clinic
 from service.core.access import Actor
 from service.core.wall_clock import day_bounds, local_today
 from service.db import utcnow
 from service.errors import NotFound
 from service.models import (
+    Clinic,
     Dose,
     DoseAdministration,
     MonitoringFollowUp,
@@ -55,6 +69,7 @@ if TYPE_CHECKING:
 
     # A row of one of the column selects below, read by label.
     _Row: TypeAlias = Row[*tuple[Any, ...]]
+    _Select: TypeAlias = Select[*tuple[Any, ...]]
 
 # A checklist that is not cleared becomes worklist material this long before the first dose.
 CHECKLIST_HORIZON_DAYS = 14
@@ -71,10 +86,16 @@ OUTCOME_URGENCY = {outcome.value: rank for rank, outcome in enumerate(reversed(S
 DEFAULT_WORKLIST_LIMIT = 100
 
 
+def _sql_string(value: str) -> Any:
+    return literal_column("'" + value.replace("'", "''") + "'", String)
+
+
 def _literal_in(column: Any, choices: tuple[str, ...]) -> Any:
     """`column IN (...)` with the values written into the SQL, so PostgreSQL can match it to
-    the partial indexes whose predicates list the same values (service.models.dose)."""
-    return column.in_(bindparam(None, list(choices), expanding=True, literal_execute=True))
+    the partial indexes whose predicates list the same values (service.models.dose). Written
+    as constants, not as parameters rendered at each execution: the statement's SQL is then
+    compiled once and cached."""
+    return column.in_([_sql_string(choice) for choice in choices])
 
 
 def _first_open_dose() -> Any:
@@ -82,7 +103,7 @@ def _first_open_dose() -> Any:
     the plans already selected are looked at (not every dose of the clinic)."""
     first_sequence = (
         select(func.min(Dose.sequence))
-        .where(Dose.plan_id == TreatmentPlan.id, Dose.status.in_(OPEN_DOSE_STATUSES))
+        .where(Dose.plan_id == TreatmentPlan.id, _literal_in(Dose.status, OPEN_DOSE_STATUSES))
         .correlate(TreatmentPlan)
         .scalar_subquery()
     )
@@ -136,6 +157,24 @@ _SCHEDULE_COLUMNS = (
     Dose.rule_key,
     Dose.earliest_date,
 )
+
+
+# The views' statements are built once, with parameters for what changes per request: building
+# and keying a statement of this size cost more per request than running it.
+
+
+@cache
+def _clinic_statement() -> _Select:
+    return select(Clinic.id, Clinic.time_zone).where(Clinic.id == bindparam("clinic_id"))
+
+
+def _clinic(session: Session, actor: Actor) -> _Row:
+    """The caller's clinic, for its staff: its id and time zone (the views need no more)."""
+    actor.require_staff()
+    clinic = session.execute(_clinic_statement(), {"clinic_id": actor.clinic_id}).first()
+    if clinic is None:
+        raise NotFound("Clinic not found")
+    return clinic
 
 
 def _patient(row: _Row) -> dict[str, Any]:
@@ -357,40 +396,12 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     `items`: every dose with an appointment on that local day (cancelled ones left out), by
     appointment time. `unbooked_due`: doses still planned for that day without an appointment.
     """
-    clinic = get_clinic(session, actor)
+    clinic = _clinic(session, actor)
     zone = clinic.time_zone
     day = day or local_today(zone)
     start, end = day_bounds(day, zone)
-    # The doses booked on the day and those still due on it without an appointment, told
-    # apart by the appointment: one statement for both lists.
     rows = session.execute(
-        select(
-            *_SUBJECT_COLUMNS,
-            *_GATE_COLUMNS,
-            *_SCHEDULE_COLUMNS,
-            DoseAdministration.administered_at,
-        )
-        .select_from(Dose)
-        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
-        .join(Patient, Patient.id == TreatmentPlan.patient_id)
-        .outerjoin(DoseAdministration, DoseAdministration.dose_id == Dose.id)
-        .where(
-            TreatmentPlan.clinic_id == clinic.id,
-            or_(
-                and_(
-                    Dose.appointment_at >= start,
-                    Dose.appointment_at < end,
-                    Dose.status != DoseStatus.CANCELLED,
-                ),
-                and_(
-                    TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-                    Dose.status == DoseStatus.PLANNED,
-                    Dose.appointment_at.is_(None),
-                    Dose.due_date == day,
-                ),
-            ),
-        )
-        .order_by(Dose.appointment_at, Dose.id)
+        _schedule_statement(), {"clinic_id": clinic.id, "start": start, "end": end, "day": day}
     ).all()
     booked = [row for row in rows if row.appointment_at is not None]
     unbooked = [row for row in rows if row.appointment_at is None]
@@ -444,6 +455,41 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     return {"date": day, "time_zone": zone, "items": items, "unbooked_due": unbooked_items}
 
 
+@cache
+def _schedule_statement() -> _Select:
+    """The doses booked on a day (`start` to `end`) and those still due on it (`day`) without
+    an appointment, told apart by the appointment: one statement for both lists."""
+    return (
+        select(
+            *_SUBJECT_COLUMNS,
+            *_GATE_COLUMNS,
+            *_SCHEDULE_COLUMNS,
+            DoseAdministration.administered_at,
+        )
+        .select_from(Dose)
+        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        .outerjoin(DoseAdministration, DoseAdministration.dose_id == Dose.id)
+        .where(
+            TreatmentPlan.clinic_id == bindparam("clinic_id"),
+            or_(
+                and_(
+                    Dose.appointment_at >= bindparam("start"),
+                    Dose.appointment_at < bindparam("end"),
+                    Dose.status != _sql_string(DoseStatus.CANCELLED.value),
+                ),
+                and_(
+                    _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
+                    Dose.status == _sql_string(DoseStatus.PLANNED.value),
+                    Dose.appointment_at.is_(None),
+                    Dose.due_date == bindparam("day"),
+                ),
+            ),
+        )
+        .order_by(Dose.appointment_at, Dose.id)
+    )
+
+
 # --- the worklist -----------------------------------------------------------------------------
 
 
@@ -472,7 +518,7 @@ def staff_worklist(
     Each section holds at most `limit` entries; `counts` gives the full numbers. Each entry has
     `links` to the objects it is about.
     """
-    clinic = get_clinic(session, actor)
+    clinic = _clinic(session, actor)
     zone = ZoneInfo(clinic.time_zone)
     today = local_today(clinic.time_zone, now)
     today_start, _ = day_bounds(today, clinic.time_zone)
@@ -524,6 +570,20 @@ def _first_dose_rows(
     CHECKLIST_HORIZON_DAYS; those in draft or screening whose gate is not closed and the dose
     due within READY_HORIZON_DAYS. Each kind is selected by its partial index; the checklist
     itself then decides."""
+    checklist_horizon = today + timedelta(days=CHECKLIST_HORIZON_DAYS)
+    ready_horizon = today + timedelta(days=READY_HORIZON_DAYS)
+    rows = session.execute(
+        _first_dose_statement(),
+        {"clinic_id": clinic_id, "until": max(checklist_horizon, ready_horizon)},
+    ).all()
+    return (
+        [row for row in rows if row.blocked and row.due_date <= checklist_horizon],
+        [row for row in rows if row.cleared and row.due_date <= ready_horizon],
+    )
+
+
+@cache
+def _first_dose_statement() -> _Select:
     blocked = and_(
         _literal_in(TreatmentPlan.status, CHECKLIST_PLAN_STATUSES),
         TreatmentPlan.gate_open.is_not(True),
@@ -532,9 +592,7 @@ def _first_dose_rows(
         _literal_in(TreatmentPlan.status, NOT_READY_PLAN_STATUSES),
         TreatmentPlan.gate_open.is_not(False),
     )
-    checklist_horizon = today + timedelta(days=CHECKLIST_HORIZON_DAYS)
-    ready_horizon = today + timedelta(days=READY_HORIZON_DAYS)
-    rows = session.execute(
+    return (
         select(
             *_SUBJECT_COLUMNS,
             *_GATE_COLUMNS,
@@ -545,14 +603,10 @@ def _first_dose_rows(
         .join(Dose, _first_open_dose())
         .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .where(
-            TreatmentPlan.clinic_id == clinic_id,
+            TreatmentPlan.clinic_id == bindparam("clinic_id"),
             or_(blocked, cleared),
-            Dose.due_date <= max(checklist_horizon, ready_horizon),
+            Dose.due_date <= bindparam("until"),
         )
-    ).all()
-    return (
-        [row for row in rows if row.blocked and row.due_date <= checklist_horizon],
-        [row for row in rows if row.cleared and row.due_date <= ready_horizon],
     )
 
 
@@ -609,23 +663,45 @@ def _readiness_candidates(
     horizon = today + timedelta(days=READINESS_HORIZON_DAYS)
     start, _ = day_bounds(today, str(zone))
     _, end = day_bounds(horizon, str(zone))
-    soon = or_(
-        and_(Dose.appointment_at.is_(None), Dose.due_date >= today, Dose.due_date <= horizon),
-        and_(Dose.appointment_at >= start, Dose.appointment_at < end),
-    )
     return session.execute(
+        _readiness_statement(),
+        {"clinic_id": clinic_id, "today": today, "horizon": horizon, "start": start, "end": end},
+    ).all()
+
+
+@cache
+def _readiness_statement() -> _Select:
+    # The doses of the next days first, each half through its own partial index, then their
+    # plans by key: an OR of the two in the join let the planner hash every plan of the clinic
+    # to reach a handful of doses.
+    is_open = _literal_in(Dose.status, OPEN_DOSE_STATUSES)
+    soon = union_all(
+        select(Dose.id).where(
+            Dose.appointment_at.is_(None),
+            is_open,
+            Dose.due_date >= bindparam("today"),
+            Dose.due_date <= bindparam("horizon"),
+        ),
+        select(Dose.id).where(
+            Dose.ready.is_not(True),
+            is_open,
+            Dose.appointment_at >= bindparam("start"),
+            Dose.appointment_at < bindparam("end"),
+        ),
+    )
+    return (
         select(*_SUBJECT_COLUMNS, Dose.ready, Dose.readiness_blocking)
         .select_from(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
         .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .where(
-            TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            _literal_in(Dose.status, OPEN_DOSE_STATUSES),
+            Dose.id.in_(soon),
+            TreatmentPlan.clinic_id == bindparam("clinic_id"),
+            _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
+            is_open,
             Dose.ready.is_not(True),
-            soon,
         )
-    ).all()
+    )
 
 
 def _stored_blocking(row: _Row) -> list[dict[str, str]] | None:
@@ -662,25 +738,7 @@ def _readiness_open(
 
 def _observation_missing(session: Session, clinic_id: int, today: date) -> list[dict[str, Any]]:
     since = today - timedelta(days=OBSERVATION_LOOKBACK_DAYS)
-    rows = session.execute(
-        select(
-            *_SUBJECT_COLUMNS,
-            DoseAdministration.administered_at,
-            DoseAdministration.observation_minutes,
-        )
-        .select_from(Dose)
-        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
-        .join(Patient, Patient.id == TreatmentPlan.patient_id)
-        .join(DoseAdministration, DoseAdministration.dose_id == Dose.id)
-        .where(
-            TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-            _literal_in(Dose.status, values(DoseStatus.ADMINISTERED)),
-            Dose.observation_short.is_not(False),
-            Dose.due_date >= since,
-        )
-        .order_by(Dose.due_date, Dose.id)
-    ).all()
+    rows = session.execute(_observation_statement(), {"clinic_id": clinic_id, "since": since}).all()
     observations = {row.regimen_code: get_regimen(row.regimen_code).observation for row in rows}
     reactions = _reactions(
         session,
@@ -715,28 +773,35 @@ def _observation_missing(session: Session, clinic_id: int, today: date) -> list[
     return entries
 
 
-def _overdue_doses(
-    session: Session, clinic_id: int, zone: ZoneInfo, today: date, today_start: datetime, limit: int
-) -> tuple[list[dict[str, Any]], int]:
-    # Each half through its own partial index of open doses (an OR of the two lets the planner
-    # walk every plan of the clinic instead).
-    is_open = _literal_in(Dose.status, OPEN_DOSE_STATUSES)
-    late = union_all(
-        select(Dose.id).where(is_open, Dose.appointment_at.is_(None), Dose.due_date < today),
-        select(Dose.id).where(is_open, Dose.appointment_at < today_start),
-    )
-    rows = session.execute(
-        select(*_SUBJECT_COLUMNS, func.count().over().label("total"))
+@cache
+def _observation_statement() -> _Select:
+    return (
+        select(
+            *_SUBJECT_COLUMNS,
+            DoseAdministration.administered_at,
+            DoseAdministration.observation_minutes,
+        )
         .select_from(Dose)
         .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
         .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        .join(DoseAdministration, DoseAdministration.dose_id == Dose.id)
         .where(
-            Dose.id.in_(late),
-            TreatmentPlan.clinic_id == clinic_id,
-            TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
+            TreatmentPlan.clinic_id == bindparam("clinic_id"),
+            _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
+            _literal_in(Dose.status, values(DoseStatus.ADMINISTERED)),
+            Dose.observation_short.is_not(False),
+            Dose.due_date >= bindparam("since"),
         )
         .order_by(Dose.due_date, Dose.id)
-        .limit(limit)
+    )
+
+
+def _overdue_doses(
+    session: Session, clinic_id: int, zone: ZoneInfo, today: date, today_start: datetime, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    rows = session.execute(
+        _overdue_doses_statement(),
+        {"clinic_id": clinic_id, "today": today, "today_start": today_start, "limit": limit},
     ).all()
     entries = []
     for row in rows:
@@ -746,47 +811,37 @@ def _overdue_doses(
     return entries, rows[0].total if rows else 0
 
 
+@cache
+def _overdue_doses_statement() -> _Select:
+    # Each half through its own partial index of open doses (an OR of the two lets the planner
+    # walk every plan of the clinic instead).
+    is_open = _literal_in(Dose.status, OPEN_DOSE_STATUSES)
+    late = union_all(
+        select(Dose.id).where(
+            is_open, Dose.appointment_at.is_(None), Dose.due_date < bindparam("today")
+        ),
+        select(Dose.id).where(is_open, Dose.appointment_at < bindparam("today_start")),
+    )
+    return (
+        select(*_SUBJECT_COLUMNS, func.count().over().label("total"))
+        .select_from(Dose)
+        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        .where(
+            Dose.id.in_(late),
+            TreatmentPlan.clinic_id == bindparam("clinic_id"),
+            _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
+        )
+        .order_by(Dose.due_date, Dose.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
 def _overdue_tasks(
     session: Session, clinic_id: int, today: date, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
-    # The late tasks first, through the (status, due_date) index; then their plans by key
-    # (joining first lets the planner read every plan of the clinic).
-    late = union_all(
-        select(MonitoringTask.id).where(
-            MonitoringTask.status == literal(TaskStatus.OVERDUE.value, literal_execute=True)
-        ),
-        select(MonitoringTask.id).where(
-            MonitoringTask.status == literal(TaskStatus.DUE.value, literal_execute=True),
-            MonitoringTask.due_date < today,
-        ),
-    )
     rows = session.execute(
-        select(
-            *_PATIENT_COLUMNS,
-            *_PLAN_COLUMNS,
-            MonitoringTask.id,
-            MonitoringTask.kind,
-            MonitoringTask.due_date,
-            MonitoringTask.status,
-            MonitoringTask.dose_id,
-            MonitoringTask.follow_up_id,
-            func.count().over().label("total"),
-        )
-        .select_from(MonitoringTask)
-        .join(TreatmentPlan, TreatmentPlan.id == MonitoringTask.plan_id)
-        .join(Patient, Patient.id == TreatmentPlan.patient_id)
-        .outerjoin(MonitoringFollowUp, MonitoringFollowUp.id == MonitoringTask.follow_up_id)
-        .where(
-            MonitoringTask.id.in_(late),
-            TreatmentPlan.clinic_id == clinic_id,
-            # Open plans, and monitoring that continues after a plan ended.
-            or_(
-                TreatmentPlan.status.in_(OPEN_PLAN_STATUSES),
-                and_(MonitoringFollowUp.id.is_not(None), MonitoringFollowUp.ended_at.is_(None)),
-            ),
-        )
-        .order_by(MonitoringTask.due_date, MonitoringTask.id)
-        .limit(limit)
+        _overdue_tasks_statement(), {"clinic_id": clinic_id, "today": today, "limit": limit}
     ).all()
     return [
         {
@@ -806,15 +861,63 @@ def _overdue_tasks(
     ], rows[0].total if rows else 0
 
 
+@cache
+def _overdue_tasks_statement() -> _Select:
+    # The late tasks first, through the (status, due_date) index; then their plans by key
+    # (joining first lets the planner read every plan of the clinic).
+    late = union_all(
+        select(MonitoringTask.id).where(
+            MonitoringTask.status == _sql_string(TaskStatus.OVERDUE.value)
+        ),
+        select(MonitoringTask.id).where(
+            MonitoringTask.status == _sql_string(TaskStatus.DUE.value),
+            MonitoringTask.due_date < bindparam("today"),
+        ),
+    )
+    return (
+        select(
+            *_PATIENT_COLUMNS,
+            *_PLAN_COLUMNS,
+            MonitoringTask.id,
+            MonitoringTask.kind,
+            MonitoringTask.due_date,
+            MonitoringTask.status,
+            MonitoringTask.dose_id,
+            MonitoringTask.follow_up_id,
+            func.count().over().label("total"),
+        )
+        .select_from(MonitoringTask)
+        .join(TreatmentPlan, TreatmentPlan.id == MonitoringTask.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        .outerjoin(MonitoringFollowUp, MonitoringFollowUp.id == MonitoringTask.follow_up_id)
+        .where(
+            MonitoringTask.id.in_(late),
+            TreatmentPlan.clinic_id == bindparam("clinic_id"),
+            # Open plans, and monitoring that continues after a plan ended.
+            or_(
+                _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
+                and_(MonitoringFollowUp.id.is_not(None), MonitoringFollowUp.ended_at.is_(None)),
+            ),
+        )
+        .order_by(MonitoringTask.due_date, MonitoringTask.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
 def _open_alerts(session: Session, clinic_id: int, limit: int) -> tuple[list[StaffAlert], int]:
-    rows = session.execute(
+    rows = session.execute(_alerts_statement(), {"clinic_id": clinic_id, "limit": limit}).all()
+    return [alert for alert, _ in rows], rows[0][1] if rows else 0
+
+
+@cache
+def _alerts_statement() -> _Select:
+    return (
         select(StaffAlert, func.count().over())
-        .where(StaffAlert.clinic_id == clinic_id, StaffAlert.resolved_at.is_(None))
+        .where(StaffAlert.clinic_id == bindparam("clinic_id"), StaffAlert.resolved_at.is_(None))
         .options(joinedload(StaffAlert.patient))
         .order_by(StaffAlert.created_at, StaffAlert.id)
-        .limit(limit)
-    ).all()
-    return [alert for alert, _ in rows], rows[0][1] if rows else 0
+        .limit(bindparam("limit", type_=Integer))
+    )
 
 
 # --- alerts -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -13,6 +14,8 @@ from schemas.staff import (
     StaffAlertSchema,
     WorklistArgsSchema,
     WorklistSchema,
+    schedule_body,
+    worklist_body,
 )
 from service.api.context import actor, db, login_required
 from service.api.contract import STAFF, operation
@@ -30,7 +33,8 @@ class Schedule(MethodView):
     @blp.response(200, ScheduleSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List the day's doses with checklist state, premedication and chair time."""
-        return views.staff_schedule(db(), actor(), day=args.get("date"))
+        # Rendered without the schema's per-field dump: see schedule_body.
+        return jsonify(schedule_body(views.staff_schedule(db(), actor(), day=args.get("date"))))
 
 
 @blp.route("/worklist")
@@ -42,7 +46,7 @@ class Worklist(MethodView):
     @blp.response(200, WorklistSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List blocked checklists, overdue doses and tasks, and open alerts."""
-        return views.staff_worklist(db(), actor(), **args)
+        return jsonify(worklist_body(views.staff_worklist(db(), actor(), **args)))
 
 
 @blp.route("/alerts/<int:alert_id>/resolve")

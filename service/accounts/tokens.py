@@ -6,6 +6,8 @@ read from the user row on every request, so a changed role applies to the next r
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
+from cachetools import LRUCache
 from sqlalchemy import Integer, Select, bindparam, select
 from sqlalchemy.orm import Session
 
@@ -55,6 +58,30 @@ def create_access_token(
 
 
 def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
+    """The claims of a valid access token; InvalidToken otherwise.
+
+    A token this process verified before, under the same key, issuer and audience, is not
+    verified again while it lasts: the same text carries the same signature, and only its
+    expiry can change the answer (its account is checked against the user row every time).
+    """
+    key = (token, settings.signing_key, settings.jwt_issuer, settings.jwt_audience)
+    with _VERIFIED_LOCK:
+        known: dict[str, Any] | None = _VERIFIED.get(key)
+    if known is not None and time.time() < known["exp"]:
+        return known
+    claims = _verified_claims(settings, token)
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = claims
+    return claims
+
+
+# Verifying a token (its base64 segments, the HMAC, the claims) costs more than reading the
+# account row; a polling app sends the same token for its lifetime.
+_VERIFIED: LRUCache[tuple[str, str, str, str], dict[str, Any]] = LRUCache(maxsize=4096)
+_VERIFIED_LOCK = threading.Lock()  # `cd20 serve` answers on threads
+
+
+def _verified_claims(settings: Settings, token: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

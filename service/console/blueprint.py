@@ -11,13 +11,14 @@ from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from service.console import context
+from service.console.registration import CONSOLE_PATH
 from service.core.wall_clock import local_today
 from service.errors import DomainError
 
 bp = Blueprint(
     "console",
     __name__,
-    url_prefix="/console",
+    url_prefix=CONSOLE_PATH,
     template_folder="templates",
     static_folder="static",
     static_url_path="/static",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Request, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from service.config import Settings
+
+CONSOLE_PATH = "/console"
 
 
 def register_console(app: Flask, settings: Settings) -> None:
@@ -26,9 +29,21 @@ def register_console(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=context.secure_cookies(settings),
     )
+    app.session_interface = ConsoleSessions()
     csrf.init_app(app)
     app.register_blueprint(bp)
     _limit_sign_in(app, settings, auth.SIGN_IN_ENDPOINT + "_post")
+
+
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Flask's signed session cookie holds the console's form token and nothing else: its path is
+    the console's, so no other request carries it. Only console requests open it; any other
+    gets Flask's null session, and the API's requests do not pay for a signer each."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not (request.path == CONSOLE_PATH or request.path.startswith(CONSOLE_PATH + "/")):
+            return None
+        return super().open_session(app, request)
 
 
 def _limit_sign_in(app: Flask, settings: Settings, endpoint: str) -> None:

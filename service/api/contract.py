@@ -4,6 +4,9 @@ refusal it can answer with (problem+json, with its codes), and the document's fr
 Views declare what only they know with `@operation(...)`; `finish_document` derives the rest
 (401/403 from the login, 404 from path ids, 400/413/422 from a body, 412/428 from If-Match,
 429 from the rate limits, 409/422 from Idempotency-Key) once every blueprint is registered.
+
+Views pass schema instances to `@blp.arguments`: given a class, webargs builds a new schema (and
+copies its fields) on every request.
 """
 
 from __future__ import annotations

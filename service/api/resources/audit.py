@@ -21,7 +21,7 @@ class AuditEvents(MethodView):
     decorators = [login_required]
 
     @operation("listAuditEvents", ADMIN)
-    @blp.arguments(AuditQueryArgsSchema, location="query")
+    @blp.arguments(AuditQueryArgsSchema(), location="query")
     @blp.response(200, page_of(AuditEventSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List the clinic's audit events, newest first (admin)."""

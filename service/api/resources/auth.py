@@ -39,7 +39,7 @@ class Token(MethodView):
         refusals={401: ("invalid_credentials", "account_locked")},
     )
     @blp.doc(security=[])
-    @blp.arguments(TokenRequestSchema)
+    @blp.arguments(TokenRequestSchema())
     @blp.response(200, TokenPairSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Log in with e-mail and password."""
@@ -62,7 +62,7 @@ class Refresh(MethodView):
         refusals={401: ("invalid_token",)},
     )
     @blp.doc(security=[])
-    @blp.arguments(RefreshRequestSchema)
+    @blp.arguments(RefreshRequestSchema())
     @blp.response(200, TokenPairSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Trade a refresh token for a new pair; a reused one ends its whole family."""
@@ -83,7 +83,7 @@ class Logout(MethodView):
         Access tokens issued before stop working at once.
         """,
     )
-    @blp.arguments(LogoutSchema)
+    @blp.arguments(LogoutSchema())
     @blp.response(204)
     def post(self, data: dict[str, Any]) -> None:
         """End a refresh token's family (or all of them) and the current access tokens."""
@@ -104,7 +104,7 @@ class Activate(MethodView):
         refusals={422: ("invalid_code",)},
     )
     @blp.doc(security=[])
-    @blp.arguments(ActivationSchema)
+    @blp.arguments(ActivationSchema())
     @blp.response(201, TokenPairSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Activate a patient's account with a one-time code; returns the first tokens."""

@@ -88,7 +88,7 @@ class ChairCalendar(MethodView):
     decorators = [login_required]
 
     @operation("getChairCalendar", STAFF)
-    @blp.arguments(ChairRangeArgsSchema, location="query")
+    @blp.arguments(ChairRangeArgsSchema(), location="query")
     @blp.response(200, ICS, content_type=calendar.MEDIA_TYPE)
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any]) -> Any:
@@ -120,7 +120,7 @@ class StaffCalendarFeed(MethodView):
 class SecretFeed(MethodView):
     @operation("getCalendarFeed", INTEGRATIONS)
     @blp.doc(security=[])
-    @blp.arguments(ChairRangeArgsSchema, location="query")
+    @blp.arguments(ChairRangeArgsSchema(), location="query")
     @blp.response(200, ICS, content_type=calendar.MEDIA_TYPE)
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any], feed_token: str) -> Any:

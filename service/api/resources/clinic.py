@@ -38,7 +38,7 @@ class ClinicItem(MethodView):
 
     @operation("updateClinic", ADMIN)
     @blp.etag
-    @blp.arguments(ClinicUpdateSchema)
+    @blp.arguments(ClinicUpdateSchema())
     @blp.response(200, ClinicSchema)
     def patch(self, changes: dict[str, Any]) -> Any:
         """Change the clinic's name, time zone or settings (admin)."""
@@ -55,14 +55,14 @@ class Users(MethodView):
     decorators = [login_required]
 
     @operation("listUsers", ADMIN)
-    @blp.arguments(UserQueryArgsSchema, location="query")
+    @blp.arguments(UserQueryArgsSchema(), location="query")
     @blp.response(200, page_of(UserSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List the clinic's accounts (admin)."""
         return users.list_users(db(), actor(), **args)
 
     @operation("createUser", ADMIN, refusals={409: ("already_exists",)})
-    @blp.arguments(UserCreateSchema)
+    @blp.arguments(UserCreateSchema())
     @blp.response(201, UserSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Add a staff account to the clinic (admin)."""
@@ -84,7 +84,7 @@ class UserItem(MethodView):
 
     @operation("updateUser", ADMIN, refusals={409: ("conflict",)})
     @blp.etag
-    @blp.arguments(UserUpdateSchema)
+    @blp.arguments(UserUpdateSchema())
     @blp.response(200, UserSchema)
     def patch(self, changes: dict[str, Any], user_id: int) -> Any:
         """Activate, deactivate or change the role of an account (admin; not your own)."""

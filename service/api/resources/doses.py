@@ -33,7 +33,7 @@ class PlanDoses(MethodView):
     decorators = [login_required]
 
     @operation("listPlanDoses", STAFF, PATIENT_APP)
-    @blp.arguments(DoseQueryArgsSchema, location="query")
+    @blp.arguments(DoseQueryArgsSchema(), location="query")
     @blp.response(200, page_of(DoseSchema))
     def get(self, args: dict[str, Any], plan_id: int) -> Any:
         """List a plan's doses in order."""
@@ -66,7 +66,7 @@ class DoseItem(MethodView):
         },
     )
     @blp.etag
-    @blp.arguments(DoseUpdateSchema)
+    @blp.arguments(DoseUpdateSchema())
     @blp.response(200, DoseChangeSchema)
     def patch(self, changes: dict[str, Any], dose_id: int) -> Any:
         """Book, confirm, reschedule, place, miss or cancel a dose."""
@@ -97,7 +97,7 @@ class Administration(MethodView):
             422: ("premedication_outside_window",),
         },
     )
-    @blp.arguments(DoseAdministrationSchema)
+    @blp.arguments(DoseAdministrationSchema())
     @blp.response(201, DoseChangeSchema)
     def post(self, data: dict[str, Any], dose_id: int) -> Any:
         """Record a dose as given: premedication, reaction, and what it does to the plan."""
@@ -136,7 +136,7 @@ class ReadinessItem(MethodView):
         refusals={409: ("invalid_transition", "conflict")},
     )
     @blp.etag
-    @blp.arguments(ReadinessAnswerSchema)
+    @blp.arguments(ReadinessAnswerSchema())
     @blp.response(200, ReadinessItemSchema)
     def put(self, data: dict[str, Any], dose_id: int, code: str) -> Any:
         """Answer a readiness item of a dose (staff)."""
@@ -158,7 +158,7 @@ class ReadinessOverride(MethodView):
         STAFF,
         refusals={409: ("contraindicated", "invalid_transition", "conflict")},
     )
-    @blp.arguments(ReadinessOverrideCreateSchema)
+    @blp.arguments(ReadinessOverrideCreateSchema())
     @blp.response(201, ReadinessSchema)
     def post(self, data: dict[str, Any], dose_id: int) -> Any:
         """Override the dose's open readiness items (clinicians, with a reason)."""

@@ -55,7 +55,7 @@ class PatientObservations(MethodView):
         STAFF,
         refusals={422: ("fhir_observations_rejected",)},
     )
-    @blp.arguments(FhirResourceSchema, content_type=fhir.MEDIA_TYPE)
+    @blp.arguments(FhirResourceSchema(), content_type=fhir.MEDIA_TYPE)
     @blp.response(200, ObservationImportSchema)
     def post(self, resource: dict[str, Any], patient_id: int) -> Any:
         """Import lab and screening results from a FHIR Observation or a Bundle of them."""

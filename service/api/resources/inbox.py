@@ -31,7 +31,7 @@ class Inbox(MethodView):
         messages created or changed (read, acknowledged) after it. Repeat while `has_more`.
         """,
     )
-    @blp.arguments(InboxQueryArgsSchema, location="query")
+    @blp.arguments(InboxQueryArgsSchema(), location="query")
     @blp.response(200, InboxChangesSchema)
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any]) -> Any:
@@ -66,7 +66,7 @@ class Devices(MethodView):
         """,
         refusals={409: ("device_in_use",)},
     )
-    @blp.arguments(DeviceSchema)
+    @blp.arguments(DeviceSchema())
     @blp.response(201, DeviceSchema)
     @blp.alt_response(200, schema=DeviceSchema, description="The token was already registered")
     def post(self, data: dict[str, Any]) -> Any:

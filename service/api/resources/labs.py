@@ -21,14 +21,14 @@ class PatientLabs(MethodView):
     decorators = [login_required]
 
     @operation("listLabResults", STAFF, PATIENT_APP)
-    @blp.arguments(LabQueryArgsSchema, location="query")
+    @blp.arguments(LabQueryArgsSchema(), location="query")
     @blp.response(200, page_of(LabResultSchema))
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
         """List a patient's lab results, newest first."""
         return labs.list_labs(db(), actor(), patient_id, **args)
 
     @operation("recordLabResult", STAFF, refusals={409: ("invalid_transition",)})
-    @blp.arguments(LabResultCreateSchema)
+    @blp.arguments(LabResultCreateSchema())
     @blp.response(201, LabResultSchema)
     def post(self, data: dict[str, Any], patient_id: int) -> Any:
         """Record a lab result; out of range raises a staff alert, task_id completes a task."""

@@ -50,7 +50,7 @@ class Me(MethodView):
         """,
     )
     @blp.etag
-    @blp.arguments(MeUpdateSchema)
+    @blp.arguments(MeUpdateSchema())
     @blp.response(200, MeSchema)
     def patch(self, changes: dict[str, Any]) -> Any:
         """Change my time zone and reminder preferences."""
@@ -66,7 +66,7 @@ class MyPassword(MethodView):
     decorators = [login_required]
 
     @operation("changePassword", PATIENT_APP, STAFF, refusals={429: ("rate_limited",)})
-    @blp.arguments(PasswordChangeSchema)
+    @blp.arguments(PasswordChangeSchema())
     @blp.response(204)
     def post(self, data: dict[str, Any]) -> None:
         """Change the password; every session of the account ends."""

@@ -26,7 +26,7 @@ class PlanMonitoring(MethodView):
     decorators = [login_required]
 
     @operation("listPlanMonitoring", STAFF, PATIENT_APP)
-    @blp.arguments(MonitoringQueryArgsSchema, location="query")
+    @blp.arguments(MonitoringQueryArgsSchema(), location="query")
     @blp.response(200, page_of(MonitoringTaskSchema))
     def get(self, args: dict[str, Any], plan_id: int) -> Any:
         """List a plan's monitoring tasks, soonest first."""
@@ -46,7 +46,7 @@ class MonitoringItem(MethodView):
 
     @operation("updateMonitoringTask", STAFF, refusals={409: ("invalid_transition",)})
     @blp.etag
-    @blp.arguments(MonitoringTaskUpdateSchema)
+    @blp.arguments(MonitoringTaskUpdateSchema())
     @blp.response(200, MonitoringTaskSchema)
     def patch(self, changes: dict[str, Any], task_id: int) -> Any:
         """Complete, waive (notes: the reason), reopen or move a monitoring task."""

@@ -22,14 +22,14 @@ class Patients(MethodView):
     decorators = [login_required]
 
     @operation("listPatients", STAFF)
-    @blp.arguments(PatientQueryArgsSchema, location="query")
+    @blp.arguments(PatientQueryArgsSchema(), location="query")
     @blp.response(200, page_of(PatientSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List the clinic's patients."""
         return records.list_patients(db(), actor(), **args)
 
     @operation("enrolPatient", STAFF, refusals={409: ("already_exists",)})
-    @blp.arguments(PatientSchema)
+    @blp.arguments(PatientSchema())
     @blp.response(201, PatientSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Enrol a patient."""
@@ -53,7 +53,7 @@ class PatientItem(MethodView):
 
     @operation("updatePatient", STAFF, refusals={409: ("already_exists",)})
     @blp.etag
-    @blp.arguments(PatientUpdateSchema)
+    @blp.arguments(PatientUpdateSchema())
     @blp.response(200, PatientSchema)
     def patch(self, changes: dict[str, Any], patient_id: int) -> Any:
         """Change a patient's details or reminder preferences."""

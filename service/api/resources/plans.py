@@ -32,7 +32,7 @@ class PatientPlans(MethodView):
     decorators = [login_required]
 
     @operation("listPatientPlans", STAFF, PATIENT_APP)
-    @blp.arguments(PlanQueryArgsSchema, location="query")
+    @blp.arguments(PlanQueryArgsSchema(), location="query")
     @blp.response(200, page_of(PlanSchema))
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
@@ -52,8 +52,8 @@ class PatientPlans(MethodView):
         """,
         refusals={409: ("already_exists", "contraindicated")},
     )
-    @blp.arguments(PlanPreviewArgsSchema, location="query")
-    @blp.arguments(PlanCreateSchema)
+    @blp.arguments(PlanPreviewArgsSchema(), location="query")
+    @blp.arguments(PlanCreateSchema())
     @blp.response(201, PlanSchema)
     @blp.alt_response(200, schema=PlanPreviewSchema, description="?preview=true: nothing is stored")
     def post(self, query: dict[str, Any], data: dict[str, Any], patient_id: int) -> Any:
@@ -78,7 +78,7 @@ class PatientPlanPreview(MethodView):
         an open plan or a contraindicating history, which only createPlan refuses.
         """,
     )
-    @blp.arguments(PlanCreateSchema)
+    @blp.arguments(PlanCreateSchema())
     @blp.response(200, PlanPreviewSchema)
     def post(self, data: dict[str, Any], patient_id: int) -> Any:
         """Preview a treatment plan: compute it, store nothing."""
@@ -100,7 +100,7 @@ class PlanItem(MethodView):
 
     @operation("updatePlan", STAFF, refusals={409: ("invalid_transition", "screening_not_cleared")})
     @blp.etag
-    @blp.arguments(PlanUpdateSchema)
+    @blp.arguments(PlanUpdateSchema())
     @blp.response(200, PlanSchema)
     def patch(self, changes: dict[str, Any], plan_id: int) -> Any:
         """Change a plan's status, start date, notes or hold reason."""
@@ -117,7 +117,7 @@ class MyPlans(MethodView):
     decorators = [login_required]
 
     @operation("listMyPlans", PATIENT_APP)
-    @blp.arguments(PlanQueryArgsSchema, location="query")
+    @blp.arguments(PlanQueryArgsSchema(), location="query")
     @blp.response(200, page_of(PlanSchema))
     @blp.alt_response(304, description=NOT_MODIFIED)
     def get(self, args: dict[str, Any]) -> Any:
@@ -132,7 +132,7 @@ class FollowUpEnd(MethodView):
     decorators = [login_required]
 
     @operation("endFollowUp", STAFF, refusals={409: ("invalid_transition",)})
-    @blp.arguments(FollowUpEndSchema)
+    @blp.arguments(FollowUpEndSchema())
     @blp.response(200, FollowUpSchema)
     def post(self, data: dict[str, Any], plan_id: int, kind: str) -> Any:
         """End monitoring that continued after the plan (B-cell repletion, or another reason)."""

@@ -22,7 +22,7 @@ class Regimens(MethodView):
     decorators = [login_required]
 
     @operation("listRegimens", STAFF, PATIENT_APP)
-    @blp.arguments(RegimenQueryArgsSchema, location="query")
+    @blp.arguments(RegimenQueryArgsSchema(), location="query")
     @blp.response(200, page_of(RegimenSchema))
     def get(self, args: dict[str, Any]) -> Any:
         """List every regimen in the catalog, with its sources."""

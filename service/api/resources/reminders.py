@@ -51,7 +51,7 @@ class AcknowledgeReminder(MethodView):
         """,
         refusals={409: ("conflict",)},
     )
-    @blp.arguments(AckSchema)
+    @blp.arguments(AckSchema())
     @blp.response(200, ReminderSchema)
     def post(self, body: dict[str, Any], reminder_id: int) -> Any:
         """Acknowledge a reminder, answering a check-in if it is one."""
@@ -67,7 +67,7 @@ class PatientReminders(MethodView):
     decorators = [login_required]
 
     @operation("listPatientReminders", STAFF)
-    @blp.arguments(PageArgsSchema, location="query")
+    @blp.arguments(PageArgsSchema(), location="query")
     @blp.response(200, page_of(StaffReminderSchema))
     def get(self, args: dict[str, Any], patient_id: int) -> Any:
         """List a patient's reminders with their delivery attempts."""

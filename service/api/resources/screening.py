@@ -46,7 +46,7 @@ class ChecklistItem(MethodView):
 
     @operation("recordScreeningResult", STAFF, refusals={409: ("invalid_transition", "conflict")})
     @blp.etag
-    @blp.arguments(ScreeningResultSchema)
+    @blp.arguments(ScreeningResultSchema())
     @blp.response(200, ScreeningItemSchema)
     def put(self, data: dict[str, Any], plan_id: int, item_code: str) -> Any:
         """Record an item's result.
@@ -84,7 +84,7 @@ class ScreeningOverride(MethodView):
             ),
         },
     )
-    @blp.arguments(ScreeningOverrideCreateSchema)
+    @blp.arguments(ScreeningOverrideCreateSchema())
     @blp.response(201, ScreeningChecklistSchema)
     def post(self, data: dict[str, Any], plan_id: int) -> Any:
         """Override a pending or needs-review checklist (clinicians, with a reason)."""

@@ -29,7 +29,7 @@ class Schedule(MethodView):
     decorators = [login_required]
 
     @operation("getStaffSchedule", STAFF)
-    @blp.arguments(ScheduleArgsSchema, location="query")
+    @blp.arguments(ScheduleArgsSchema(), location="query")
     @blp.response(200, ScheduleSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List the day's doses with checklist state, premedication and chair time."""
@@ -42,7 +42,7 @@ class Worklist(MethodView):
     decorators = [login_required]
 
     @operation("getWorklist", STAFF)
-    @blp.arguments(WorklistArgsSchema, location="query")
+    @blp.arguments(WorklistArgsSchema(), location="query")
     @blp.response(200, WorklistSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """List blocked checklists, overdue doses and tasks, and open alerts."""

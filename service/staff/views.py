@@ -29,12 +29,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from service.clinics.settings import get_clinic
 from service.core.access import Actor
 from service.core.wall_clock import day_bounds, local_today
 from service.db import utcnow
 from service.errors import NotFound
 from service.models import (
-    Clinic,
     Dose,
     DoseAdministration,
     MonitoringFollowUp,
@@ -163,18 +163,15 @@ _SCHEDULE_COLUMNS = (
 # and keying a statement of this size cost more per request than running it.
 
 
-@cache
-def _clinic_statement() -> _Select:
-    return select(Clinic.id, Clinic.time_zone).where(Clinic.id == bindparam("clinic_id"))
-
-
-def _clinic(session: Session, actor: Actor) -> _Row:
-    """The caller's clinic, for its staff: its id and time zone (the views need no more)."""
-    actor.require_staff()
-    clinic = session.execute(_clinic_statement(), {"clinic_id": actor.clinic_id}).first()
-    if clinic is None:
-        raise NotFound("Clinic not found")
-    return clinic
+def _doses_with_subject(*columns: Any) -> _Select:
+    """Doses with their plan and patient (_SUBJECT_COLUMNS), then `columns`: what every dose
+    entry of the two views starts from."""
+    return (
+        select(*_SUBJECT_COLUMNS, *columns)
+        .select_from(Dose)
+        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
+        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+    )
 
 
 def _patient(row: _Row) -> dict[str, Any]:
@@ -396,7 +393,7 @@ def staff_schedule(session: Session, actor: Actor, *, day: date | None = None) -
     `items`: every dose with an appointment on that local day (cancelled ones left out), by
     appointment time. `unbooked_due`: doses still planned for that day without an appointment.
     """
-    clinic = _clinic(session, actor)
+    clinic = get_clinic(session, actor)
     zone = clinic.time_zone
     day = day or local_today(zone)
     start, end = day_bounds(day, zone)
@@ -460,15 +457,7 @@ def _schedule_statement() -> _Select:
     """The doses booked on a day (`start` to `end`) and those still due on it (`day`) without
     an appointment, told apart by the appointment: one statement for both lists."""
     return (
-        select(
-            *_SUBJECT_COLUMNS,
-            *_GATE_COLUMNS,
-            *_SCHEDULE_COLUMNS,
-            DoseAdministration.administered_at,
-        )
-        .select_from(Dose)
-        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
-        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        _doses_with_subject(*_GATE_COLUMNS, *_SCHEDULE_COLUMNS, DoseAdministration.administered_at)
         .outerjoin(DoseAdministration, DoseAdministration.dose_id == Dose.id)
         .where(
             TreatmentPlan.clinic_id == bindparam("clinic_id"),
@@ -518,7 +507,7 @@ def staff_worklist(
     Each section holds at most `limit` entries; `counts` gives the full numbers. Each entry has
     `links` to the objects it is about.
     """
-    clinic = _clinic(session, actor)
+    clinic = get_clinic(session, actor)
     zone = ZoneInfo(clinic.time_zone)
     today = local_today(clinic.time_zone, now)
     today_start, _ = day_bounds(today, clinic.time_zone)
@@ -689,18 +678,12 @@ def _readiness_statement() -> _Select:
             Dose.appointment_at < bindparam("end"),
         ),
     )
-    return (
-        select(*_SUBJECT_COLUMNS, Dose.ready, Dose.readiness_blocking)
-        .select_from(Dose)
-        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
-        .join(Patient, Patient.id == TreatmentPlan.patient_id)
-        .where(
-            Dose.id.in_(soon),
-            TreatmentPlan.clinic_id == bindparam("clinic_id"),
-            _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
-            is_open,
-            Dose.ready.is_not(True),
-        )
+    return _doses_with_subject(Dose.ready, Dose.readiness_blocking).where(
+        Dose.id.in_(soon),
+        TreatmentPlan.clinic_id == bindparam("clinic_id"),
+        _literal_in(TreatmentPlan.status, OPEN_PLAN_STATUSES),
+        is_open,
+        Dose.ready.is_not(True),
     )
 
 
@@ -776,14 +759,9 @@ def _observation_missing(session: Session, clinic_id: int, today: date) -> list[
 @cache
 def _observation_statement() -> _Select:
     return (
-        select(
-            *_SUBJECT_COLUMNS,
-            DoseAdministration.administered_at,
-            DoseAdministration.observation_minutes,
+        _doses_with_subject(
+            DoseAdministration.administered_at, DoseAdministration.observation_minutes
         )
-        .select_from(Dose)
-        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
-        .join(Patient, Patient.id == TreatmentPlan.patient_id)
         .join(DoseAdministration, DoseAdministration.dose_id == Dose.id)
         .where(
             TreatmentPlan.clinic_id == bindparam("clinic_id"),
@@ -823,10 +801,7 @@ def _overdue_doses_statement() -> _Select:
         select(Dose.id).where(is_open, Dose.appointment_at < bindparam("today_start")),
     )
     return (
-        select(*_SUBJECT_COLUMNS, func.count().over().label("total"))
-        .select_from(Dose)
-        .join(TreatmentPlan, TreatmentPlan.id == Dose.plan_id)
-        .join(Patient, Patient.id == TreatmentPlan.patient_id)
+        _doses_with_subject(func.count().over().label("total"))
         .where(
             Dose.id.in_(late),
             TreatmentPlan.clinic_id == bindparam("clinic_id"),

@@ -158,15 +158,21 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
             answer = view(*args, **kwargs)
         except InvalidToken:
             raise
-        except BaseException as failure:
-            try:
-                actor()
-            except InvalidToken:
-                raise
-            except Exception:
-                log.debug("account row unread after a failed read", exc_info=True)
-            raise failure
+        except BaseException:
+            _refuse_a_revoked_caller()
+            raise
         actor()
         return answer
 
     return wrapper
+
+
+def _refuse_a_revoked_caller() -> None:
+    """After a failed read: InvalidToken when the caller's account refuses the token. If the row
+    cannot be read either (the read's own database failure, say), the read's failure stands."""
+    try:
+        actor()
+    except InvalidToken:
+        raise
+    except Exception:
+        log.debug("account row unread after a failed read", exc_info=True)

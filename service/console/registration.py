@@ -24,7 +24,7 @@ def register_console(app: Flask, settings: Settings) -> None:
         WTF_CSRF_CHECK_DEFAULT=False,  # checked by the console's own hook: the API uses tokens
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the console session
         SESSION_COOKIE_NAME="cd20_console_form",
-        SESSION_COOKIE_PATH="/console/",
+        SESSION_COOKIE_PATH=CONSOLE_PATH + "/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=context.secure_cookies(settings),

@@ -128,15 +128,14 @@ def _commit_read(session: Session, records: list[RequestRecord]) -> bool:
     """
     assert isinstance(session, RequestSession)
     try:
-        if session.autocommit_read:
-            # The read engine commits each INSERT as it runs, without waiting for the WAL.
-            for record in records:
-                record(session, with_changes=False)
-            return True
-        session.connection().execute(ASYNC_COMMIT)
+        # The read engine commits each INSERT as it runs, without waiting for the WAL.
+        own_transaction = not session.autocommit_read
+        if own_transaction:
+            session.connection().execute(ASYNC_COMMIT)
         for record in records:
             record(session, with_changes=False)
-        session.commit_request()
+        if own_transaction:
+            session.commit_request()
     except Exception as error:
         log_failure(log, "read's records not committed with it; writing them on their own", error)
         session.rollback()

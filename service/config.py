@@ -65,6 +65,11 @@ class Settings:
     # Bodies of polled reads kept per process, served while their freshness stamp holds
     # (service/api/middleware/rendered.py); 0 renders every read.
     render_store_bytes: int = 32 * 1024 * 1024
+    # A directory on this host's local disk: reads' audit events are appended to a spool file in
+    # it and moved into audit_event every audit_spool_flush_s (service/trust/audit_spool.py).
+    # Unset: each read inserts its event before it answers.
+    audit_spool_dir: str | None = None
+    audit_spool_flush_s: float = 0.2
     # argon2id cost; tests lower it, production keeps argon2-cffi's RFC 9106 defaults.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -271,6 +276,13 @@ def _flag(value: str) -> bool:
     raise ValueError(f"not a yes/no value: {value!r}")
 
 
+def _positive_seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0 < seconds <= 60:
+        raise ValueError(f"expected seconds between 0 and 60, not {value!r}")
+    return seconds
+
+
 def _origins(value: str) -> tuple[str, ...]:
     """A comma-separated list of origins, e.g. https://app.example.org,https://admin.example.org."""
     return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
@@ -290,6 +302,8 @@ ENVIRONMENT: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("CD20_REFRESH_GRACE", "refresh_grace_s", int),
     ("CD20_INVITATION_TTL", "invitation_ttl_s", int),
     ("CD20_RENDER_STORE_BYTES", "render_store_bytes", int),
+    ("CD20_AUDIT_SPOOL_DIR", "audit_spool_dir", str),
+    ("CD20_AUDIT_SPOOL_FLUSH", "audit_spool_flush_s", _positive_seconds),
     ("CD20_SMTP_HOST", "smtp_host", str),
     ("CD20_SMTP_PORT", "smtp_port", int),
     ("CD20_SMTP_USERNAME", "smtp_username", str),

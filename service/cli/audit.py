@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -54,6 +55,40 @@ def audit_partitions(months_ahead: int) -> None:
     with unit_of_work() as session:
         made = ensure_partitions(session, months_ahead=months_ahead)
     click.echo(f"{made} month partitions created.")
+
+
+@audit_group.command("flush-spool")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The spool directory (default CD20_AUDIT_SPOOL_DIR).",
+)
+def audit_flush_spool(directory: Path | None) -> None:
+    """Move into the trail the read events that stopped processes left in this host's spool.
+
+    Running API processes do this themselves every few seconds; run it before retiring a host.
+    Files a running process holds are left to it.
+    """
+    from service.cli.database import command_settings, ensure_database
+    from service.db import init_engine
+    from service.trust.audit_spool import AuditSpool
+
+    settings = command_settings(embedded=False, needs_secret=False)
+    if directory is None:
+        if not settings.audit_spool_dir:
+            raise click.UsageError("no spool directory: pass --dir or set CD20_AUDIT_SPOOL_DIR")
+        directory = Path(settings.audit_spool_dir)
+    if not directory.is_dir():
+        raise click.ClickException(f"{directory} is not a directory")
+    ensure_database(settings)
+    init_engine(settings.database_url)
+    spool = AuditSpool(directory, flush_interval_s=settings.audit_spool_flush_s)
+    adopted = spool.adopt_orphans()
+    click.echo(
+        f"{adopted.events} audit events moved from {adopted.files} spool files;"
+        f" {adopted.in_use} held by running processes left to them."
+    )
 
 
 COMMANDS.append(audit_group)

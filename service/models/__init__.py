@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.models.audit import AuditEvent
+from service.models.audit import AuditEvent, AuditSpoolProgress
 from service.models.clinic import Clinic
 from service.models.console import ConsoleSession
 from service.models.dose import (
@@ -33,6 +33,7 @@ from service.models import stored_state  # noqa: F401  # isort: skip
 
 __all__ = [
     "AuditEvent",
+    "AuditSpoolProgress",
     "CalendarFeed",
     "Clinic",
     "ConsoleSession",

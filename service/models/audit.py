@@ -54,3 +54,15 @@ class AuditEvent(Base):
         Index("ix_audit_event_patient_time", "patient_id", "occurred_at"),
         Index("ix_audit_event_actor_time", "actor_id", "occurred_at"),
     )
+
+
+class AuditSpoolProgress(Base):
+    """How far a host's spool file of read events is moved into audit_event
+    (service.trust.audit_spool): updated in the transaction that moves its lines, so each line
+    is moved once. The row goes when its file is wholly moved and removed."""
+
+    __tablename__ = "audit_spool_progress"
+
+    spool: Mapped[str] = mapped_column(String(200), primary_key=True)
+    moved_bytes: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

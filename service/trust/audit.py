@@ -72,9 +72,17 @@ _INSERT_EVENT = insert(AuditEvent).inline()
 def record_event(session: Session, actor: Actor | None, seen: AuditedRequest) -> None:
     """Append the request's event; the caller commits it in a transaction of its own.
 
+    One INSERT, outside the session's unit of work: every API request writes one, and nothing
+    reads it back.
+    """
+    session.connection().execute(_INSERT_EVENT, event_row(session, actor, seen))
+
+
+def event_row(session: Session, actor: Actor | None, seen: AuditedRequest) -> dict[str, Any]:
+    """The audit_event row of the request.
+
     The patient is recorded only when the actor may see that patient's data: a probe of another
-    clinic's plan names the plan it tried, but not whose plan it is. One INSERT, outside the
-    session's unit of work: every API request writes one, and nothing reads it back.
+    clinic's plan names the plan it tried, but not whose plan it is.
     """
     outcome = outcome_for(seen.status_code)
     details = dict(seen.details)
@@ -82,26 +90,23 @@ def record_event(session: Session, actor: Actor | None, seen: AuditedRequest) ->
         details["operation"] = seen.operation
     if seen.operation == "override" and outcome == "success" and actor is not None:
         details.update(_override_reference(session, actor, seen.subjects))
-    session.connection().execute(
-        _INSERT_EVENT,
-        {
-            "occurred_at": seen.occurred_at,
-            "request_id": seen.request_id,
-            "actor_id": actor.user_id if actor else None,
-            "actor_role": actor.role if actor else None,
-            "clinic_id": actor.clinic_id if actor else seen.clinic_id,
-            "action": seen.action,
-            "resource_type": seen.resource_type,
-            "resource_id": seen.resource_id,
-            "patient_id": _patient_in_scope(session, actor, seen.subjects),
-            "outcome": outcome,
-            "status_code": seen.status_code,
-            "source_address": seen.source_address,
-            "method": seen.method,
-            "path_template": seen.path_template,
-            "details": details,
-        },
-    )
+    return {
+        "occurred_at": seen.occurred_at,
+        "request_id": seen.request_id,
+        "actor_id": actor.user_id if actor else None,
+        "actor_role": actor.role if actor else None,
+        "clinic_id": actor.clinic_id if actor else seen.clinic_id,
+        "action": seen.action,
+        "resource_type": seen.resource_type,
+        "resource_id": seen.resource_id,
+        "patient_id": _patient_in_scope(session, actor, seen.subjects),
+        "outcome": outcome,
+        "status_code": seen.status_code,
+        "source_address": seen.source_address,
+        "method": seen.method,
+        "path_template": seen.path_template,
+        "details": details,
+    }
 
 
 def list_events(

@@ -25,7 +25,10 @@ of one object ask for the same one again and again, as a polling app does, and a
 with the body kept for it while nothing changed; `GET /plans/{id}` is also timed over every
 plan of the clinic in turn, where each read renders its plan. With --compare-workers 1,2,4
 the bare app, `GET /plans/{id}` and `GET /me/inbox` are timed again under each worker count
-(reported under "by_workers"). The writes go through wrk's Lua:
+(reported under "by_workers"). Reads' audit events are spooled (CD20_AUDIT_SPOOL_DIR), as the
+README's production command does; --audit-events insert has each read insert its event
+instead, and --compare-audit times the reads of one object that way too, against the same bare
+app (reported under "reads_with_event_inserted"). The writes go through wrk's Lua:
 `POST /patients/{id}/plans` on fresh patients with unique Idempotency-Keys, and `PUT` of a
 screening result on plans those made, each with its ETag. The worklist and the schedule of
 the first clinic are measured in the registry of N and in the one of 1,000 (their p50 ratio is
@@ -94,11 +97,12 @@ class BenchClinic:
     plan_ids: list[int] = field(default_factory=list)  # every plan of the clinic
 
 
-def _settings(url: str) -> Any:
+def _settings(url: str, **overrides: Any) -> Any:
     from service.config import Settings
 
     return Settings(
         database_url=url,
+        **overrides,
         secret_key=SECRET,
         environment="production",
         rate_limits_enabled=False,
@@ -375,11 +379,15 @@ end
 
 
 class StatementCounter:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, spool_dir: Path | None) -> None:
         from service.app import create_app
         from service.db import engines
 
-        self.app = create_app(_settings(url))
+        # A spool's own moves would be counted as the request's: this one moves at close().
+        spooled = (
+            {"audit_spool_dir": str(spool_dir), "audit_spool_flush_s": 60} if spool_dir else {}
+        )
+        self.app = create_app(_settings(url, **spooled))
         self.client = self.app.test_client()
         self.count = 0
         for engine in engines():
@@ -398,6 +406,14 @@ class StatementCounter:
                 f"{method} {path}: {response.status_code} {response.get_data()[:500]!r}"
             )
         return self.count, response
+
+    def close(self) -> None:
+        from service.api.middleware.auditing import audit_spool
+
+        with self.app.app_context():
+            spool = audit_spool()
+        if spool is not None:
+            spool.close()
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -429,6 +445,8 @@ def run_benchmark(
     in_place: bool = False,
     one_clinic: bool = False,
     compare_workers: tuple[int, ...] = (),
+    audit_events: str = "spool",
+    compare_audit: bool = False,
     log: Log = _stderr,
 ) -> dict[str, Any]:
     if shutil.which("wrk") is None:
@@ -457,7 +475,8 @@ def run_benchmark(
             # timed: the figures are of serving, not of the seed's aftermath.
             conn.execute(text("CHECKPOINT"))
 
-        counter = StatementCounter(database_url)
+        spooled = audit_events == "spool"
+        counter = StatementCounter(database_url, workdir / "counter-spool" if spooled else None)
         schedule_day = big.schedule_day.isoformat()
         staff, me, writer = big.staff_headers, big.patient_headers, big.writer_headers
         reads = [
@@ -522,6 +541,8 @@ def run_benchmark(
             }
         )
         env.pop("REDIS_URL", None)
+        if spooled:
+            env["CD20_AUDIT_SPOOL_DIR"] = str(workdir / "audit-spool")
         wrk = {"seconds": seconds, "connections": connections, "threads": threads}
         # A write takes tens of milliseconds: a short run would time only the first few.
         writes = {**wrk, "seconds": max(seconds, WRITE_SECONDS)}
@@ -633,6 +654,20 @@ def run_benchmark(
                     "errors": load.errors,
                 }
                 log(f"  {name} in one clinic of {patients}: p50 {load.p50_ms:.2f} ms")
+        inserted: dict[str, Any] = {}
+        if compare_audit and spooled:
+            # The polled reads again, each inserting its event: what the spool saves, timed
+            # against the same bare app.
+            unspooled = {k: v for k, v in env.items() if k != "CD20_AUDIT_SPOOL_DIR"}
+            with gunicorn("wsgi:app", unspooled, workers, workdir) as api:
+                for name, path, headers in reads:
+                    if name in POLLED_READS:
+                        load = warmed_wrk(api + path, headers=headers, **wrk)
+                        inserted[name] = {**_against(load, bare), "errors": load.errors}
+                        log(
+                            f"  {name}, its event inserted: {load.requests_per_s:.0f}/s"
+                            f" ({inserted[name]['ratio_to_bare']} of bare)"
+                        )
         by_workers = {
             str(count): _worker_count(
                 count, env, workdir, wrk, [(name, path, headers) for name, path, headers in reads
@@ -640,6 +675,7 @@ def run_benchmark(
             )
             for count in compare_workers
         }  # fmt: skip
+        counter.close()
         engine.dispose()
 
     scaling = {
@@ -657,6 +693,7 @@ def run_benchmark(
         "seconds_per_request": seconds,
         "workers": workers,
         "connections": connections,
+        "audit_events": audit_events,
         "bare_flask": {
             "requests_per_s": round(bare.requests_per_s, 1),
             "p50_ms": round(bare.p50_ms, 2),
@@ -666,11 +703,29 @@ def run_benchmark(
         "scaling": scaling,
         "one_clinic_of_n": one or None,
         "by_workers": by_workers or None,
+        "reads_with_event_inserted": inserted or None,
         "write_pool": len(fresh),
         "total_s": round(time.monotonic() - started_run, 1),
     }
 
 
+def _against(load: Load, bare: Load) -> dict[str, Any]:
+    return {
+        "requests_per_s": round(load.requests_per_s, 1),
+        "p50_ms": _rounded(load.p50_ms),
+        "p99_ms": _rounded(load.p99_ms),
+        "ratio_to_bare": round(load.requests_per_s / bare.requests_per_s, 3),
+    }
+
+
+# Timed again with --compare-audit: the reads of one object and the app's poll.
+POLLED_READS = (
+    "GET /plans/{id}",
+    "GET /me/inbox",
+    "GET /me/plans",
+    "GET /me/reminders/upcoming",
+    "GET /patients/{id}",
+)
 # Timed again under each --compare-workers count: one object's read and the app's poll.
 WORKER_READS = ("GET /plans/{id}", "GET /me/inbox")
 
@@ -689,13 +744,7 @@ def _worker_count(
     figures: dict[str, Any] = {"bare_requests_per_s": round(bare.requests_per_s, 1)}
     with gunicorn("wsgi:app", env, count, workdir) as api:
         for name, path, headers in reads:
-            load = warmed_wrk(api + path, headers=headers, **wrk)
-            figures[name] = {
-                "requests_per_s": round(load.requests_per_s, 1),
-                "p50_ms": _rounded(load.p50_ms),
-                "p99_ms": _rounded(load.p99_ms),
-                "ratio_to_bare": round(load.requests_per_s / bare.requests_per_s, 3),
-            }
+            figures[name] = _against(warmed_wrk(api + path, headers=headers, **wrk), bare)
     log(
         f"  {count} workers: bare {bare.requests_per_s:.0f}/s; "
         + ", ".join(
@@ -728,6 +777,19 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated worker counts (e.g. 1,2,4) under which bare Flask, GET /plans/{id}"
         " and GET /me/inbox are timed again, for choosing gunicorn's --workers",
     )
+    parser.add_argument(
+        "--audit-events",
+        choices=("spool", "insert"),
+        default="spool",
+        help="where reads' audit events go first: a spool on the host (CD20_AUDIT_SPOOL_DIR,"
+        " as the README's production command) or an INSERT by each read",
+    )
+    parser.add_argument(
+        "--compare-audit",
+        action="store_true",
+        help="with the spool, also time the reads of one object with each read inserting its"
+        " event (reported under reads_with_event_inserted)",
+    )
     args = parser.parse_args(argv)
     from service.config import normalise_database_url
 
@@ -744,6 +806,8 @@ def main(argv: list[str] | None = None) -> None:
         in_place=args.in_place,
         one_clinic=args.one_clinic,
         compare_workers=tuple(int(n) for n in args.compare_workers.split(",") if n.strip()),
+        audit_events=args.audit_events,
+        compare_audit=args.compare_audit,
     )
     print(json.dumps(summary), flush=True)
 

@@ -3,7 +3,9 @@
 Written here, once, after the response is made, not in the views: a view cannot forget it, and
 an error response is audited like a success. A write's event commits in the same transaction as
 the write (service.api.middleware.transaction); a read, or a refused or rolled-back request,
-gets a transaction of its own, so it still leaves its event.
+gets a transaction of its own, so it still leaves its event. Where the deployment spools reads'
+events (CD20_AUDIT_SPOOL_DIR), a GET's or HEAD's event is appended to the host's spool instead,
+before the answer leaves, and moved into the trail in batches (service.trust.audit_spool).
 
 The source address is `request.remote_addr`. Behind a reverse proxy that is the proxy's address;
 deploy with werkzeug's ProxyFix (trusting exactly the proxies in front) to record the client's.
@@ -11,9 +13,11 @@ deploy with werkzeug's ProxyFix (trusting exactly the proxies in front) to recor
 
 from __future__ import annotations
 
+import atexit
 import re
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -29,6 +33,7 @@ from service.core.access import Actor
 from service.db import utcnow
 from service.errors import InvalidToken
 from service.trust import audit
+from service.trust.audit_spool import AuditSpool
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -38,6 +43,7 @@ _PROBLEM_CODE = re.compile(r"[a-z0-9_]{1,64}")
 _NUMBER = re.compile(r"[0-9]{1,18}")
 
 # Probes, metrics and the API description carry no patient data.
+SPOOL = "cd20_audit_spool"
 NOT_AUDITED = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 # The regimen catalog is reference data: reading it is not audited (changing it is not possible).
 CATALOG = API_PREFIX + "/regimens"
@@ -69,6 +75,7 @@ STAFF_VIEWS = frozenset({"schedule", "worklist"})
 OPERATIONS = frozenset(
     {"administration", "override", "ack", "read", "resolve", "invitation", "password", "end"}
 )
+READS = frozenset({"GET", "HEAD"})
 METHOD_ACTIONS = {
     "GET": "read",
     "HEAD": "read",
@@ -83,6 +90,21 @@ def init_app(app: Flask) -> None:
     app.before_request(assign_request_id)
     app.after_request(echo_request_id)
     transaction.add_record(app, audit_record)
+    configured = app.extensions["cd20_settings"]
+    if configured.audit_spool_dir:
+        spool = AuditSpool(
+            Path(configured.audit_spool_dir), flush_interval_s=configured.audit_spool_flush_s
+        )
+        spool.check_writable()
+        app.extensions[SPOOL] = spool
+        spool.start()
+        atexit.register(spool.close)
+
+
+def audit_spool() -> AuditSpool | None:
+    """Where reads' events go first, when the deployment spools them."""
+    spool: AuditSpool | None = current_app.extensions.get(SPOOL)
+    return spool
 
 
 def assign_request_id() -> None:
@@ -109,6 +131,13 @@ def audit_record(response: Response) -> transaction.RequestRecord | None:
         return None
     who = _actor(response)
     seen = _describe(response, _request_id(), who)
+    spool = audit_spool()
+    if spool is not None and request.method in READS:
+
+        def spooled_audit_event(session: Session, *, with_changes: bool) -> None:
+            spool.append(audit.event_row(session, who, seen))
+
+        return spooled_audit_event
 
     def audit_event(session: Session, *, with_changes: bool) -> None:
         audit.record_event(session, who, seen)

@@ -51,6 +51,7 @@ SUFFIX = ".spool"
 # A spool file's name until its writer holds its lock: adopters only look at SUFFIX files.
 CLAIMING = ".claiming"
 ADOPT_EVERY_S = 5.0
+CLAIM_STALE_S = 60.0
 RETRY_MAX_S = 30.0
 # A moved file this large is replaced by a new one.
 ROTATE_BYTES = 4 * 1024 * 1024
@@ -224,8 +225,9 @@ class AuditSpool:
                 self._finish(orphan)
                 files += 1
         for path in self.directory.glob("*" + CLAIMING):
-            with _locked(path) as held:  # its process died before it wrote a line
-                if held is not None:
+            # Its process died before it wrote a line. A young one may be about to be locked.
+            with _locked(path) as held:
+                if held is not None and time.time() - os.fstat(held).st_mtime > CLAIM_STALE_S:
                     path.unlink(missing_ok=True)
         return Adopted(files=files, events=events, in_use=in_use)
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +325,18 @@ def test_a_last_line_cut_short_is_dropped_and_the_whole_ones_moved(served, orpha
     assert not orphan.exists()
 
 
+def test_a_file_left_before_it_was_named_is_removed_only_once_stale(orphans):
+    young = orphans.directory / "elsewhere-3-0123456789ab.claiming"
+    stale = orphans.directory / "elsewhere-4-0123456789ab.claiming"
+    young.touch()
+    stale.touch()
+    long_ago = time.time() - 2 * audit_spool.CLAIM_STALE_S
+    os.utime(stale, (long_ago, long_ago))
+    assert orphans.adopt_orphans() == audit_spool.Adopted(files=0, events=0, in_use=0)
+    assert young.exists()  # its writer may be about to lock it
+    assert not stale.exists()
+
+
 def test_a_damaged_line_is_skipped_and_the_rest_moved(served, orphans, caplog):
     orphan = orphans.directory / "elsewhere-2-0123456789ab.spool"
     orphan.write_bytes(
@@ -348,6 +360,23 @@ def test_the_spool_moves_by_itself_within_its_interval(served, unwatched):
         assert [e["request_id"] for e in events(served.url)] == ["on-its-own"]
     finally:
         spool.close()
+
+
+def test_a_moved_event_keeps_its_instant_and_details_exactly(served, unwatched):
+    spool = AuditSpool(unwatched, flush_interval_s=60)
+    sent = {
+        **row("exact"),
+        "occurred_at": datetime(2026, 11, 30, 23, 59, 59, 123456, tzinfo=UTC),
+        "details": {"code": "invalid_token", "plan_id": 5, "operation": "override"},
+        "resource_id": "5/hbv_core_antibody",
+    }
+    try:
+        spool.append(sent)
+        assert spool.flush() == 1
+    finally:
+        spool.close()
+    [stored] = events(served.url)
+    assert {key: stored[key] for key in sent} == sent
 
 
 def test_a_batch_whose_commit_went_unanswered_is_not_moved_again(served, unwatched):

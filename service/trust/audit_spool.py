@@ -152,7 +152,7 @@ class AuditSpool:
         claiming = self.directory / (name + CLAIMING)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
         fd = os.open(claiming, flags, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits out an adopter that is looking at it
         path = self.directory / (name + SUFFIX)
         os.rename(claiming, path)
         return _SpoolFile(path, moved=0), fd
@@ -225,10 +225,12 @@ class AuditSpool:
                 self._finish(orphan)
                 files += 1
         for path in self.directory.glob("*" + CLAIMING):
-            # Its process died before it wrote a line. A young one may be about to be locked.
-            with _locked(path) as held:
-                if held is not None and time.time() - os.fstat(held).st_mtime > CLAIM_STALE_S:
-                    path.unlink(missing_ok=True)
+            # Its process died before it wrote a line. A young one is left alone, unlocked: its
+            # writer may be about to lock it.
+            if _age_s(path) > CLAIM_STALE_S:
+                with _locked(path) as held:
+                    if held is not None:
+                        path.unlink(missing_ok=True)
         return Adopted(files=files, events=events, in_use=in_use)
 
     def _move(self, spool: _SpoolFile) -> int:
@@ -398,6 +400,13 @@ class _locked(AbstractContextManager["int | None"]):
     def __exit__(self, *_exc: object) -> None:
         if self.fd is not None:
             os.close(self.fd)
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _size(path: Path) -> int:

@@ -325,15 +325,26 @@ def test_a_last_line_cut_short_is_dropped_and_the_whole_ones_moved(served, orpha
     assert not orphan.exists()
 
 
-def test_a_file_left_before_it_was_named_is_removed_only_once_stale(orphans):
+def test_a_file_left_before_it_was_named_is_removed_only_once_stale(orphans, monkeypatch):
+    """A writer locks its new file just after creating it; an adopter that locked it in that
+    moment, even to look, would make the writer's lock fail and its read's event with it."""
     young = orphans.directory / "elsewhere-3-0123456789ab.claiming"
     stale = orphans.directory / "elsewhere-4-0123456789ab.claiming"
     young.touch()
     stale.touch()
     long_ago = time.time() - 2 * audit_spool.CLAIM_STALE_S
     os.utime(stale, (long_ago, long_ago))
+    locked = []
+    real_lock = audit_spool._locked
+
+    def noting_lock(path: Path) -> Any:
+        locked.append(path)
+        return real_lock(path)
+
+    monkeypatch.setattr(audit_spool, "_locked", noting_lock)
     assert orphans.adopt_orphans() == audit_spool.Adopted(files=0, events=0, in_use=0)
-    assert young.exists()  # its writer may be about to lock it
+    assert young.exists()
+    assert young not in locked
     assert not stale.exists()
 
 

@@ -312,7 +312,7 @@ def _staff_dose(dose: dict[str, Any]) -> dict[str, Any]:
         "course": dose["course"],
         "kind": dose["kind"],
         "amount_mg": dose["amount_mg"],
-        "due_date": dose["due_date"].isoformat(),
+        "due_date": _day(dose["due_date"]),
         "booking": dose["booking"],
         "status": dose["status"],
     }

@@ -66,7 +66,7 @@ def outcome_for(status_code: int) -> str:
 
 # Built once; its parameters are given per event. Inline: nothing is read back (no RETURNING of
 # the new id, which no caller uses), which spares every request a result to fetch.
-_INSERT_EVENT = insert(AuditEvent).inline()
+INSERT_EVENT = insert(AuditEvent).inline()
 
 
 def record_event(session: Session, actor: Actor | None, seen: AuditedRequest) -> None:
@@ -75,7 +75,7 @@ def record_event(session: Session, actor: Actor | None, seen: AuditedRequest) ->
     One INSERT, outside the session's unit of work: every API request writes one, and nothing
     reads it back.
     """
-    session.connection().execute(_INSERT_EVENT, event_row(session, actor, seen))
+    session.connection().execute(INSERT_EVENT, event_row(session, actor, seen))
 
 
 def event_row(session: Session, actor: Actor | None, seen: AuditedRequest) -> dict[str, Any]:

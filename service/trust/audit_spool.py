@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from service.config import ConfigurationError
 from service.db import unit_of_work, utcnow
 from service.models import AuditEvent, AuditSpoolProgress
+from service.trust.audit import INSERT_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ RETRY_MAX_S = 30.0
 ROTATE_BYTES = 4 * 1024 * 1024
 # Moved per transaction.
 BATCH_BYTES = 1024 * 1024
-
-_INSERT_EVENTS = insert(AuditEvent)
 
 SessionScope = Callable[[], AbstractContextManager[Session]]
 
@@ -279,7 +278,7 @@ class AuditSpool:
             else:
                 rows = list(_decode_lines(lines, spool.path.name, start))
                 if rows:
-                    connection.execute(_INSERT_EVENTS, rows)
+                    connection.execute(INSERT_EVENT, rows)
                 moved = len(rows)
             _record_offset(session, spool.path.name, start + whole)
         spool.moved = start + whole

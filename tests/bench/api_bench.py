@@ -408,10 +408,9 @@ class StatementCounter:
         return self.count, response
 
     def close(self) -> None:
-        from service.api.middleware.auditing import audit_spool
+        from service.api.middleware.auditing import SPOOL
 
-        with self.app.app_context():
-            spool = audit_spool()
+        spool = self.app.extensions.get(SPOOL)
         if spool is not None:
             spool.close()
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from service.accounts.tokens import authenticate
-from service.api.context import db, settings
+from service.api.context import SAFE_METHODS, db, settings
 from service.api.middleware import transaction
 from service.api.paths import API_PREFIX
 from service.core.access import Actor
@@ -42,8 +42,9 @@ _CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PROBLEM_CODE = re.compile(r"[a-z0-9_]{1,64}")
 _NUMBER = re.compile(r"[0-9]{1,18}")
 
-# Probes, metrics and the API description carry no patient data.
+# Where the app keeps its AuditSpool, when reads' events are spooled.
 SPOOL = "cd20_audit_spool"
+# Probes, metrics and the API description carry no patient data.
 NOT_AUDITED = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 # The regimen catalog is reference data: reading it is not audited (changing it is not possible).
 CATALOG = API_PREFIX + "/regimens"
@@ -75,7 +76,6 @@ STAFF_VIEWS = frozenset({"schedule", "worklist"})
 OPERATIONS = frozenset(
     {"administration", "override", "ack", "read", "resolve", "invitation", "password", "end"}
 )
-READS = frozenset({"GET", "HEAD"})
 METHOD_ACTIONS = {
     "GET": "read",
     "HEAD": "read",
@@ -132,7 +132,7 @@ def audit_record(response: Response) -> transaction.RequestRecord | None:
     who = _actor(response)
     seen = _describe(response, _request_id(), who)
     spool = audit_spool()
-    if spool is not None and request.method in READS:
+    if spool is not None and request.method in SAFE_METHODS:
 
         def spooled_audit_event(session: Session, *, with_changes: bool) -> None:
             spool.append(audit.event_row(session, who, seen))
